@@ -1,0 +1,168 @@
+"""Minimum spanning trees: Kruskal (union-find with path compression) and Prim."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..recording import Layout, Recording, one_hot
+from .greedy_queue import priority_queue_probes, priority_queue_push, queue_keys
+from .ordering import TIE, argsort_exact, first_of_argsort, has_ties
+
+NEVER = np.iinfo(np.int64).max
+# Columns of Kruskal's scalar step record.
+K_U, K_V, K_ROOT_U, K_ROOT_V, K_PHASE = range(5)
+
+
+@njit(cache=True)
+def upper_edges(A):
+    """Edges (i, j), i < j, with A[i, j] > 0 in row-major order, and their weights."""
+    n = A.shape[0]
+    count = 0
+    for a in range(n):
+        for b in range(a + 1, n):
+            if A[a, b] > 0:
+                count += 1
+    lx = np.empty(count, dtype=np.int64)
+    ly = np.empty(count, dtype=np.int64)
+    wts = np.empty(count)
+    e = 0
+    for a in range(n):
+        for b in range(a + 1, n):
+            if A[a, b] > 0:
+                lx[e] = a
+                ly[e] = b
+                wts[e] = A[a, b]
+                e += 1
+    return lx, ly, wts
+
+
+@njit(cache=True)
+def _kruskal_push(pi, mask_u, mask_v, u, v, root_u, root_v, phase, rec, t0, t, cap):
+    row = t0 + t
+    if row < cap:
+        rec[0][row, :] = pi
+        rec[1][row, :] = mask_u
+        rec[2][row, :] = mask_v
+        scal = rec[3]
+        scal[row, K_U] = u
+        scal[row, K_V] = v
+        scal[row, K_ROOT_U] = root_u
+        scal[row, K_ROOT_V] = root_v
+        scal[row, K_PHASE] = phase
+    return t + 1
+
+
+@njit(cache=True)
+def mst_kruskal_kernel(A, s, aux, rec, t0, cap, out, i):
+    """Kruskal; ``out[0][i]`` gets the step at which each edge joins the tree.
+
+    ``aux[i]``, when given, is the edge order (NumPy's argsort of the weights in
+    the caller's dtype), padded with -1.
+    """
+    n = A.shape[0]
+    joined = out[0][i]
+    joined[:, :] = NEVER
+    pi = np.arange(n)
+    zeros = np.zeros(n)
+    t = _kruskal_push(pi, zeros, zeros, 0, 0, 0, 0, 0, rec, t0, 0, cap)
+    lx, ly, wts = upper_edges(A)
+    if aux.shape[0] > 0:
+        order = aux[i, : wts.shape[0]].copy()
+    else:
+        order = argsort_exact(wts)
+        if has_ties(order, wts.shape[0]):
+            return TIE
+    for e in order:
+        u = lx[e]
+        v = ly[e]
+        root_u = u
+        root_v = v
+        mask_u = np.zeros(n)
+        mask_v = np.zeros(n)
+        mask_u[u] = 1.0
+        mask_v[v] = 1.0
+        t = _kruskal_push(pi, mask_u, mask_v, u, v, root_u, root_v, 1, rec, t0, t, cap)
+        while pi[root_u] != root_u:
+            root_u = pi[root_u]
+            for w in range(n):
+                if mask_u[w] == 1:
+                    pi[w] = root_u
+            mask_u[root_u] = 1.0
+            t = _kruskal_push(pi, mask_u, mask_v, u, v, root_u, root_v, 1, rec, t0, t, cap)
+        while pi[root_v] != root_v:
+            root_v = pi[root_v]
+            for w in range(n):
+                if mask_v[w] == 1:
+                    pi[w] = root_v
+            mask_v[root_v] = 1.0
+            t = _kruskal_push(pi, mask_u, mask_v, u, v, root_u, root_v, 2, rec, t0, t, cap)
+        if root_u != root_v:
+            joined[u, v] = t
+            joined[v, u] = t
+            if root_u < root_v:
+                pi[root_u] = root_v
+            else:
+                pi[root_v] = root_u
+        t = _kruskal_push(pi, mask_u, mask_v, u, v, root_u, root_v, 0, rec, t0, t, cap)
+    return t
+
+
+@njit(cache=True)
+def mst_prim_kernel(A, s, aux, rec, t0, cap, out, i):
+    n = A.shape[0]
+    key = np.zeros(n)
+    mark = np.zeros(n)
+    in_queue = np.zeros(n)
+    pi = np.arange(n)
+    in_queue[s] = 1.0
+    t = priority_queue_push(pi, key, mark, in_queue, s, rec, t0, 0, cap)
+    for _ in range(n):
+        u = first_of_argsort(queue_keys(key, in_queue))
+        if u == TIE:
+            return TIE
+        if in_queue[u] == 0:
+            break
+        mark[u] = 1.0
+        in_queue[u] = 0.0
+        for v in range(n):
+            if A[u, v] != 0:
+                if mark[v] == 0 and (in_queue[v] == 0 or A[u, v] < key[v]):
+                    pi[v] = u
+                    key[v] = A[u, v]
+                    in_queue[v] = 1.0
+        t = priority_queue_push(pi, key, mark, in_queue, u, rec, t0, t, cap)
+    out[0][i, :] = pi
+    return t
+
+
+# --- from recordings to CLRS probes --------------------------------------------
+
+def finalize_mst_kruskal(rec: Recording, graphs: np.ndarray):
+    pi, mask_u, mask_v, scal = rec.steps
+    joined = rec.per_sample[0]
+    n = graphs.shape[1]
+    hints = {
+        "in_mst_h": (joined[rec.step_sample] <= rec.local_step[:, None, None]).astype(np.float64),
+        "pi": pi.copy(),
+        "u": one_hot(scal[:, K_U], n),
+        "v": one_hot(scal[:, K_V], n),
+        "root_u": one_hot(scal[:, K_ROOT_U], n),
+        "root_v": one_hot(scal[:, K_ROOT_V], n),
+        "mask_u": mask_u.copy(),
+        "mask_v": mask_v.copy(),
+        "phase": one_hot(scal[:, K_PHASE], 3),
+    }
+    return hints, {"in_mst": (joined < NEVER).astype(np.float64)}
+
+
+def finalize_mst_prim(rec: Recording, graphs: np.ndarray):
+    return priority_queue_probes(rec, graphs, "key")
+
+
+KRUSKAL_LAYOUT = Layout(
+    steps=((np.dtype(np.int64), lambda n: (n,)), (np.dtype(np.float64), lambda n: (n,)),
+           (np.dtype(np.float64), lambda n: (n,)), (np.dtype(np.int64), lambda n: (5,))),
+    per_sample=((np.dtype(np.int64), lambda n: (n, n)),),
+    steps_per_node=2,
+)

@@ -1,0 +1,147 @@
+"""Single-source and all-pairs shortest paths: Dijkstra, Bellman-Ford, Floyd-Warshall.
+
+DAG shortest paths shares the DFS walker and lives in ``dfs_machine``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..recording import Layout, Recording, one_hot
+from .ordering import TIE, first_of_argsort
+from .greedy_queue import priority_queue_probes, priority_queue_push, queue_keys
+
+NEGATIVE_CYCLE = -1  # kernel error code
+
+
+@njit(cache=True)
+def dijkstra_kernel(A, s, aux, rec, t0, cap, out, i):
+    n = A.shape[0]
+    d = np.zeros(n)
+    mark = np.zeros(n)
+    in_queue = np.zeros(n)
+    pi = np.arange(n)
+    in_queue[s] = 1.0
+    t = priority_queue_push(pi, d, mark, in_queue, s, rec, t0, 0, cap)
+    for _ in range(n):
+        u = first_of_argsort(queue_keys(d, in_queue))
+        if u == TIE:
+            return TIE
+        if in_queue[u] == 0:
+            break
+        mark[u] = 1.0
+        in_queue[u] = 0.0
+        for v in range(n):
+            if A[u, v] != 0:
+                if mark[v] == 0 and (in_queue[v] == 0 or d[u] + A[u, v] < d[v]):
+                    pi[v] = u
+                    d[v] = d[u] + A[u, v]
+                    in_queue[v] = 1.0
+        t = priority_queue_push(pi, d, mark, in_queue, u, rec, t0, t, cap)
+    out[0][i, :] = pi
+    return t
+
+
+@njit(cache=True)
+def bellman_ford_kernel(A, s, aux, rec, t0, cap, out, i):
+    """Synchronous relaxation rounds until distances stop changing.
+
+    Without a reachable negative cycle that happens within n rounds; CLRS-30's
+    loop would never end otherwise, so more rounds report ``NEGATIVE_CYCLE``.
+    """
+    pi_rec, d_rec, msk_rec = rec
+    n = A.shape[0]
+    d = np.zeros(n)
+    pi = np.arange(n)
+    msk = np.zeros(n)
+    msk[s] = 1.0
+    t = 0
+    while True:
+        if t > n + 1:
+            return NEGATIVE_CYCLE
+        prev_d = d.copy()
+        prev_msk = msk.copy()
+        if t0 + t < cap:
+            pi_rec[t0 + t, :] = pi
+            d_rec[t0 + t, :] = prev_d
+            msk_rec[t0 + t, :] = prev_msk
+        t += 1
+        for u in range(n):
+            if prev_msk[u] == 1:
+                for v in range(n):
+                    if A[u, v] != 0:
+                        if msk[v] == 0 or prev_d[u] + A[u, v] < d[v]:
+                            d[v] = prev_d[u] + A[u, v]
+                            pi[v] = u
+                        msk[v] = 1.0
+        if np.all(d == prev_d):
+            break
+    out[0][i, :] = pi
+    return t
+
+
+@njit(cache=True)
+def floyd_warshall_kernel(A, s, aux, rec, t0, cap, out, i):
+    """One step per intermediate node k, recorded before relaxing through k."""
+    pi_rec, d_rec, msk_rec, k_rec = rec
+    n = A.shape[0]
+    D = A.copy()
+    Pi = np.empty((n, n))
+    msk = np.empty((n, n))
+    for a in range(n):
+        for b in range(n):
+            Pi[a, b] = a
+            msk[a, b] = 1.0 if A[a, b] + (1.0 if a == b else 0.0) != 0 else 0.0
+    prev_D = np.empty((n, n))
+    prev_msk = np.empty((n, n))
+    for k in range(n):
+        prev_D[:, :] = D
+        prev_msk[:, :] = msk
+        if t0 + k < cap:
+            pi_rec[t0 + k] = Pi
+            d_rec[t0 + k] = prev_D
+            msk_rec[t0 + k] = prev_msk
+            k_rec[t0 + k] = k
+        for a in range(n):
+            if prev_msk[a, k] > 0:
+                for b in range(n):
+                    if prev_msk[k, b] > 0:
+                        through = prev_D[a, k] + prev_D[k, b]
+                        if msk[a, b] == 0 or through < D[a, b]:
+                            D[a, b] = through
+                            Pi[a, b] = Pi[k, b]
+                        msk[a, b] = 1.0
+    out[0][i] = Pi
+    return n
+
+
+# --- from recordings to CLRS probes --------------------------------------------
+
+def finalize_dijkstra(rec: Recording, graphs: np.ndarray):
+    return priority_queue_probes(rec, graphs, "d")
+
+
+def finalize_bellman_ford(rec: Recording, graphs: np.ndarray):
+    pi, d, msk = rec.steps
+    return {"pi_h": pi.copy(), "d": d.copy(), "msk": msk.copy()}, {"pi": rec.per_sample[0].copy()}
+
+
+def finalize_floyd_warshall(rec: Recording, graphs: np.ndarray):
+    Pi, D, msk, k = rec.steps
+    hints = {"Pi_h": Pi.copy(), "D": D.copy(), "msk": msk.copy(), "k": one_hot(k, graphs.shape[1])}
+    return hints, {"Pi": rec.per_sample[0].copy()}
+
+
+SCALAR_ROUNDS_LAYOUT = Layout(
+    steps=((np.dtype(np.int64), lambda n: (n,)), (np.dtype(np.float64), lambda n: (n,)),
+           (np.dtype(np.float64), lambda n: (n,))),
+    per_sample=((np.dtype(np.int64), lambda n: (n,)),),
+    steps_per_node=1,
+)
+FLOYD_WARSHALL_LAYOUT = Layout(
+    steps=((np.dtype(np.float64), lambda n: (n, n)), (np.dtype(np.float64), lambda n: (n, n)),
+           (np.dtype(np.float64), lambda n: (n, n)), (np.dtype(np.int64), lambda n: ())),
+    per_sample=((np.dtype(np.float64), lambda n: (n, n)),),
+    steps_per_node=1,
+)

@@ -1,0 +1,68 @@
+"""Running an algorithm on one graph (``run_algorithm``) or a batch (``run_batch``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .algorithms import IMPLEMENTATIONS
+from .algorithms.shortest_paths import NEGATIVE_CYCLE
+from .recording import KernelError, graph_probe, node_positions, one_hot, record
+from .specs import SOURCE_ALGORITHMS, Stage, fields
+from .trace import Trace, TraceSet
+from .validation import check_graph
+
+
+def run_algorithm(name: str, A: np.ndarray, s: int | None = None) -> Trace:
+    """Run algorithm ``name`` on weight matrix ``A`` (0 = no edge) from source ``s``.
+
+    Returns the CLRS-30 trace: the same fields, shapes and step semantics as the
+    CLRS-30 reference implementation produces for this input.
+    """
+    A, source = check_graph(name, A, s)
+    aux = _kruskal_order(A) if name == "mst_kruskal" and A.dtype != np.float64 else None
+    return run_batch(name, A[None], np.array([source]), aux=aux)[0]
+
+
+def run_batch(name: str, graphs: np.ndarray, sources: np.ndarray | None = None,
+              aux: np.ndarray | None = None) -> TraceSet:
+    """Run ``name`` on every graph of ``graphs`` ``[num, n, n]``; inputs are not re-validated.
+
+    ``graphs`` keeps its dtype in the ``A`` input field, as CLRS-30 keeps the
+    sampler's dtype (int64 for unweighted graphs).
+    """
+    implementation = IMPLEMENTATIONS[name]
+    num, n = graphs.shape[0], graphs.shape[1]
+    if sources is None:
+        sources = np.zeros(num, dtype=np.int64)
+    as_float = np.ascontiguousarray(graphs, dtype=np.float64)
+    try:
+        recording = record(implementation.batch, implementation.which, implementation.kernel,
+                           implementation.layout, as_float, sources, aux)
+    except KernelError as error:
+        if error.code == NEGATIVE_CYCLE:
+            raise ValueError(f"{name}: graph {error.sample} has a negative-weight cycle reachable from "
+                             f"source {int(sources[error.sample])}, so shortest paths are undefined") from None
+        raise
+    hints, outputs = implementation.finalize(recording, as_float)
+    if "D" in hints and np.issubdtype(graphs.dtype, np.integer):
+        hints["D"] = hints["D"].astype(graphs.dtype)  # CLRS copies A, keeping its dtype
+    inputs = {"pos": node_positions(num, n), "A": graphs.copy(), "adj": graph_probe(graphs)}
+    if name in SOURCE_ALGORITHMS:
+        inputs["s"] = one_hot(sources, n)
+    return TraceSet(
+        algorithm=name,
+        inputs={k: inputs[k] for k in fields(name, Stage.INPUT)},
+        hints={k: hints[k] for k in fields(name, Stage.HINT)},
+        outputs={k: outputs[k] for k in fields(name, Stage.OUTPUT)},
+        offsets=recording.offsets,
+    )
+
+
+def _kruskal_order(A: np.ndarray) -> np.ndarray:
+    """Edge order as NumPy sorts the weights in ``A``'s own dtype (ties differ by dtype)."""
+    n = A.shape[0]
+    upper = np.triu(np.ones((n, n), dtype=bool), k=1) & (A > 0)
+    order = np.full((1, n * n), -1, dtype=np.int64)
+    weights = A[upper]  # row-major, the order the kernel lists edges in
+    order[0, : weights.shape[0]] = np.argsort(weights)
+    return order

@@ -1,0 +1,127 @@
+"""Running compiled algorithm kernels over batches of graphs and recording their steps.
+
+A kernel is a numba function ``kernel(A, s, aux, rec, t0, cap, out, i) -> steps``
+that runs one algorithm on the float64 matrix ``A`` from source ``s`` and writes
+its state at every step into the step buffers ``rec`` (a tuple of arrays whose
+first axis is the global step index), starting at row ``t0``. Rows at or beyond
+``cap`` are not written; the kernel still returns the true number of steps, so the
+driver can grow the buffers and rerun that sample. Per-sample results go to row
+``i`` of the arrays in ``out``. A negative return value is an error code.
+
+Each algorithm declares a ``Layout`` (what to allocate) and a ``finalize`` that
+turns the compact recording into CLRS-format fields with vectorised NumPy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+TIE = -2  # kernel status: tied keys met; rerun this sample in Python (see algorithms.ordering)
+
+# Shape of a buffer row in terms of the graph size n.
+ShapeFn = Callable[[int], tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Step buffers (one row per step) and per-sample buffers of a kernel."""
+
+    steps: tuple[tuple[np.dtype, ShapeFn], ...]
+    per_sample: tuple[tuple[np.dtype, ShapeFn], ...]
+    steps_per_node: int  # initial capacity guess: steps ~ steps_per_node * n
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What a batch run produced: trimmed step buffers, per-sample buffers, offsets."""
+
+    steps: tuple[np.ndarray, ...]
+    per_sample: tuple[np.ndarray, ...]
+    offsets: np.ndarray
+
+    @property
+    def step_sample(self) -> np.ndarray:
+        """The sample each global step belongs to."""
+        return np.repeat(np.arange(self.offsets.shape[0] - 1), np.diff(self.offsets))
+
+    @property
+    def local_step(self) -> np.ndarray:
+        """Each global step's index within its own sample."""
+        return np.arange(int(self.offsets[-1])) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
+
+
+class KernelError(Exception):
+    """A kernel reported an error code for one sample."""
+
+    def __init__(self, sample: int, code: int) -> None:
+        super().__init__(f"sample {sample}: kernel error code {code}")
+        self.sample = sample
+        self.code = code
+
+
+def record(batch, which: int, kernel, layout: Layout, graphs: np.ndarray, sources: np.ndarray,
+           aux: np.ndarray | None = None) -> Recording:
+    """Run a kernel on every graph of ``graphs`` ``[num, n, n]`` and collect its steps.
+
+    ``batch(which, ...)`` is the compiled loop calling the kernel; samples it
+    reports as ``TIE`` are rerun through ``kernel.py_func`` (see ``ordering``).
+    """
+    num, n = graphs.shape[0], graphs.shape[1]
+    graphs = np.ascontiguousarray(graphs, dtype=np.float64)
+    sources = np.ascontiguousarray(sources, dtype=np.int64)
+    if aux is None:
+        aux = np.zeros((0, 0), dtype=np.int64)
+    cap = max(16, num * layout.steps_per_node * max(n, 1))
+    rec = tuple(np.empty((cap, *shape(n)), dtype=dtype) for dtype, shape in layout.steps)
+    out = tuple(np.empty((num, *shape(n)), dtype=dtype) for dtype, shape in layout.per_sample)
+    offsets = np.zeros(num + 1, dtype=np.int64)
+    start = 0
+    while start < num:
+        done, status = batch(which, graphs, sources, aux, rec, out, offsets, start, cap)
+        if done == num:
+            break
+        if status == TIE:
+            status = kernel.py_func(graphs[done], sources[done], aux, rec, offsets[done], cap, out, done)
+            if status >= 0 and offsets[done] + status <= cap:
+                offsets[done + 1] = offsets[done] + status
+                start = done + 1
+                continue
+            status = status if status < 0 else offsets[done] + status
+        if status < 0:
+            raise KernelError(int(done), int(status))
+        used = int(offsets[done])
+        cap = max(2 * cap, int(status) + cap // 2)
+        rec = tuple(_grown(buf, used, cap) for buf in rec)
+        start = done
+    total = int(offsets[-1])
+    return Recording(steps=tuple(buf[:total] for buf in rec), per_sample=out, offsets=offsets)
+
+
+def _grown(buf: np.ndarray, used: int, cap: int) -> np.ndarray:
+    new = np.empty((cap, *buf.shape[1:]), dtype=buf.dtype)
+    new[:used] = buf[:used]
+    return new
+
+
+# --- turning compact recordings into CLRS probes -------------------------------
+
+def one_hot(index: np.ndarray, classes: int) -> np.ndarray:
+    """float64 one-hot encoding along a new last axis (CLRS ``mask_one``/``categorical``)."""
+    index = np.asarray(index, dtype=np.int64)
+    out = np.zeros((*index.shape, classes), dtype=np.float64)
+    np.put_along_axis(out, index[..., None], 1.0, axis=-1)
+    return out
+
+
+def graph_probe(A: np.ndarray) -> np.ndarray:
+    """CLRS ``adj``: 1 where ``A + I`` is non-zero (so the diagonal counts as an edge)."""
+    n = A.shape[-1]
+    return ((A + np.eye(n)) != 0).astype(np.float64)
+
+
+def node_positions(num: int, n: int) -> np.ndarray:
+    """CLRS ``pos``: node i at i / n."""
+    return np.broadcast_to(np.arange(n) * 1.0 / n, (num, n)).copy()

@@ -1,0 +1,223 @@
+"""Random graphs for every algorithm, drawn exactly as CLRS-30's samplers draw them.
+
+Each algorithm has a default ``GraphDistribution`` (CLRS-30's: Erdős–Rényi with a
+per-algorithm edge probability, symmetrised for undirected algorithms, upper
+triangular and permuted for DAGs, uniform weights, perturbed 4-community graphs
+for SCC). ``sample`` replays CLRS-30's ``np.random.RandomState`` draw sequence, so
+for the same algorithm, size, seed and options it yields the same graphs, sources
+and therefore traces as ``clrs.build_sampler(name, num, length=n, seed=seed)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+from numba import njit
+
+from . import rng
+from .execution import run_batch
+from .specs import SOURCE_ALGORITHMS, check_algorithm
+from .trace import TraceSet
+
+ER, COMMUNITY = 0, 1
+GENERATORS = {"er": ER, "community": COMMUNITY}
+
+
+@dataclass(frozen=True)
+class GraphDistribution:
+    """Parameters of a random graph family (CLRS-30's sampler arguments)."""
+
+    generator: str = "er"  # "er" (Erdős–Rényi) or "community" (perturbed k-community)
+    p: tuple[float, ...] = (0.5,)  # edge probability; one is drawn per graph
+    directed: bool = False
+    acyclic: bool = False  # directed graphs only: upper-triangular, then randomly permuted
+    weighted: bool = False
+    low: float = 0.0  # weights ~ U[low, high); undirected: sqrt(w_ij * w_ji + 1e-3)
+    high: float = 1.0
+    k: int = 4  # community: number of communities
+    eps: float = 0.01  # community: probability of an inter-community edge
+
+
+_ER = GraphDistribution
+DISTRIBUTIONS: dict[str, GraphDistribution] = {
+    "bfs": _ER(p=(0.5,)),
+    "dfs": _ER(p=(0.5,), directed=True),
+    "topological_sort": _ER(p=(0.5,), directed=True, acyclic=True),
+    "articulation_points": _ER(p=(0.2,)),
+    "bridges": _ER(p=(0.2,)),
+    "strongly_connected_components": _ER(generator="community", p=(0.5,), directed=True),
+    "mst_kruskal": _ER(p=(0.2,), weighted=True),
+    "mst_prim": _ER(p=(0.5,), weighted=True),
+    "dijkstra": _ER(p=(0.5,), weighted=True),
+    "bellman_ford": _ER(p=(0.5,), weighted=True),
+    "dag_shortest_paths": _ER(p=(0.5,), directed=True, acyclic=True, weighted=True),
+    "floyd_warshall": _ER(p=(0.5,), weighted=True),
+}
+SAMPLER_OPTIONS = tuple(f.name for f in fields(GraphDistribution))
+
+
+def distribution(name: str, **options: object) -> GraphDistribution:
+    """The default distribution of ``name`` with ``options`` overriding its fields."""
+    base = DISTRIBUTIONS[check_algorithm(name)]
+    unknown = set(options) - set(SAMPLER_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown sampler option(s) {sorted(unknown)} for {name}; "
+                         f"valid options: {', '.join(SAMPLER_OPTIONS)}")
+    if "p" in options:
+        p = options["p"]
+        options["p"] = tuple(float(x) for x in p) if isinstance(p, Sequence) else (float(p),)
+    dist = replace(base, **options)
+    _check_distribution(name, dist)
+    return dist
+
+
+def _check_distribution(name: str, dist: GraphDistribution) -> None:
+    if dist.generator not in GENERATORS:
+        raise ValueError(f"unknown generator {dist.generator!r}; valid generators: {', '.join(GENERATORS)}")
+    if not dist.p or not all(0.0 <= x <= 1.0 for x in dist.p):
+        raise ValueError(f"edge probabilities p must be a non-empty sequence of values in [0, 1], got {dist.p}")
+    if not 0.0 <= dist.eps <= 1.0:
+        raise ValueError(f"eps must lie in [0, 1], got {dist.eps}")
+    if dist.weighted and not dist.low <= dist.high:
+        raise ValueError(f"weights need low <= high, got low={dist.low}, high={dist.high}")
+    if dist.acyclic and not dist.directed:
+        raise ValueError("acyclic=True requires directed=True (CLRS-30 only makes directed graphs acyclic)")
+    if dist.weighted and not dist.directed and dist.low < 0:
+        raise ValueError(f"undirected weighted graphs need low >= 0: CLRS-30 symmetrises weights as "
+                         f"sqrt(w_ij * w_ji + 1e-3), which is undefined for low={dist.low}")
+    if name in ("dijkstra", "mst_prim") and dist.weighted and dist.low < 0:
+        raise ValueError(f"{name} requires non-negative weights, but low={dist.low}")
+    if name in ("topological_sort", "dag_shortest_paths") and not (dist.directed and dist.acyclic):
+        raise ValueError(f"{name} requires directed acyclic graphs (directed=True, acyclic=True)")
+    if name == "bellman_ford" and dist.weighted and dist.low < 0:
+        raise ValueError("bellman_ford on randomly weighted graphs requires low >= 0: negative weights "
+                         "produce negative cycles, for which shortest paths are undefined")
+
+
+def sample_graphs(name: str, num: int, n: int = 16, seed: int | None = 0,
+                  **options: object) -> tuple[np.ndarray, np.ndarray]:
+    """``num`` graphs ``[num, n, n]`` and sources ``[num]`` as CLRS-30's sampler draws them.
+
+    Unweighted Erdős–Rényi graphs are int64, like CLRS-30's; all others float64.
+    """
+    dist = distribution(name, **options)
+    if num < 0:
+        raise ValueError(f"num must be >= 0, got {num}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if dist.generator == "community" and dist.k > n:
+        raise ValueError(f"cannot split {n} nodes into k={dist.k} communities (need k <= n)")
+    if dist.generator == "community" and dist.k < 1:
+        raise ValueError(f"community graphs need k >= 1, got k={dist.k}")
+    graphs = np.empty((num, n, n))
+    sources = np.zeros(num, dtype=np.int64)
+    stream = rng.WordStream(seed)
+    per_graph = 4 * n * n + 4 * n + 16
+    words = stream.draw(min(max(num, 1) * per_graph, 1 << 24))
+    cursor = np.zeros(2, dtype=np.int64)
+    done = 0
+    while done < num:
+        done = _generate(words, cursor, n, GENERATORS[dist.generator], np.array(dist.p), dist.directed,
+                         dist.acyclic, dist.weighted, dist.low, dist.high, dist.k, dist.eps,
+                         name in SOURCE_ALGORITHMS, graphs, sources, done)
+        if done < num:  # ran out of words mid-graph: keep the unread ones, draw more
+            words = np.concatenate([words[cursor[0]:], stream.draw(min((num - done) * per_graph, 1 << 24))])
+            cursor[:] = 0
+    if dist.generator == "er" and not dist.weighted:
+        graphs = graphs.astype(np.int64)
+    return graphs, sources
+
+
+def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_options: object) -> TraceSet:
+    """``num`` traces of ``name`` on random graphs of ``n`` nodes, deterministic for a seed.
+
+    ``sampler_options`` override the algorithm's ``GraphDistribution`` (``p``,
+    ``low``, ``high``, ``k``, ``eps``, ``generator``, ``directed``, ``acyclic``,
+    ``weighted``). With defaults this equals CLRS-30's
+    ``build_sampler(name, num, length=n, seed=seed)`` sample for sample.
+    """
+    graphs, sources = sample_graphs(name, num, n, seed, **sampler_options)
+    traces = run_batch(name, graphs, sources)
+    return TraceSet(algorithm=traces.algorithm, inputs=traces.inputs, hints=traces.hints,
+                    outputs=traces.outputs, offsets=traces.offsets,
+                    metadata={"n": n, "seed": seed, "distribution": distribution(name, **sampler_options)})
+
+
+# --- compiled generators ---------------------------------------------------------
+
+@njit(cache=True)
+def er_graph(words, cursor, n, p, directed, acyclic, weighted, low, high):
+    """CLRS-30's ``_random_er_graph``, draw for draw."""
+    coin = rng.bernoulli_matrix(words, cursor, n, p)
+    mat = np.empty((n, n))
+    if not directed:
+        for i in range(n):
+            for j in range(n):
+                mat[i, j] = coin[i, j] * coin[j, i]
+    elif acyclic:
+        perm = rng.permutation(words, cursor, n)
+        for i in range(n):
+            for j in range(n):
+                a, b = perm[i], perm[j]
+                mat[i, j] = coin[a, b] if b > a else 0
+    else:
+        for i in range(n):
+            for j in range(n):
+                mat[i, j] = coin[i, j]
+    if weighted:
+        w = rng.uniform_matrix(words, cursor, n, low, high)
+        for i in range(n):
+            for j in range(n):
+                weight = np.sqrt(w[i, j] * w[j, i] + 1e-3) if not directed else w[i, j]
+                mat[i, j] = mat[i, j] * weight
+    return mat
+
+
+@njit(cache=True)
+def community_graph(words, cursor, n, k, p, eps, directed, acyclic, weighted, low, high):
+    """CLRS-30's ``_random_community_graph``: k dense blocks, sparse forward links, permuted."""
+    mat = np.zeros((n, n))
+    bounds = np.empty(k + 1, dtype=np.int64)
+    bounds[0] = 0
+    for c in range(k):
+        lo = bounds[c]
+        hi = n if c == k - 1 else lo + n // k
+        bounds[c + 1] = hi
+        mat[lo:hi, lo:hi] = er_graph(words, cursor, hi - lo, p, directed, acyclic, weighted, low, high)
+    toggle = er_graph(words, cursor, n, eps, directed, acyclic, weighted, low, high)
+    for ci in range(k):
+        for cj in range(ci):
+            toggle[bounds[ci]:bounds[ci + 1], bounds[cj]:bounds[cj + 1]] = 0.0
+    for i in range(n):
+        for j in range(n):
+            if toggle[i, j] > 0.0:
+                mat[i, j] = (1.0 - (1.0 if mat[i, j] > 0.0 else 0.0)) * toggle[i, j]
+    perm = rng.permutation(words, cursor, n)
+    out = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = mat[perm[i], perm[j]]
+    return out
+
+
+@njit(cache=True)
+def _generate(words, cursor, n, generator, p_choices, directed, acyclic, weighted, low, high, k, eps,
+              with_source, graphs, sources, start):
+    """Fill graphs[start:], stopping (cursor rewound) at the first graph that runs out of words."""
+    for i in range(start, graphs.shape[0]):
+        mark = cursor[0]
+        p = p_choices[rng.bounded(words, cursor, p_choices.shape[0])]
+        if generator == ER:
+            g = er_graph(words, cursor, n, p, directed, acyclic, weighted, low, high)
+        else:
+            g = community_graph(words, cursor, n, k, p, eps, directed, acyclic, weighted, low, high)
+        source = rng.bounded(words, cursor, n) if with_source else 0
+        if cursor[1]:
+            cursor[0] = mark
+            cursor[1] = 0
+            return i
+        graphs[i] = g
+        sources[i] = source
+    return graphs.shape[0]

@@ -1,0 +1,99 @@
+"""Execution traces: one algorithm run's inputs, hints and outputs.
+
+``Trace`` is one run, with arrays shaped exactly as CLRS-30 probes are after
+``probing.finalize``: inputs and outputs squeezed (``[n]``, ``[n, n]``), hints
+time-first (``[T, n]``, ``[T, n, n]``, ``[T]``, categorical fields with a trailing
+class axis).
+
+``TraceSet`` is many runs of one algorithm stored column-wise: each input and
+output field as one array with a leading sample axis, each hint field as one
+array whose time axes are concatenated, with ``offsets`` marking where each
+sample's steps begin. Indexing it yields ``Trace`` views without copying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .specs import SPECS, Stage
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One run of ``algorithm``: ``inputs``, time-first ``hints`` and ``outputs``."""
+
+    algorithm: str
+    inputs: Mapping[str, np.ndarray]
+    hints: Mapping[str, np.ndarray]
+    outputs: Mapping[str, np.ndarray]
+
+    @property
+    def num_nodes(self) -> int:
+        return int(np.shape(self.inputs["A"])[0]) if np.ndim(self.inputs["A"]) else 1
+
+    @property
+    def num_steps(self) -> int:
+        """Number of hint steps ``T``."""
+        return int(next(iter(self.hints.values())).shape[0])
+
+    def field(self, name: str) -> np.ndarray:
+        """Any field by name, whatever its stage."""
+        for group in (self.inputs, self.hints, self.outputs):
+            if name in group:
+                return group[name]
+        raise KeyError(f"{self.algorithm} has no field {name!r}; fields: {', '.join(SPECS[self.algorithm])}")
+
+
+@dataclass(frozen=True)
+class TraceSet(Sequence[Trace]):
+    """Column-wise storage of many traces of one algorithm on graphs of equal size."""
+
+    algorithm: str
+    inputs: Mapping[str, np.ndarray]
+    hints: Mapping[str, np.ndarray]
+    outputs: Mapping[str, np.ndarray]
+    offsets: np.ndarray
+    metadata: Mapping[str, object] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0] - 1)
+
+    def __iter__(self) -> Iterator[Trace]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = int(index)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"trace index {index} out of range for {len(self)} traces")
+        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
+        squeeze = self.num_nodes == 1  # CLRS squeezes singleton axes of inputs/outputs
+        return Trace(
+            algorithm=self.algorithm,
+            inputs={k: _squeezed(v[i], squeeze) for k, v in self.inputs.items()},
+            hints={k: v[start:stop] for k, v in self.hints.items()},
+            outputs={k: _squeezed(v[i], squeeze) for k, v in self.outputs.items()},
+        )
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.inputs["A"].shape[1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Number of hint steps of each trace."""
+        return np.diff(self.offsets)
+
+    def stage(self, stage: str) -> Mapping[str, np.ndarray]:
+        return {Stage.INPUT: self.inputs, Stage.HINT: self.hints, Stage.OUTPUT: self.outputs}[stage]
+
+
+def _squeezed(value: np.ndarray, squeeze: bool) -> np.ndarray:
+    return np.squeeze(value) if squeeze else value
