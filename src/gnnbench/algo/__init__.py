@@ -5,11 +5,14 @@
 >>> traces = sample("dijkstra", 1000, n=16, seed=1)  # CLRS-30's training split
 """
 
-from .execution import run_algorithm, run_batch
-from .samplers import DISTRIBUTIONS, GraphDistribution, sample, sample_graphs
-from .specs import ALGORITHMS, SPECS, Location, OutputClass, Stage, Type
-from .splits import CLRS30_SPLITS, LENGTH_GENERALIZATION_SIZES, SplitConfig, resolve_split
-from .trace import Trace, TraceSet
+from .compile_cache import kernel_cache
+
+with kernel_cache():  # compiled kernels cache under a directory keyed by their sources
+    from .execution import run_algorithm, run_batch
+    from .samplers import DISTRIBUTIONS, GraphDistribution, sample, sample_graphs
+    from .specs import ALGORITHMS, SPECS, Location, OutputClass, Stage, Type
+    from .splits import CLRS30_SPLITS, LENGTH_GENERALIZATION_SIZES, SplitConfig, resolve_split
+    from .trace import Trace, TraceSet
 
 __all__ = [
     "ALGORITHMS",

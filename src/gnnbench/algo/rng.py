@@ -2,14 +2,13 @@
 
 CLRS-30 samples its graphs with ``np.random.RandomState(seed)``. To reproduce its
 datasets exactly while generating thousands of graphs without per-sample Python
-overhead, we draw the raw 32-bit Mersenne-Twister words from a real
-``RandomState`` in bulk and decode them here with the same arithmetic NumPy's
-legacy distributions use (``next_double``, binomial inversion, masked rejection
-for bounded integers, Fisher-Yates shuffling).
+overhead, we seed a real ``RandomState``, copy out its Mersenne-Twister state and
+continue that MT19937 stream here, decoding it with the same arithmetic NumPy's
+legacy distributions use: ``next_double``, binomial inversion, masked rejection
+for bounded integers and Fisher-Yates shuffling.
 
-A kernel reads words through a ``cursor``: an int64 array ``[position, overrun]``.
-Reading past the end of the word buffer sets ``overrun`` instead of failing, so
-the caller can refill the buffer and replay the sample.
+A stream is a pair ``(key, pos)``: the 624-word MT19937 state and a one-element
+array holding the read position, as NumPy's ``mt19937_state`` keeps them.
 """
 
 from __future__ import annotations
@@ -17,95 +16,131 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_WORDS_PER_DRAW = 2  # a double consumes two 32-bit words
+_N = 624
+_M = 397
+_MATRIX_A = np.uint64(0x9908B0DF)
+_UPPER = np.uint64(0x80000000)
+_LOWER = np.uint64(0x7FFFFFFF)
 
 
-class WordStream:
-    """Raw 32-bit words of ``np.random.RandomState(seed)``, drawn in chunks."""
-
-    def __init__(self, seed: int | None) -> None:
-        self._rng = np.random.RandomState(seed)
-
-    def draw(self, count: int) -> np.ndarray:
-        """The next ``count`` raw words (one MT19937 output each)."""
-        # Full-range uint32 ``randint`` returns one raw output per element.
-        return self._rng.randint(0, 2**32, size=count, dtype=np.uint32)
-
-
-@njit(cache=True, inline="always")
-def next_uint32(words: np.ndarray, cursor: np.ndarray) -> np.uint64:
-    i = cursor[0]
-    if i >= words.shape[0]:
-        cursor[1] = 1
-        return np.uint64(0)
-    cursor[0] = i + 1
-    return np.uint64(words[i])
+def seeded_stream(seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The MT19937 state of ``np.random.RandomState(seed)``, ready to draw from."""
+    _, key, pos, _, _ = np.random.RandomState(seed).get_state(legacy=True)
+    return np.array(key, dtype=np.uint32), np.array([pos], dtype=np.int64)
 
 
 @njit(cache=True, inline="always")
-def next_double(words: np.ndarray, cursor: np.ndarray) -> float:
-    a = next_uint32(words, cursor) >> np.uint64(5)
-    b = next_uint32(words, cursor) >> np.uint64(6)
-    return (a * 67108864.0 + b) / 9007199254740992.0
+def _mix(upper, lower, far):
+    y = (np.uint64(upper) & _UPPER) | (np.uint64(lower) & _LOWER)
+    mag = _MATRIX_A if (y & np.uint64(1)) else np.uint64(0)
+    return np.uint32(np.uint64(far) ^ (y >> np.uint64(1)) ^ mag)
 
 
 @njit(cache=True)
-def _bernoulli_inversion(words: np.ndarray, cursor: np.ndarray, p: float) -> int:
-    # NumPy's binomial inversion algorithm specialised to n = 1 (p <= 0.5).
-    q = 1.0 - p
-    qn = np.exp(np.log(q))
-    mean = p
-    bound = min(1.0, mean + 10.0 * np.sqrt(mean * q + 1.0))
-    bound_i = int(bound)
-    x = 0
-    px = qn
-    u = next_double(words, cursor)
-    while u > px:
-        x += 1
-        if x > bound_i:
-            x = 0
-            px = qn
-            u = next_double(words, cursor)
-        else:
-            u -= px
-            px = ((1 - x + 1) * p * px) / (x * q)
-        if cursor[1]:
-            return 0
-    return x
+def _twist(key: np.ndarray) -> None:
+    # The MT19937 state transition (Matsumoto & Nishimura, 1998).
+    for i in range(_N - _M):
+        key[i] = _mix(key[i], key[i + 1], key[i + _M])
+    for i in range(_N - _M, _N - 1):
+        key[i] = _mix(key[i], key[i + 1], key[i + _M - _N])
+    key[_N - 1] = _mix(key[_N - 1], key[0], key[_M - 1])
 
 
 @njit(cache=True)
-def bernoulli(words: np.ndarray, cursor: np.ndarray, p: float) -> int:
-    """One draw of ``RandomState.binomial(1, p)`` (legacy: p = 0 still draws)."""
-    if p <= 0.5:
-        return _bernoulli_inversion(words, cursor, p)
-    return 1 - _bernoulli_inversion(words, cursor, 1.0 - p)
+def _temper(word) -> np.uint64:
+    # MT19937 output tempering, in uint64 arithmetic (numba's uint32 operators are slow).
+    y = np.uint64(word)
+    y ^= y >> np.uint64(11)
+    y ^= (y << np.uint64(7)) & np.uint64(0x9D2C5680)
+    y ^= (y << np.uint64(15)) & np.uint64(0xEFC60000)
+    y ^= y >> np.uint64(18)
+    return y & np.uint64(0xFFFFFFFF)
 
 
 @njit(cache=True)
-def bernoulli_matrix(words: np.ndarray, cursor: np.ndarray, n: int, p: float) -> np.ndarray:
-    """``RandomState.binomial(1, p, size=(n, n))`` as int64."""
-    out = np.zeros((n, n), dtype=np.int64)
+def _to_double(a, b) -> float:
+    # NumPy's next_double: 53 random bits from two words.
+    return ((a >> np.uint64(5)) * 67108864.0 + (b >> np.uint64(6))) / 9007199254740992.0
+
+
+@njit(cache=True)
+def next_uint32(key: np.ndarray, pos: np.ndarray) -> np.uint64:
+    if pos[0] >= _N:
+        _twist(key)
+        pos[0] = 0
+    word = key[pos[0]]
+    pos[0] += 1
+    return _temper(word)
+
+
+@njit(cache=True)
+def next_double(key: np.ndarray, pos: np.ndarray) -> float:
+    a = next_uint32(key, pos)
+    return _to_double(a, next_uint32(key, pos))
+
+
+# The matrix samplers below read the state array directly while a whole double
+# fits in the current block: calling ``next_double`` per element costs an array
+# reference-count round trip each time, which would dominate these loops.
+
+@njit(cache=True)
+def bernoulli_matrix(key: np.ndarray, pos: np.ndarray, n: int, p: float) -> np.ndarray:
+    """``RandomState.binomial(1, p, size=(n, n))`` as int64.
+
+    NumPy's legacy binomial inverts the CDF for n * p <= 30 (using 1 - p when
+    p > 0.5), one double per draw except in a rare restart; p = 0 still draws.
+    """
+    flip = p > 0.5
+    pp = 1.0 - p if flip else p
+    q = 1.0 - pp
+    qn = np.exp(np.log(q))  # P(X = 0), as NumPy computes q ** n
+    px1 = ((1 - 1 + 1) * pp * qn) / (1 * q)  # P(X = 1), NumPy's recurrence at X = 1
+    # n = 1 makes NumPy's search bound 1: X = 0 if u <= qn, X = 1 if u - qn <= px1,
+    # otherwise (rounding at u ~ 1, astronomically rare) it restarts with a new u.
+    out = np.empty((n, n), dtype=np.int64)
+    at = pos[0]
     for i in range(n):
         for j in range(n):
-            out[i, j] = bernoulli(words, cursor, p)
+            if at + 2 <= _N:
+                u = _to_double(_temper(key[at]), _temper(key[at + 1]))
+                at += 2
+            else:
+                pos[0] = at
+                u = next_double(key, pos)
+                at = pos[0]
+            while u - qn > px1:  # implies u > qn, since px1 >= 0
+                pos[0] = at
+                u = next_double(key, pos)
+                at = pos[0]
+            x = np.int64(u > qn)
+            out[i, j] = 1 - x if flip else x
+    pos[0] = at
     return out
 
 
 @njit(cache=True)
-def uniform_matrix(words: np.ndarray, cursor: np.ndarray, n: int, low: float, high: float) -> np.ndarray:
+def uniform_matrix(key: np.ndarray, pos: np.ndarray, n: int, low: float, high: float) -> np.ndarray:
     """``RandomState.uniform(low, high, size=(n, n))``."""
     out = np.empty((n, n), dtype=np.float64)
     span = high - low
+    at = pos[0]
     for i in range(n):
         for j in range(n):
-            out[i, j] = low + span * next_double(words, cursor)
+            if at + 2 <= _N:
+                u = _to_double(_temper(key[at]), _temper(key[at + 1]))
+                at += 2
+            else:
+                pos[0] = at
+                u = next_double(key, pos)
+                at = pos[0]
+            out[i, j] = low + span * u
+    pos[0] = at
     return out
 
 
 @njit(cache=True)
-def bounded(words: np.ndarray, cursor: np.ndarray, high: int) -> int:
-    """``RandomState.randint(0, high)`` (also ``choice(high)``), ``high <= 2**32``."""
+def bounded(key: np.ndarray, pos: np.ndarray, high: int) -> int:
+    """``RandomState.randint(0, high)`` (also ``choice(high)``), ``1 <= high <= 2**32``."""
     rng = np.uint64(high - 1)
     if rng == 0:
         return np.int64(0)
@@ -116,16 +151,16 @@ def bounded(words: np.ndarray, cursor: np.ndarray, high: int) -> int:
     mask |= mask >> np.uint64(8)
     mask |= mask >> np.uint64(16)
     while True:
-        value = next_uint32(words, cursor) & mask
-        if value <= rng or cursor[1]:
+        value = next_uint32(key, pos) & mask
+        if value <= rng:
             return np.int64(value)
 
 
 @njit(cache=True)
-def permutation(words: np.ndarray, cursor: np.ndarray, n: int) -> np.ndarray:
+def permutation(key: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
     """``RandomState.permutation(n)``: Fisher-Yates from the back."""
     perm = np.arange(n)
     for i in range(n - 1, 0, -1):
-        j = bounded(words, cursor, i + 1)
+        j = bounded(key, pos, i + 1)
         perm[i], perm[j] = perm[j], perm[i]
     return perm

@@ -113,18 +113,9 @@ def sample_graphs(name: str, num: int, n: int = 16, seed: int | None = 0,
         raise ValueError(f"community graphs need k >= 1, got k={dist.k}")
     graphs = np.empty((num, n, n))
     sources = np.zeros(num, dtype=np.int64)
-    stream = rng.WordStream(seed)
-    per_graph = 4 * n * n + 4 * n + 16
-    words = stream.draw(min(max(num, 1) * per_graph, 1 << 24))
-    cursor = np.zeros(2, dtype=np.int64)
-    done = 0
-    while done < num:
-        done = _generate(words, cursor, n, GENERATORS[dist.generator], np.array(dist.p), dist.directed,
-                         dist.acyclic, dist.weighted, dist.low, dist.high, dist.k, dist.eps,
-                         name in SOURCE_ALGORITHMS, graphs, sources, done)
-        if done < num:  # ran out of words mid-graph: keep the unread ones, draw more
-            words = np.concatenate([words[cursor[0]:], stream.draw(min((num - done) * per_graph, 1 << 24))])
-            cursor[:] = 0
+    key, pos = rng.seeded_stream(seed)
+    _generate(key, pos, n, GENERATORS[dist.generator], np.array(dist.p), dist.directed, dist.acyclic,
+              dist.weighted, dist.low, dist.high, dist.k, dist.eps, name in SOURCE_ALGORITHMS, graphs, sources)
     if dist.generator == "er" and not dist.weighted:
         graphs = graphs.astype(np.int64)
     return graphs, sources
@@ -148,16 +139,16 @@ def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_opt
 # --- compiled generators ---------------------------------------------------------
 
 @njit(cache=True)
-def er_graph(words, cursor, n, p, directed, acyclic, weighted, low, high):
+def er_graph(key, pos, n, p, directed, acyclic, weighted, low, high):
     """CLRS-30's ``_random_er_graph``, draw for draw."""
-    coin = rng.bernoulli_matrix(words, cursor, n, p)
+    coin = rng.bernoulli_matrix(key, pos, n, p)
     mat = np.empty((n, n))
     if not directed:
         for i in range(n):
             for j in range(n):
                 mat[i, j] = coin[i, j] * coin[j, i]
     elif acyclic:
-        perm = rng.permutation(words, cursor, n)
+        perm = rng.permutation(key, pos, n)
         for i in range(n):
             for j in range(n):
                 a, b = perm[i], perm[j]
@@ -167,7 +158,7 @@ def er_graph(words, cursor, n, p, directed, acyclic, weighted, low, high):
             for j in range(n):
                 mat[i, j] = coin[i, j]
     if weighted:
-        w = rng.uniform_matrix(words, cursor, n, low, high)
+        w = rng.uniform_matrix(key, pos, n, low, high)
         for i in range(n):
             for j in range(n):
                 weight = np.sqrt(w[i, j] * w[j, i] + 1e-3) if not directed else w[i, j]
@@ -176,7 +167,7 @@ def er_graph(words, cursor, n, p, directed, acyclic, weighted, low, high):
 
 
 @njit(cache=True)
-def community_graph(words, cursor, n, k, p, eps, directed, acyclic, weighted, low, high):
+def community_graph(key, pos, n, k, p, eps, directed, acyclic, weighted, low, high):
     """CLRS-30's ``_random_community_graph``: k dense blocks, sparse forward links, permuted."""
     mat = np.zeros((n, n))
     bounds = np.empty(k + 1, dtype=np.int64)
@@ -185,8 +176,8 @@ def community_graph(words, cursor, n, k, p, eps, directed, acyclic, weighted, lo
         lo = bounds[c]
         hi = n if c == k - 1 else lo + n // k
         bounds[c + 1] = hi
-        mat[lo:hi, lo:hi] = er_graph(words, cursor, hi - lo, p, directed, acyclic, weighted, low, high)
-    toggle = er_graph(words, cursor, n, eps, directed, acyclic, weighted, low, high)
+        mat[lo:hi, lo:hi] = er_graph(key, pos, hi - lo, p, directed, acyclic, weighted, low, high)
+    toggle = er_graph(key, pos, n, eps, directed, acyclic, weighted, low, high)
     for ci in range(k):
         for cj in range(ci):
             toggle[bounds[ci]:bounds[ci + 1], bounds[cj]:bounds[cj + 1]] = 0.0
@@ -194,7 +185,7 @@ def community_graph(words, cursor, n, k, p, eps, directed, acyclic, weighted, lo
         for j in range(n):
             if toggle[i, j] > 0.0:
                 mat[i, j] = (1.0 - (1.0 if mat[i, j] > 0.0 else 0.0)) * toggle[i, j]
-    perm = rng.permutation(words, cursor, n)
+    perm = rng.permutation(key, pos, n)
     out = np.empty((n, n))
     for i in range(n):
         for j in range(n):
@@ -203,21 +194,14 @@ def community_graph(words, cursor, n, k, p, eps, directed, acyclic, weighted, lo
 
 
 @njit(cache=True)
-def _generate(words, cursor, n, generator, p_choices, directed, acyclic, weighted, low, high, k, eps,
-              with_source, graphs, sources, start):
-    """Fill graphs[start:], stopping (cursor rewound) at the first graph that runs out of words."""
-    for i in range(start, graphs.shape[0]):
-        mark = cursor[0]
-        p = p_choices[rng.bounded(words, cursor, p_choices.shape[0])]
+def _generate(key, pos, n, generator, p_choices, directed, acyclic, weighted, low, high, k, eps,
+              with_source, graphs, sources):
+    """Fill ``graphs`` and ``sources`` in CLRS-30's draw order: p, graph, source."""
+    for i in range(graphs.shape[0]):
+        p = p_choices[rng.bounded(key, pos, p_choices.shape[0])]
         if generator == ER:
-            g = er_graph(words, cursor, n, p, directed, acyclic, weighted, low, high)
+            graphs[i] = er_graph(key, pos, n, p, directed, acyclic, weighted, low, high)
         else:
-            g = community_graph(words, cursor, n, k, p, eps, directed, acyclic, weighted, low, high)
-        source = rng.bounded(words, cursor, n) if with_source else 0
-        if cursor[1]:
-            cursor[0] = mark
-            cursor[1] = 0
-            return i
-        graphs[i] = g
-        sources[i] = source
-    return graphs.shape[0]
+            graphs[i] = community_graph(key, pos, n, k, p, eps, directed, acyclic, weighted, low, high)
+        if with_source:
+            sources[i] = rng.bounded(key, pos, n)

@@ -9,6 +9,11 @@ class axis).
 output field as one array with a leading sample axis, each hint field as one
 array whose time axes are concatenated, with ``offsets`` marking where each
 sample's steps begin. Indexing it yields ``Trace`` views without copying.
+
+Two kinds of edge-level hints would dominate memory if stored densely, so they
+are stored as encodings and expanded per trace on access: ``EventMask`` (a mask
+whose entries switch to 1 once, e.g. ``is_bridge_h``, ``in_mst_h``) and
+``RepeatedSteps`` (a value constant over a trace, e.g. ``A_t``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,41 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .recording import expand_events
 from .specs import SPECS, Stage
+
+
+class EventMask:
+    """Per-step masks that start at ``base`` and switch entry (u, v) to 1 at step
+    ``events[i, u, v]`` (local to trace i; never if beyond its last step)."""
+
+    def __init__(self, events: np.ndarray, base: np.ndarray, offsets: np.ndarray) -> None:
+        self.events, self.base, self.offsets = events, base, offsets
+
+    def rows(self, i: int) -> np.ndarray:
+        """Trace i's steps ``[T_i, n, n]``."""
+        return expand_events(self.events[i:i + 1], self.offsets[i:i + 2], self.base[i:i + 1])
+
+    def dense(self) -> np.ndarray:
+        """All steps ``[sum T_i, n, n]``."""
+        return expand_events(self.events, self.offsets, self.base)
+
+
+class RepeatedSteps:
+    """A per-trace value repeated at every step (a read-only broadcast on access)."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray) -> None:
+        self.values, self.offsets = values, offsets
+
+    def rows(self, i: int) -> np.ndarray:
+        steps = int(self.offsets[i + 1] - self.offsets[i])
+        return np.broadcast_to(self.values[i], (steps, *self.values.shape[1:]))
+
+    def dense(self) -> np.ndarray:
+        return np.repeat(self.values, np.diff(self.offsets), axis=0)
+
+
+EncodedSteps = EventMask | RepeatedSteps
 
 
 @dataclass(frozen=True)
@@ -53,10 +92,17 @@ class TraceSet(Sequence[Trace]):
 
     algorithm: str
     inputs: Mapping[str, np.ndarray]
-    hints: Mapping[str, np.ndarray]
+    hints: Mapping[str, np.ndarray | EncodedSteps]
     outputs: Mapping[str, np.ndarray]
     offsets: np.ndarray
     metadata: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Traces are views into this storage: keep it read-only so no view can corrupt it.
+        for group in (self.inputs, self.hints, self.outputs):
+            for value in group.values():
+                if isinstance(value, np.ndarray):
+                    value.flags.writeable = False
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0] - 1)
@@ -78,7 +124,7 @@ class TraceSet(Sequence[Trace]):
         return Trace(
             algorithm=self.algorithm,
             inputs={k: _squeezed(v[i], squeeze) for k, v in self.inputs.items()},
-            hints={k: v[start:stop] for k, v in self.hints.items()},
+            hints={k: v[start:stop] if isinstance(v, np.ndarray) else v.rows(i) for k, v in self.hints.items()},
             outputs={k: _squeezed(v[i], squeeze) for k, v in self.outputs.items()},
         )
 
@@ -91,8 +137,10 @@ class TraceSet(Sequence[Trace]):
         """Number of hint steps of each trace."""
         return np.diff(self.offsets)
 
-    def stage(self, stage: str) -> Mapping[str, np.ndarray]:
-        return {Stage.INPUT: self.inputs, Stage.HINT: self.hints, Stage.OUTPUT: self.outputs}[stage]
+    def hint_array(self, name: str) -> np.ndarray:
+        """Hint ``name`` of all traces as one array ``[sum of T_i, ...]`` (expanded if encoded)."""
+        value = self.hints[name]
+        return value if isinstance(value, np.ndarray) else value.dense()
 
 
 def _squeezed(value: np.ndarray, squeeze: bool) -> np.ndarray:

@@ -38,11 +38,11 @@ def bfs_kernel(A, s, aux, rec, t0, cap, out, i):
 
 def finalize_bfs(rec: Recording, graphs: np.ndarray):
     reach, pi = rec.steps
-    return {"reach_h": reach.copy(), "pi_h": pi.copy()}, {"pi": rec.per_sample[0].copy()}
+    return {"reach_h": reach, "pi_h": pi}, {"pi": rec.per_sample[0]}
 
 
 BFS_LAYOUT = Layout(
     steps=((np.dtype(np.float64), lambda n: (n,)), (np.dtype(np.int64), lambda n: (n,))),
     per_sample=((np.dtype(np.int64), lambda n: (n,)),),
-    steps_per_node=1,
+    expected_steps=lambda n: n,
 )

@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit
 
 from ..recording import Layout, Recording, graph_probe, one_hot
+from ..trace import EventMask, RepeatedSteps
 from ..specs import OutputClass
 
 # Rows of the per-node state matrix.
@@ -55,9 +56,13 @@ def push(state, scalars, slots, node_rec, scal_rec, t0, t, cap) -> int:
     """Record the current state as step ``t``; return ``t + 1``."""
     row = t0 + t
     if row < cap:
+        n = state.shape[1]
         for r in range(slots.shape[0]):
-            node_rec[row, r, :] = state[slots[r]]
-        scal_rec[row, :] = scalars
+            src = slots[r]
+            for j in range(n):
+                node_rec[row, r, j] = state[src, j]
+        for j in range(NUM_SCALARS):
+            scal_rec[row, j] = scalars[j]
     return t + 1
 
 
@@ -254,10 +259,11 @@ def dag_shortest_paths_kernel(A, s, aux, rec, t0, cap, out, i):
 _ROW_NAMES = {PI: "pi", COLOR: "color", D: "d", F: "f", LOW: "low", CHILD: "child_cnt", CUT: "is_cut",
               S_PREV: "s_prev", TOPO: "topo", SCC: "scc_id", MARK: "mark"}
 _POINTER_ROWS = {PI, S_PREV, TOPO, SCC}
+_NODE_SCALARS = {"s": S, "u": U, "v": V, "s_last": S_LAST, "topo_head": TOPO_HEAD}
 
 
-def _probes(rec: Recording, slots: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """Every quantity the walker recorded, under its CLRS base name."""
+def _probes(rec: Recording, slots: np.ndarray, n: int, scalars: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The recorded node rows and the named scalars, under their CLRS base names."""
     node_rec, scal_rec = rec.steps
     probes: dict[str, np.ndarray] = {}
     for k, row in enumerate(slots):
@@ -266,14 +272,18 @@ def _probes(rec: Recording, slots: np.ndarray, n: int) -> dict[str, np.ndarray]:
             values = one_hot(values.astype(np.int64), 3)
         elif row in _POINTER_ROWS:
             values = values.astype(np.int64)
-        else:
-            values = values.copy()
         probes[_ROW_NAMES[int(row)]] = values
-    for column, name in ((S, "s"), (U, "u"), (V, "v"), (S_LAST, "s_last"), (TOPO_HEAD, "topo_head")):
-        probes[name] = one_hot(scal_rec[:, column].astype(np.int64), n)
-    probes["time"] = scal_rec[:, TIME].copy()
-    probes["phase"] = scal_rec[:, PHASE].astype(np.int64)
+    for name in scalars:
+        if name in _NODE_SCALARS:
+            probes[name] = one_hot(scal_rec[:, _NODE_SCALARS[name]].astype(np.int64), n)
+        elif name == "time":
+            probes[name] = scal_rec[:, TIME]
+        else:
+            probes[name] = scal_rec[:, PHASE].astype(np.int64)
     return probes
+
+
+_STACK = ("s", "u", "v", "s_last")
 
 
 def _last(rec: Recording, values: np.ndarray) -> np.ndarray:
@@ -281,42 +291,41 @@ def _last(rec: Recording, values: np.ndarray) -> np.ndarray:
 
 
 def finalize_dfs(rec: Recording, graphs: np.ndarray):
-    p = _probes(rec, DFS_SLOTS, graphs.shape[1])
+    p = _probes(rec, DFS_SLOTS, graphs.shape[1], (*_STACK, "time"))
     p["pi_h"] = p.pop("pi")
     return p, {"pi": _last(rec, p["pi_h"])}
 
 
 def finalize_topological_sort(rec: Recording, graphs: np.ndarray):
-    p = _probes(rec, TOPO_SLOTS, graphs.shape[1])
+    p = _probes(rec, TOPO_SLOTS, graphs.shape[1], (*_STACK, "topo_head"))
     p["topo_h"], p["topo_head_h"] = p.pop("topo"), p.pop("topo_head")
     return p, {"topo": _last(rec, p["topo_h"]), "topo_head": _last(rec, p["topo_head_h"])}
 
 
 def finalize_articulation_points(rec: Recording, graphs: np.ndarray):
-    p = _probes(rec, CUT_SLOTS, graphs.shape[1])
+    p = _probes(rec, CUT_SLOTS, graphs.shape[1], (*_STACK, "time"))
     p["is_cut_h"], p["pi_h"] = p.pop("is_cut"), p.pop("pi")
     return p, {"is_cut": _last(rec, p["is_cut_h"])}
 
 
 def finalize_bridges(rec: Recording, graphs: np.ndarray):
-    p = _probes(rec, BRIDGE_SLOTS, graphs.shape[1])
+    p = _probes(rec, BRIDGE_SLOTS, graphs.shape[1], (*_STACK, "time"))
     p["pi_h"] = p.pop("pi")
     events = rec.per_sample[0]
     not_bridge = graph_probe(graphs) + OutputClass.MASKED  # 0 on edges, -1 elsewhere
-    sample = rec.step_sample
-    p["is_bridge_h"] = np.where(events[sample] <= rec.local_step[:, None, None], 1.0, not_bridge[sample])
+    p["is_bridge_h"] = EventMask(events, not_bridge, rec.offsets)
     return p, {"is_bridge": np.where(events < NEVER, 1.0, not_bridge)}
 
 
 def finalize_strongly_connected_components(rec: Recording, graphs: np.ndarray):
-    p = _probes(rec, SCC_SLOTS, graphs.shape[1])
+    p = _probes(rec, SCC_SLOTS, graphs.shape[1], (*_STACK, "time", "phase"))
     p["scc_id_h"] = p.pop("scc_id")
-    p["A_t"] = graph_probe(np.swapaxes(graphs, 1, 2))[rec.step_sample]
+    p["A_t"] = RepeatedSteps(graph_probe(np.swapaxes(graphs, 1, 2)), rec.offsets)
     return p, {"scc_id": _last(rec, p["scc_id_h"])}
 
 
 def finalize_dag_shortest_paths(rec: Recording, graphs: np.ndarray):
-    p = _probes(rec, DAG_SLOTS, graphs.shape[1])
+    p = _probes(rec, DAG_SLOTS, graphs.shape[1], ("u", "v", "s_last", "topo_head", "phase"))
     p["pi_h"], p["topo_h"], p["topo_head_h"] = p.pop("pi"), p.pop("topo"), p.pop("topo_head")
     return p, {"pi": _last(rec, p["pi_h"])}
 
@@ -326,7 +335,7 @@ def _layout(slots: np.ndarray, events: bool, steps_per_node: int) -> Layout:
         steps=((np.dtype(np.float64), lambda n, k=len(slots): (k, n)),
                (np.dtype(np.float64), lambda n: (NUM_SCALARS,))),
         per_sample=((np.dtype(np.int64), (lambda n: (n, n)) if events else (lambda n: (0, 0))),),
-        steps_per_node=steps_per_node,
+        expected_steps=lambda n: steps_per_node * n + 2,
     )
 
 
@@ -334,5 +343,5 @@ DFS_LAYOUT = _layout(DFS_SLOTS, False, 3)
 TOPO_LAYOUT = _layout(TOPO_SLOTS, False, 3)
 CUT_LAYOUT = _layout(CUT_SLOTS, False, 6)
 BRIDGE_LAYOUT = _layout(BRIDGE_SLOTS, True, 6)
-SCC_LAYOUT = _layout(SCC_SLOTS, False, 5)
+SCC_LAYOUT = _layout(SCC_SLOTS, False, 6)
 DAG_LAYOUT = _layout(DAG_SLOTS, False, 3)

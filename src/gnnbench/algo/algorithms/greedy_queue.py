@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
-from ..recording import Layout, Recording, one_hot
+from ..recording import TIE, Layout, Recording, one_hot
 
 
 
@@ -22,18 +23,42 @@ def priority_queue_push(pi, key, mark, in_queue, u, rec, t0, t, cap):
     return t + 1
 
 
-@njit(cache=True)
-def queue_keys(key, in_queue):
-    """CLRS-30 extracts ``np.argsort(queue_keys(key, in_queue))[0]`` as the next node."""
-    return key + (1.0 - in_queue) * 1e9
+def extract_min(key: np.ndarray, in_queue: np.ndarray) -> int:
+    """The node CLRS-30 extracts next: ``np.argsort(key + (1 - in_queue) * 1e9)[0]``.
+
+    The caller stops when that node is not in the queue. Compiled, a tie among
+    the minimal keys that includes a queued node returns ``TIE`` (see ``ordering``).
+    """
+    return int(np.argsort(key + (1.0 - in_queue) * 1e9)[0])
+
+
+@overload(extract_min)
+def _extract_min_compiled(key, in_queue):
+    def impl(key, in_queue):
+        best = 0
+        best_key = key[0] + (1.0 - in_queue[0]) * 1e9
+        for j in range(1, key.shape[0]):
+            value = key[j] + (1.0 - in_queue[j]) * 1e9
+            if value < best_key:
+                best = j
+                best_key = value
+        ties = 0
+        queued_tie = False
+        for j in range(key.shape[0]):
+            if key[j] + (1.0 - in_queue[j]) * 1e9 == best_key:
+                ties += 1
+                queued_tie = queued_tie or in_queue[j] == 1
+        if ties > 1 and queued_tie:
+            return TIE
+        return best  # unique, or every tied node is out of the queue: the caller stops
+    return impl
 
 
 def priority_queue_probes(rec: Recording, graphs: np.ndarray, key_name: str):
     """CLRS probes of Prim (``key``) or Dijkstra (``d``) from their step records."""
     pi, key, mark, in_queue, u = rec.steps
-    hints = {"pi_h": pi.copy(), key_name: key.copy(), "mark": mark.copy(), "in_queue": in_queue.copy(),
-             "u": one_hot(u, graphs.shape[1])}
-    return hints, {"pi": rec.per_sample[0].copy()}
+    hints = {"pi_h": pi, key_name: key, "mark": mark, "in_queue": in_queue, "u": one_hot(u, graphs.shape[1])}
+    return hints, {"pi": rec.per_sample[0]}
 
 
 QUEUE_LAYOUT = Layout(
@@ -41,5 +66,5 @@ QUEUE_LAYOUT = Layout(
            (np.dtype(np.float64), lambda n: (n,)), (np.dtype(np.float64), lambda n: (n,)),
            (np.dtype(np.int64), lambda n: ())),
     per_sample=((np.dtype(np.int64), lambda n: (n,)),),
-    steps_per_node=1,
+    expected_steps=lambda n: n + 1,
 )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import Layout, Recording, one_hot
-from .greedy_queue import priority_queue_probes, priority_queue_push, queue_keys
-from .ordering import TIE, argsort_exact, first_of_argsort, has_ties
+from ..recording import TIE, Layout, Recording, one_hot
+from ..trace import EventMask
+from .greedy_queue import extract_min, priority_queue_probes, priority_queue_push
+from .ordering import argsort_exact, has_ties
 
 NEVER = np.iinfo(np.int64).max
 # Columns of Kruskal's scalar step record.
@@ -118,7 +119,7 @@ def mst_prim_kernel(A, s, aux, rec, t0, cap, out, i):
     in_queue[s] = 1.0
     t = priority_queue_push(pi, key, mark, in_queue, s, rec, t0, 0, cap)
     for _ in range(n):
-        u = first_of_argsort(queue_keys(key, in_queue))
+        u = extract_min(key, in_queue)
         if u == TIE:
             return TIE
         if in_queue[u] == 0:
@@ -143,14 +144,14 @@ def finalize_mst_kruskal(rec: Recording, graphs: np.ndarray):
     joined = rec.per_sample[0]
     n = graphs.shape[1]
     hints = {
-        "in_mst_h": (joined[rec.step_sample] <= rec.local_step[:, None, None]).astype(np.float64),
-        "pi": pi.copy(),
+        "in_mst_h": EventMask(joined, np.zeros(joined.shape), rec.offsets),
+        "pi": pi,
         "u": one_hot(scal[:, K_U], n),
         "v": one_hot(scal[:, K_V], n),
         "root_u": one_hot(scal[:, K_ROOT_U], n),
         "root_v": one_hot(scal[:, K_ROOT_V], n),
-        "mask_u": mask_u.copy(),
-        "mask_v": mask_v.copy(),
+        "mask_u": mask_u,
+        "mask_v": mask_v,
         "phase": one_hot(scal[:, K_PHASE], 3),
     }
     return hints, {"in_mst": (joined < NEVER).astype(np.float64)}
@@ -164,5 +165,5 @@ KRUSKAL_LAYOUT = Layout(
     steps=((np.dtype(np.int64), lambda n: (n,)), (np.dtype(np.float64), lambda n: (n,)),
            (np.dtype(np.float64), lambda n: (n,)), (np.dtype(np.int64), lambda n: (5,))),
     per_sample=((np.dtype(np.int64), lambda n: (n, n)),),
-    steps_per_node=2,
+    expected_steps=lambda n: 5 * n + 2,
 )

@@ -1,11 +1,11 @@
 """Sorting with NumPy's exact tie-breaking.
 
-CLRS-30 picks the next node with ``np.argsort(x)[0]`` and orders Kruskal's edges
-with ``np.argsort(weights)``. NumPy's default sort is not stable and, on CPUs with
+CLRS-30 picks Prim's and Dijkstra's next node with ``np.argsort(keys)[0]`` and
+orders Kruskal's edges with ``np.argsort(weights)``. NumPy's default sort is not stable and, on CPUs with
 AVX2/AVX-512, its order among equal keys depends on the SIMD kernel in use, so the
 only faithful way to break ties is to ask NumPy itself.
 
-Both functions here therefore have two implementations. Called from Python they
+Such functions therefore have two implementations (here and in ``greedy_queue``). Called from Python they
 use NumPy. Compiled into a kernel (numba), keys without ties have a unique order
 that numba computes directly, and tied keys return ``TIE`` so the kernel can stop
 with status ``TIE``; the batch driver then reruns that one sample as plain Python
@@ -22,32 +22,12 @@ from ..recording import TIE
 
 
 
-def first_of_argsort(x: np.ndarray) -> int:
-    """``np.argsort(x)[0]``."""
-    return int(np.argsort(x)[0])
-
-
 def argsort_exact(x: np.ndarray) -> np.ndarray:
     """``np.argsort(x)``; compiled, an empty array when ``x`` has equal keys."""
     return np.argsort(x).astype(np.int64)
 
 
-@overload(first_of_argsort, jit_options={"cache": True})
-def _first_of_argsort_compiled(x):
-    def impl(x):
-        best = 0
-        ties = 1
-        for j in range(1, x.shape[0]):
-            if x[j] < x[best]:
-                best = j
-                ties = 1
-            elif x[j] == x[best]:
-                ties += 1
-        return best if ties == 1 else TIE
-    return impl
-
-
-@overload(argsort_exact, jit_options={"cache": True})
+@overload(argsort_exact)
 def _argsort_exact_compiled(x):
     def impl(x):
         order = np.argsort(x)

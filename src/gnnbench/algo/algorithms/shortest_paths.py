@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import Layout, Recording, one_hot
-from .ordering import TIE, first_of_argsort
-from .greedy_queue import priority_queue_probes, priority_queue_push, queue_keys
+from ..recording import TIE, Layout, Recording, one_hot
+from .greedy_queue import extract_min, priority_queue_probes, priority_queue_push
 
 NEGATIVE_CYCLE = -1  # kernel error code
 
@@ -25,7 +24,7 @@ def dijkstra_kernel(A, s, aux, rec, t0, cap, out, i):
     in_queue[s] = 1.0
     t = priority_queue_push(pi, d, mark, in_queue, s, rec, t0, 0, cap)
     for _ in range(n):
-        u = first_of_argsort(queue_keys(d, in_queue))
+        u = extract_min(d, in_queue)
         if u == TIE:
             return TIE
         if in_queue[u] == 0:
@@ -124,24 +123,24 @@ def finalize_dijkstra(rec: Recording, graphs: np.ndarray):
 
 def finalize_bellman_ford(rec: Recording, graphs: np.ndarray):
     pi, d, msk = rec.steps
-    return {"pi_h": pi.copy(), "d": d.copy(), "msk": msk.copy()}, {"pi": rec.per_sample[0].copy()}
+    return {"pi_h": pi, "d": d, "msk": msk}, {"pi": rec.per_sample[0]}
 
 
 def finalize_floyd_warshall(rec: Recording, graphs: np.ndarray):
     Pi, D, msk, k = rec.steps
-    hints = {"Pi_h": Pi.copy(), "D": D.copy(), "msk": msk.copy(), "k": one_hot(k, graphs.shape[1])}
-    return hints, {"Pi": rec.per_sample[0].copy()}
+    hints = {"Pi_h": Pi, "D": D, "msk": msk, "k": one_hot(k, graphs.shape[1])}
+    return hints, {"Pi": rec.per_sample[0]}
 
 
 SCALAR_ROUNDS_LAYOUT = Layout(
     steps=((np.dtype(np.int64), lambda n: (n,)), (np.dtype(np.float64), lambda n: (n,)),
            (np.dtype(np.float64), lambda n: (n,))),
     per_sample=((np.dtype(np.int64), lambda n: (n,)),),
-    steps_per_node=1,
+    expected_steps=lambda n: n + 1,
 )
 FLOYD_WARSHALL_LAYOUT = Layout(
     steps=((np.dtype(np.float64), lambda n: (n, n)), (np.dtype(np.float64), lambda n: (n, n)),
            (np.dtype(np.float64), lambda n: (n, n)), (np.dtype(np.int64), lambda n: ())),
     per_sample=((np.dtype(np.float64), lambda n: (n, n)),),
-    steps_per_node=1,
+    expected_steps=lambda n: n,
 )
