@@ -8,6 +8,7 @@
 from .compile_cache import kernel_cache
 
 with kernel_cache():  # compiled kernels cache under a directory keyed by their sources
+    from .evaluation import Evaluator
     from .execution import run_algorithm, run_batch
     from .samplers import DISTRIBUTIONS, GraphDistribution, sample, sample_graphs
     from .specs import ALGORITHMS, SPECS, Location, OutputClass, Stage, Type
@@ -18,6 +19,7 @@ __all__ = [
     "ALGORITHMS",
     "CLRS30_SPLITS",
     "DISTRIBUTIONS",
+    "Evaluator",
     "GraphDistribution",
     "LENGTH_GENERALIZATION_SIZES",
     "Location",

@@ -7,8 +7,9 @@ continue that MT19937 stream here, decoding it with the same arithmetic NumPy's
 legacy distributions use: ``next_double``, binomial inversion, masked rejection
 for bounded integers and Fisher-Yates shuffling.
 
-A stream is a pair ``(key, pos)``: the 624-word MT19937 state and a one-element
-array holding the read position, as NumPy's ``mt19937_state`` keeps them.
+A stream is a pair ``(key, pos)``: ``key`` holds the 624-word MT19937 state
+followed by that block's 624 tempered output words, ``pos`` (one element) the read
+position in the block, as NumPy's ``mt19937_state`` keeps it.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ _LOWER = np.uint64(0x7FFFFFFF)
 
 def seeded_stream(seed: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The MT19937 state of ``np.random.RandomState(seed)``, ready to draw from."""
-    _, key, pos, _, _ = np.random.RandomState(seed).get_state(legacy=True)
-    return np.array(key, dtype=np.uint32), np.array([pos], dtype=np.int64)
+    _, state, pos, _, _ = np.random.RandomState(seed).get_state(legacy=True)
+    key = np.zeros(2 * _N, dtype=np.uint32)
+    key[:_N] = state
+    _temper_block(key)
+    return key, np.array([pos], dtype=np.int64)
 
 
 @njit(cache=True, inline="always")
@@ -39,7 +43,7 @@ def _mix(upper, lower, far):
 @njit(cache=True)
 def _twist(key: np.ndarray) -> None:
     # The MT19937 state transition (Matsumoto & Nishimura, 1998).
-    for i in range(_N - _M):
+    for i in range(_N - _M):  # key[_N:] (tempered output) is not part of the state
         key[i] = _mix(key[i], key[i + 1], key[i + _M])
     for i in range(_N - _M, _N - 1):
         key[i] = _mix(key[i], key[i + 1], key[i + _M - _N])
@@ -58,6 +62,19 @@ def _temper(word) -> np.uint64:
 
 
 @njit(cache=True)
+def _temper_block(key: np.ndarray) -> None:
+    for i in range(_N):
+        key[_N + i] = np.uint32(_temper(key[i]))
+
+
+@njit(cache=True)
+def _refill(key: np.ndarray, pos: np.ndarray) -> None:
+    _twist(key)
+    _temper_block(key)
+    pos[0] = 0
+
+
+@njit(cache=True)
 def _to_double(a, b) -> float:
     # NumPy's next_double: 53 random bits from two words.
     return ((a >> np.uint64(5)) * 67108864.0 + (b >> np.uint64(6))) / 9007199254740992.0
@@ -66,11 +83,10 @@ def _to_double(a, b) -> float:
 @njit(cache=True)
 def next_uint32(key: np.ndarray, pos: np.ndarray) -> np.uint64:
     if pos[0] >= _N:
-        _twist(key)
-        pos[0] = 0
-    word = key[pos[0]]
+        _refill(key, pos)
+    word = key[_N + pos[0]]
     pos[0] += 1
-    return _temper(word)
+    return np.uint64(word)
 
 
 @njit(cache=True)
@@ -84,8 +100,8 @@ def next_double(key: np.ndarray, pos: np.ndarray) -> float:
 # reference-count round trip each time, which would dominate these loops.
 
 @njit(cache=True)
-def bernoulli_matrix(key: np.ndarray, pos: np.ndarray, n: int, p: float) -> np.ndarray:
-    """``RandomState.binomial(1, p, size=(n, n))`` as int64.
+def bernoulli_fill(out: np.ndarray, key: np.ndarray, pos: np.ndarray, p: float) -> None:
+    """Fill the square ``out`` with ``RandomState.binomial(1, p, size=out.shape)``.
 
     NumPy's legacy binomial inverts the CDF for n * p <= 30 (using 1 - p when
     p > 0.5), one double per draw except in a rare restart; p = 0 still draws.
@@ -97,12 +113,12 @@ def bernoulli_matrix(key: np.ndarray, pos: np.ndarray, n: int, p: float) -> np.n
     px1 = ((1 - 1 + 1) * pp * qn) / (1 * q)  # P(X = 1), NumPy's recurrence at X = 1
     # n = 1 makes NumPy's search bound 1: X = 0 if u <= qn, X = 1 if u - qn <= px1,
     # otherwise (rounding at u ~ 1, astronomically rare) it restarts with a new u.
-    out = np.empty((n, n), dtype=np.int64)
+    n = out.shape[0]
     at = pos[0]
     for i in range(n):
         for j in range(n):
             if at + 2 <= _N:
-                u = _to_double(_temper(key[at]), _temper(key[at + 1]))
+                u = _to_double(np.uint64(key[_N + at]), np.uint64(key[_N + at + 1]))
                 at += 2
             else:
                 pos[0] = at
@@ -115,6 +131,13 @@ def bernoulli_matrix(key: np.ndarray, pos: np.ndarray, n: int, p: float) -> np.n
             x = np.int64(u > qn)
             out[i, j] = 1 - x if flip else x
     pos[0] = at
+
+
+@njit(cache=True)
+def bernoulli_matrix(key: np.ndarray, pos: np.ndarray, n: int, p: float) -> np.ndarray:
+    """``RandomState.binomial(1, p, size=(n, n))`` as int64."""
+    out = np.empty((n, n), dtype=np.int64)
+    bernoulli_fill(out, key, pos, p)
     return out
 
 
@@ -127,7 +150,7 @@ def uniform_matrix(key: np.ndarray, pos: np.ndarray, n: int, low: float, high: f
     for i in range(n):
         for j in range(n):
             if at + 2 <= _N:
-                u = _to_double(_temper(key[at]), _temper(key[at + 1]))
+                u = _to_double(np.uint64(key[_N + at]), np.uint64(key[_N + at + 1]))
                 at += 2
             else:
                 pos[0] = at

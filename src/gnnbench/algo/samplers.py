@@ -141,29 +141,37 @@ def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_opt
 @njit(cache=True)
 def er_graph(key, pos, n, p, directed, acyclic, weighted, low, high):
     """CLRS-30's ``_random_er_graph``, draw for draw."""
-    coin = rng.bernoulli_matrix(key, pos, n, p)
     mat = np.empty((n, n))
-    if not directed:
-        for i in range(n):
-            for j in range(n):
-                mat[i, j] = coin[i, j] * coin[j, i]
-    elif acyclic:
+    er_graph_into(mat, key, pos, p, directed, acyclic, weighted, low, high)
+    return mat
+
+
+@njit(cache=True)
+def er_graph_into(mat, key, pos, p, directed, acyclic, weighted, low, high):
+    """``er_graph`` written into ``mat`` ``[n, n]``."""
+    n = mat.shape[0]
+    if directed and acyclic:
+        coin = rng.bernoulli_matrix(key, pos, n, p)
         perm = rng.permutation(key, pos, n)
         for i in range(n):
             for j in range(n):
                 a, b = perm[i], perm[j]
                 mat[i, j] = coin[a, b] if b > a else 0
     else:
-        for i in range(n):
-            for j in range(n):
-                mat[i, j] = coin[i, j]
+        rng.bernoulli_fill(mat, key, pos, p)
+        if not directed:  # keep i - j only if both coins came up
+            for i in range(n):
+                for j in range(i + 1, n):
+                    both = mat[i, j] * mat[j, i]
+                    mat[i, j] = both
+                    mat[j, i] = both
     if weighted:
         w = rng.uniform_matrix(key, pos, n, low, high)
         for i in range(n):
             for j in range(n):
-                weight = np.sqrt(w[i, j] * w[j, i] + 1e-3) if not directed else w[i, j]
-                mat[i, j] = mat[i, j] * weight
-    return mat
+                if mat[i, j] != 0:  # 0 * weight is 0 whatever the weight
+                    weight = np.sqrt(w[i, j] * w[j, i] + 1e-3) if not directed else w[i, j]
+                    mat[i, j] = mat[i, j] * weight
 
 
 @njit(cache=True)
@@ -200,7 +208,7 @@ def _generate(key, pos, n, generator, p_choices, directed, acyclic, weighted, lo
     for i in range(graphs.shape[0]):
         p = p_choices[rng.bounded(key, pos, p_choices.shape[0])]
         if generator == ER:
-            graphs[i] = er_graph(key, pos, n, p, directed, acyclic, weighted, low, high)
+            er_graph_into(graphs[i], key, pos, p, directed, acyclic, weighted, low, high)
         else:
             graphs[i] = community_graph(key, pos, n, k, p, eps, directed, acyclic, weighted, low, high)
         if with_source:

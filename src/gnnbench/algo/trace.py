@@ -10,10 +10,11 @@ output field as one array with a leading sample axis, each hint field as one
 array whose time axes are concatenated, with ``offsets`` marking where each
 sample's steps begin. Indexing it yields ``Trace`` views without copying.
 
-Two kinds of edge-level hints would dominate memory if stored densely, so they
-are stored as encodings and expanded per trace on access: ``EventMask`` (a mask
-whose entries switch to 1 once, e.g. ``is_bridge_h``, ``in_mst_h``) and
-``RepeatedSteps`` (a value constant over a trace, e.g. ``A_t``).
+Hints whose dense form is mostly redundant are stored as encodings and expanded
+per trace on access: ``OneHotSteps`` (mask_one and categorical hints as class
+indices), ``EventMask`` (an edge mask whose entries switch to 1 once, e.g.
+``is_bridge_h``, ``in_mst_h``) and ``RepeatedSteps`` (a value constant over a
+trace, e.g. ``A_t``). ``TraceSet.hint_array`` expands any of them for all traces.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .recording import expand_events
+from .recording import expand_events, one_hot
 from .specs import SPECS, Stage
 
 
@@ -57,7 +58,20 @@ class RepeatedSteps:
         return np.repeat(self.values, np.diff(self.offsets), axis=0)
 
 
-EncodedSteps = EventMask | RepeatedSteps
+class OneHotSteps:
+    """Per-step one-hot vectors (CLRS ``mask_one``/``categorical``) kept as class indices."""
+
+    def __init__(self, index: np.ndarray, classes: int, offsets: np.ndarray) -> None:
+        self.index, self.classes, self.offsets = index, classes, offsets
+
+    def rows(self, i: int) -> np.ndarray:
+        return one_hot(self.index[self.offsets[i]:self.offsets[i + 1]], self.classes)
+
+    def dense(self) -> np.ndarray:
+        return one_hot(self.index, self.classes)
+
+
+EncodedSteps = EventMask | RepeatedSteps | OneHotSteps
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,10 @@ class TraceSet(Sequence[Trace]):
     def lengths(self) -> np.ndarray:
         """Number of hint steps of each trace."""
         return np.diff(self.offsets)
+
+    def stage(self, stage: str) -> Mapping[str, np.ndarray | EncodedSteps]:
+        """The fields of one stage (``"input"``, ``"hint"`` or ``"output"``)."""
+        return {Stage.INPUT: self.inputs, Stage.HINT: self.hints, Stage.OUTPUT: self.outputs}[stage]
 
     def hint_array(self, name: str) -> np.ndarray:
         """Hint ``name`` of all traces as one array ``[sum of T_i, ...]`` (expanded if encoded)."""

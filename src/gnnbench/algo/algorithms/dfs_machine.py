@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from ..recording import Layout, Recording, graph_probe, one_hot
-from ..trace import EventMask, RepeatedSteps
+from ..trace import EventMask, OneHotSteps, RepeatedSteps
 from ..specs import OutputClass
 
 # Rows of the per-node state matrix.
@@ -53,14 +53,24 @@ def new_state(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @njit(cache=True)
 def push(state, scalars, slots, node_rec, scal_rec, t0, t, cap) -> int:
-    """Record the current state as step ``t``; return ``t + 1``."""
+    """Record the current state as step ``t``; return ``t + 1``.
+
+    ``slots = (float_rows, int_rows)``: the state rows copied into
+    ``node_rec = (float buffer [cap, len(float_rows), n], int64 buffer [cap, len(int_rows), n])``.
+    """
     row = t0 + t
     if row < cap:
+        float_rows, int_rows = slots
+        float_rec, int_rec = node_rec
         n = state.shape[1]
-        for r in range(slots.shape[0]):
-            src = slots[r]
+        for r in range(float_rows.shape[0]):
+            src = float_rows[r]
             for j in range(n):
-                node_rec[row, r, j] = state[src, j]
+                float_rec[row, r, j] = state[src, j]
+        for r in range(int_rows.shape[0]):
+            src = int_rows[r]
+            for j in range(n):
+                int_rec[row, r, j] = np.int64(state[src, j])
         for j in range(NUM_SCALARS):
             scal_rec[row, j] = scalars[j]
     return t + 1
@@ -172,31 +182,32 @@ _TOPO = TOPO_ORDER
 _CUT = TIMED | TREE | LOW_LINK | CUT_VERTICES
 _BRIDGE = TIMED | TREE | LOW_LINK | BRIDGE_EDGES
 
-# Node rows each algorithm records, in the order of its spec.
-DFS_SLOTS = np.array([PI, COLOR, D, F, S_PREV])
-TOPO_SLOTS = np.array([TOPO, COLOR, S_PREV])
-CUT_SLOTS = np.array([CUT, PI, COLOR, D, F, LOW, CHILD, S_PREV])
-BRIDGE_SLOTS = np.array([PI, COLOR, D, F, LOW, S_PREV])
-SCC_SLOTS = np.array([SCC, COLOR, D, F, S_PREV])
-DAG_SLOTS = np.array([PI, D, MARK, TOPO, COLOR, S_PREV])
+# Node rows each algorithm records: (float rows, integer rows: pointers and colours).
+_NONE = np.zeros(0, dtype=np.int64)
+DFS_SLOTS = (np.array([D, F]), np.array([PI, COLOR, S_PREV]))
+TOPO_SLOTS = (_NONE, np.array([TOPO, COLOR, S_PREV]))
+CUT_SLOTS = (np.array([CUT, D, F, LOW, CHILD]), np.array([PI, COLOR, S_PREV]))
+BRIDGE_SLOTS = (np.array([D, F, LOW]), np.array([PI, COLOR, S_PREV]))
+SCC_SLOTS = (np.array([D, F]), np.array([SCC, COLOR, S_PREV]))
+DAG_SLOTS = (np.array([D, MARK]), np.array([PI, TOPO, COLOR, S_PREV]))
 
 
 @njit(cache=True)
 def dfs_kernel(A, s, aux, rec, t0, cap, out, i):
     state, scalars = new_state(A.shape[0])
-    return forest(A, _DFS, state, scalars, DFS_SLOTS, rec[0], rec[1], t0, 0, cap, out[0][i])
+    return forest(A, _DFS, state, scalars, DFS_SLOTS, (rec[0], rec[1]), rec[2], t0, 0, cap, out[0][i])
 
 
 @njit(cache=True)
 def topological_sort_kernel(A, s, aux, rec, t0, cap, out, i):
     state, scalars = new_state(A.shape[0])
-    return forest(A, _TOPO, state, scalars, TOPO_SLOTS, rec[0], rec[1], t0, 0, cap, out[0][i])
+    return forest(A, _TOPO, state, scalars, TOPO_SLOTS, (rec[0], rec[1]), rec[2], t0, 0, cap, out[0][i])
 
 
 @njit(cache=True)
 def articulation_points_kernel(A, s, aux, rec, t0, cap, out, i):
     state, scalars = new_state(A.shape[0])
-    return forest(A, _CUT, state, scalars, CUT_SLOTS, rec[0], rec[1], t0, 0, cap, out[0][i])
+    return forest(A, _CUT, state, scalars, CUT_SLOTS, (rec[0], rec[1]), rec[2], t0, 0, cap, out[0][i])
 
 
 @njit(cache=True)
@@ -204,7 +215,7 @@ def bridges_kernel(A, s, aux, rec, t0, cap, out, i):
     events = out[0][i]
     events[:, :] = NEVER
     state, scalars = new_state(A.shape[0])
-    return forest(A, _BRIDGE, state, scalars, BRIDGE_SLOTS, rec[0], rec[1], t0, 0, cap, events)
+    return forest(A, _BRIDGE, state, scalars, BRIDGE_SLOTS, (rec[0], rec[1]), rec[2], t0, 0, cap, events)
 
 
 @njit(cache=True)
@@ -212,7 +223,7 @@ def strongly_connected_components_kernel(A, s, aux, rec, t0, cap, out, i):
     n = A.shape[0]
     state, scalars = new_state(n)
     events = out[0][i]
-    t = forest(A, TIMED, state, scalars, SCC_SLOTS, rec[0], rec[1], t0, 0, cap, events)
+    t = forest(A, TIMED, state, scalars, SCC_SLOTS, (rec[0], rec[1]), rec[2], t0, 0, cap, events)
     # Second pass on the transpose, roots in decreasing finishing time (all distinct).
     state[COLOR, :] = 0.0
     state[S_PREV, :] = np.arange(n) * 1.0
@@ -221,14 +232,15 @@ def strongly_connected_components_kernel(A, s, aux, rec, t0, cap, out, i):
     A_t = np.ascontiguousarray(A.T)
     for root in order:
         if state[COLOR, root] == 0:
-            t = walk(A_t, root, TIMED | SCC_LABEL, state, scalars, SCC_SLOTS, rec[0], rec[1], t0, t, cap, events)
+            t = walk(A_t, root, TIMED | SCC_LABEL, state, scalars, SCC_SLOTS, (rec[0], rec[1]), rec[2], t0, t,
+                     cap, events)
     return t
 
 
 @njit(cache=True)
 def dag_shortest_paths_kernel(A, s, aux, rec, t0, cap, out, i):
     """Topologically sort what ``s`` reaches (phase 0), then relax in that order (phase 1)."""
-    node_rec, scal_rec = rec
+    node_rec, scal_rec = (rec[0], rec[1]), rec[2]
     n = A.shape[0]
     state, scalars = new_state(n)
     t = walk(A, s, _TOPO, state, scalars, DAG_SLOTS, node_rec, scal_rec, t0, 0, cap, out[0][i])
@@ -262,20 +274,20 @@ _POINTER_ROWS = {PI, S_PREV, TOPO, SCC}
 _NODE_SCALARS = {"s": S, "u": U, "v": V, "s_last": S_LAST, "topo_head": TOPO_HEAD}
 
 
-def _probes(rec: Recording, slots: np.ndarray, n: int, scalars: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _probes(rec: Recording, slots: tuple[np.ndarray, np.ndarray], n: int,
+            scalars: tuple[str, ...]) -> dict[str, np.ndarray | OneHotSteps]:
     """The recorded node rows and the named scalars, under their CLRS base names."""
-    node_rec, scal_rec = rec.steps
-    probes: dict[str, np.ndarray] = {}
-    for k, row in enumerate(slots):
-        values = node_rec[:, k, :]
-        if row == COLOR:
-            values = one_hot(values.astype(np.int64), 3)
-        elif row in _POINTER_ROWS:
-            values = values.astype(np.int64)
-        probes[_ROW_NAMES[int(row)]] = values
+    float_rec, int_rec, scal_rec = rec.steps
+    float_rows, int_rows = slots
+    probes: dict[str, np.ndarray | OneHotSteps] = {}
+    for k, row in enumerate(float_rows):
+        probes[_ROW_NAMES[int(row)]] = float_rec[:, k, :]
+    for k, row in enumerate(int_rows):
+        values = int_rec[:, k, :]
+        probes[_ROW_NAMES[int(row)]] = OneHotSteps(values, 3, rec.offsets) if row == COLOR else values
     for name in scalars:
         if name in _NODE_SCALARS:
-            probes[name] = one_hot(scal_rec[:, _NODE_SCALARS[name]].astype(np.int64), n)
+            probes[name] = OneHotSteps(scal_rec[:, _NODE_SCALARS[name]].astype(np.int64), n, rec.offsets)
         elif name == "time":
             probes[name] = scal_rec[:, TIME]
         else:
@@ -299,7 +311,8 @@ def finalize_dfs(rec: Recording, graphs: np.ndarray):
 def finalize_topological_sort(rec: Recording, graphs: np.ndarray):
     p = _probes(rec, TOPO_SLOTS, graphs.shape[1], (*_STACK, "topo_head"))
     p["topo_h"], p["topo_head_h"] = p.pop("topo"), p.pop("topo_head")
-    return p, {"topo": _last(rec, p["topo_h"]), "topo_head": _last(rec, p["topo_head_h"])}
+    topo_head = rec.steps[2][rec.offsets[1:] - 1, TOPO_HEAD].astype(np.int64)
+    return p, {"topo": _last(rec, p["topo_h"]), "topo_head": one_hot(topo_head, graphs.shape[1])}
 
 
 def finalize_articulation_points(rec: Recording, graphs: np.ndarray):
@@ -330,9 +343,11 @@ def finalize_dag_shortest_paths(rec: Recording, graphs: np.ndarray):
     return p, {"pi": _last(rec, p["pi_h"])}
 
 
-def _layout(slots: np.ndarray, events: bool, steps_per_node: int) -> Layout:
+def _layout(slots: tuple[np.ndarray, np.ndarray], events: bool, steps_per_node: int) -> Layout:
+    float_rows, int_rows = len(slots[0]), len(slots[1])
     return Layout(
-        steps=((np.dtype(np.float64), lambda n, k=len(slots): (k, n)),
+        steps=((np.dtype(np.float64), lambda n: (float_rows, n)),
+               (np.dtype(np.int64), lambda n: (int_rows, n)),
                (np.dtype(np.float64), lambda n: (NUM_SCALARS,))),
         per_sample=((np.dtype(np.int64), (lambda n: (n, n)) if events else (lambda n: (0, 0))),),
         expected_steps=lambda n: steps_per_node * n + 2,

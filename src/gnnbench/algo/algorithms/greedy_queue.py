@@ -6,7 +6,8 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from ..recording import TIE, Layout, Recording, one_hot
+from ..recording import TIE, Layout, Recording
+from ..trace import OneHotSteps
 
 
 
@@ -36,16 +37,14 @@ def extract_min(key: np.ndarray, in_queue: np.ndarray) -> int:
 def _extract_min_compiled(key, in_queue):
     def impl(key, in_queue):
         best = 0
-        best_key = key[0] + (1.0 - in_queue[0]) * 1e9
-        for j in range(1, key.shape[0]):
-            value = key[j] + (1.0 - in_queue[j]) * 1e9
-            if value < best_key:
-                best = j
-                best_key = value
+        best_key = np.inf
         ties = 0
         queued_tie = False
         for j in range(key.shape[0]):
-            if key[j] + (1.0 - in_queue[j]) * 1e9 == best_key:
+            value = key[j] + (1.0 - in_queue[j]) * 1e9
+            if value < best_key:
+                best, best_key, ties, queued_tie = j, value, 1, in_queue[j] == 1
+            elif value == best_key:
                 ties += 1
                 queued_tie = queued_tie or in_queue[j] == 1
         if ties > 1 and queued_tie:
@@ -57,7 +56,7 @@ def _extract_min_compiled(key, in_queue):
 def priority_queue_probes(rec: Recording, graphs: np.ndarray, key_name: str):
     """CLRS probes of Prim (``key``) or Dijkstra (``d``) from their step records."""
     pi, key, mark, in_queue, u = rec.steps
-    hints = {"pi_h": pi, key_name: key, "mark": mark, "in_queue": in_queue, "u": one_hot(u, graphs.shape[1])}
+    hints = {"pi_h": pi, key_name: key, "mark": mark, "in_queue": in_queue, "u": OneHotSteps(u, graphs.shape[1], rec.offsets)}
     return hints, {"pi": rec.per_sample[0]}
 
 

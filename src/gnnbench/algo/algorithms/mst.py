@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import TIE, Layout, Recording, one_hot
-from ..trace import EventMask
+from ..recording import TIE, Layout, Recording
+from ..trace import EventMask, OneHotSteps
 from .greedy_queue import extract_min, priority_queue_probes, priority_queue_push
 from .ordering import argsort_exact, has_ties
 
@@ -146,13 +146,13 @@ def finalize_mst_kruskal(rec: Recording, graphs: np.ndarray):
     hints = {
         "in_mst_h": EventMask(joined, np.zeros(joined.shape), rec.offsets),
         "pi": pi,
-        "u": one_hot(scal[:, K_U], n),
-        "v": one_hot(scal[:, K_V], n),
-        "root_u": one_hot(scal[:, K_ROOT_U], n),
-        "root_v": one_hot(scal[:, K_ROOT_V], n),
+        "u": OneHotSteps(scal[:, K_U], n, rec.offsets),
+        "v": OneHotSteps(scal[:, K_V], n, rec.offsets),
+        "root_u": OneHotSteps(scal[:, K_ROOT_U], n, rec.offsets),
+        "root_v": OneHotSteps(scal[:, K_ROOT_V], n, rec.offsets),
         "mask_u": mask_u,
         "mask_v": mask_v,
-        "phase": one_hot(scal[:, K_PHASE], 3),
+        "phase": OneHotSteps(scal[:, K_PHASE], 3, rec.offsets),
     }
     return hints, {"in_mst": (joined < NEVER).astype(np.float64)}
 

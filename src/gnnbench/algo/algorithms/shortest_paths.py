@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import TIE, Layout, Recording, one_hot
+from ..recording import TIE, Layout, Recording
+from ..trace import OneHotSteps
 from .greedy_queue import extract_min, priority_queue_probes, priority_queue_push
 
 NEGATIVE_CYCLE = -1  # kernel error code
@@ -128,7 +129,7 @@ def finalize_bellman_ford(rec: Recording, graphs: np.ndarray):
 
 def finalize_floyd_warshall(rec: Recording, graphs: np.ndarray):
     Pi, D, msk, k = rec.steps
-    hints = {"Pi_h": Pi, "D": D, "msk": msk, "k": one_hot(k, graphs.shape[1])}
+    hints = {"Pi_h": Pi, "D": D, "msk": msk, "k": OneHotSteps(k, graphs.shape[1], rec.offsets)}
     return hints, {"Pi": rec.per_sample[0]}
 
 

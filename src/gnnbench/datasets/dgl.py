@@ -1,0 +1,62 @@
+"""DGL twins of the datasets (needs the optional ``dgl`` extra: ``pip install gnnbench[dgl]``).
+
+Each DGL item holds exactly the tensors of the PyTorch Geometric item: node fields
+in ``g.ndata``, edge fields in ``g.edata`` (same edge order: every ordered pair,
+row-major), graph fields and ``num_steps`` in a dict returned beside the graph.
+Pointers stay per-graph node indices (``dgl.batch`` does not offset them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+try:
+    import dgl
+    from dgl.data import DGLDataset
+except ImportError as error:  # pragma: no cover - exercised only without the extra
+    raise ImportError("gnnbench.datasets.dgl needs DGL: pip install 'gnnbench[dgl]'") from error
+
+from ..algo.specs import SPECS, Location
+from .algorithmic_reasoning import AlgorithmicReasoningDataset
+
+
+def to_dgl(data: Any, algorithm: str) -> tuple[dgl.DGLGraph, dict[str, torch.Tensor]]:
+    """Convert one ``AlgorithmicReasoningData`` item to ``(graph, graph_fields)``."""
+    graph = dgl.graph((data.edge_index[0], data.edge_index[1]), num_nodes=int(data.num_nodes))
+    graph_fields = {"num_steps": data.num_steps}
+    for name, (_, location, _) in SPECS[algorithm].items():
+        value = data[name]
+        if location == Location.NODE:
+            graph.ndata[name] = value
+        elif location == Location.EDGE:
+            graph.edata[name] = value
+        else:
+            graph_fields[name] = value
+    return graph, graph_fields
+
+
+class AlgorithmicReasoningDGLDataset(DGLDataset):
+    """DGL view of :class:`~gnnbench.datasets.AlgorithmicReasoningDataset` (same arguments,
+    same cache): ``dataset[i]`` is ``(graph, graph_fields)``."""
+
+    def __init__(self, root: str | Path | None, algorithm: str, split: str = "train", *,
+                 force_reload: bool = False, **options: Any) -> None:
+        self._source_args = (root, algorithm, split)
+        self._source_options = dict(options, force_reload=force_reload)
+        self.algorithm = algorithm
+        super().__init__(name=f"gnnbench_{algorithm}_{split}", verbose=False)
+
+    def process(self) -> None:
+        self.source = AlgorithmicReasoningDataset(*self._source_args, **self._source_options)
+
+    def has_cache(self) -> bool:
+        return False  # the PyG dataset owns the cache; process() only opens it
+
+    def __getitem__(self, idx: int) -> tuple[dgl.DGLGraph, dict[str, torch.Tensor]]:
+        return to_dgl(self.source[idx], self.algorithm)
+
+    def __len__(self) -> int:
+        return len(self.source)

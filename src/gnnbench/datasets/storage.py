@@ -1,0 +1,145 @@
+"""On-disk columns of a trace set: one ``.npz`` of arrays plus a JSON manifest.
+
+Arrays are stored in the dtypes the dataset tensors use (float32 scalars, int8
+masks and one-hots, int32 pointers), hints concatenated over time with
+``offsets``; the two encoded hint kinds keep their encodings. The manifest
+records the cache key, the SHA-256 of the ``.npz``, sizes and field layout, so a
+corrupted or stale file is recognised before it is used.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..algo.specs import SPECS, Stage, Type
+from ..algo.trace import EventMask, RepeatedSteps, TraceSet
+from ..io.files import atomic_path, sha256_file
+
+FORMAT_VERSION = 1
+_NEVER = np.iinfo(np.int32).max
+_REST_DTYPES = {Type.SCALAR: np.float32, Type.MASK: np.int8, Type.MASK_ONE: np.int8,
+                Type.CATEGORICAL: np.int8, Type.POINTER: np.int32}
+
+
+class StaleCacheError(Exception):
+    """A cached file is missing, corrupted or was built from different settings."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A trace set as loaded from disk."""
+
+    algorithm: str
+    arrays: dict[str, np.ndarray]
+    offsets: np.ndarray
+    manifest: dict
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0] - 1)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.manifest["n"])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def sample(self, i: int) -> dict[str, np.ndarray]:
+        """Every field of trace i in CLRS layout (hints time-first), at-rest dtypes."""
+        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
+        out = {}
+        for name, (stage, _, _) in SPECS[self.algorithm].items():
+            encoding = self.manifest["fields"][name]["encoding"]
+            if stage != Stage.HINT:
+                out[name] = self.arrays[f"{stage}__{name}"][i]
+            elif encoding == "dense":
+                out[name] = self.arrays[f"hint__{name}"][start:stop]
+            elif encoding == "events":
+                events = self.arrays[f"hint__{name}__events"][i]
+                base = self.arrays[f"hint__{name}__base"][i]
+                steps = np.arange(stop - start)[:, None, None]
+                out[name] = np.where(events[None] <= steps, 1, base[None]).astype(np.int8)
+            else:  # repeated
+                values = self.arrays[f"hint__{name}__values"][i]
+                out[name] = np.broadcast_to(values, (stop - start, *values.shape))
+        return out
+
+    def stacked(self, stage: str) -> dict[str, np.ndarray]:
+        """Inputs or outputs of all traces, ``[num_samples, ...]``."""
+        return {name: self.arrays[f"{stage}__{name}"] for name, (st, _, _) in SPECS[self.algorithm].items()
+                if st == stage}
+
+
+def write_columns(traces: TraceSet, path: Path, key: dict) -> dict:
+    """Store ``traces`` at ``path`` (``.npz``) with its manifest beside it; return the manifest."""
+    spec = SPECS[traces.algorithm]
+    arrays: dict[str, np.ndarray] = {"offsets": np.asarray(traces.offsets, dtype=np.int64)}
+    fields = {}
+    for name, (stage, location, type_) in spec.items():
+        rest = _REST_DTYPES[type_]
+        value = traces.stage(stage)[name]
+        encoding = "dense"
+        if isinstance(value, EventMask):
+            encoding = "events"
+            arrays[f"hint__{name}__events"] = np.minimum(value.events, _NEVER).astype(np.int32)
+            arrays[f"hint__{name}__base"] = value.base.astype(rest)
+        elif isinstance(value, RepeatedSteps):
+            encoding = "repeated"
+            arrays[f"hint__{name}__values"] = value.values.astype(rest)
+        else:
+            arrays[f"{stage}__{name}"] = np.asarray(value).astype(rest)
+        fields[name] = {"stage": stage, "location": location, "type": type_,
+                        "dtype": np.dtype(rest).name, "encoding": encoding}
+    lengths = np.diff(traces.offsets)
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+        digest = sha256_file(temporary)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "algorithm": traces.algorithm,
+        "key": key,
+        "sha256": digest,
+        "num_samples": len(traces),
+        "n": traces.num_nodes,
+        "total_steps": int(traces.offsets[-1]),
+        "max_steps": int(lengths.max()) if len(lengths) else 0,
+        "fields": fields,
+    }
+    with atomic_path(_manifest_path(path)) as temporary:
+        temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
+
+
+def read_columns(path: Path, key: dict) -> Columns:
+    """Load columns written by ``write_columns`` for ``key``; ``StaleCacheError`` if unusable."""
+    manifest_path = _manifest_path(path)
+    if not path.exists() or not manifest_path.exists():
+        raise StaleCacheError(f"{path.name}: cache file or its manifest is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as error:
+        raise StaleCacheError(f"{manifest_path}: unreadable manifest ({error})") from None
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("key") != key:
+        raise StaleCacheError(f"{path.name}: built with different settings or an older format")
+    if sha256_file(path) != manifest.get("sha256"):
+        raise StaleCacheError(f"{path}: checksum mismatch (the file is corrupted or truncated)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise StaleCacheError(f"{path}: unreadable ({error})") from None
+    offsets = arrays.pop("offsets", None)
+    if offsets is None or offsets.shape[0] != manifest["num_samples"] + 1:
+        raise StaleCacheError(f"{path}: offsets do not match the manifest's {manifest['num_samples']} samples")
+    return Columns(algorithm=manifest["algorithm"], arrays=arrays, offsets=offsets, manifest=manifest)
+
+
+def _manifest_path(path: Path) -> Path:
+    return path.with_suffix(".json")

@@ -1,0 +1,611 @@
+"""``AlgorithmicReasoningDataset``: layout, caching, corruption recovery and batching."""
+
+import hashlib
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+import gnnbench.datasets.algorithmic_reasoning as ar_module
+from gnnbench.algo import ALGORITHMS, SPECS, Evaluator, sample
+from gnnbench.algo.specs import Stage
+from gnnbench.datasets import AlgorithmicReasoningData, AlgorithmicReasoningDataset
+
+NUM, N, SEED = 12, 7, 5
+ROUND_TRIP = ("bfs", "dfs", "bridges", "mst_kruskal", "strongly_connected_components", "floyd_warshall",
+              "dag_shortest_paths", "topological_sort")
+
+
+def make(root, algorithm="bfs", **kwargs):
+    kwargs.setdefault("num_samples", NUM)
+    kwargs.setdefault("n", N)
+    kwargs.setdefault("seed", SEED)
+    return AlgorithmicReasoningDataset(root, algorithm, **kwargs)
+
+
+def expected_item(trace, algorithm, n, pad_steps):
+    """Trace fields in item layout, written independently of gnnbench.datasets.layout."""
+    out = {}
+    for name, (stage, location, _) in SPECS[algorithm].items():
+        value = np.asarray(trace.field(name), dtype=np.float64)
+        if stage == Stage.HINT:
+            steps = value.shape[0]
+            if location == "edge":
+                value = value.reshape(steps, n * n, *value.shape[3:])
+            elif location == "graph":
+                value = value.reshape(steps, 1, *value.shape[1:])
+            value = np.moveaxis(value, 0, 1)
+            padding = [(0, 0)] * value.ndim
+            padding[1] = (0, pad_steps - steps)
+            value = np.pad(value, padding)
+        else:  # inputs and outputs (none categorical); CLRS squeezes them to 0-d when n == 1
+            value = value.reshape({"node": n, "edge": n * n, "graph": 1}[location])
+        out[name] = value
+    return out
+
+
+def assert_item_matches(item, trace, algorithm, n, pad_steps):
+    expected = expected_item(trace, algorithm, n, pad_steps)
+    assert set(expected) <= set(item.keys())
+    for name, want in expected.items():
+        got = item[name]
+        type_ = SPECS[algorithm][name][2]
+        assert got.dtype == (torch.int64 if type_ == "pointer" else torch.float32), name
+        assert tuple(got.shape) == want.shape, name
+        np.testing.assert_allclose(got.numpy().astype(np.float64), want, rtol=1e-6, atol=1e-6, err_msg=name)
+    assert item.num_steps.tolist() == [trace.num_steps]
+    assert item.num_nodes == n
+
+
+def assert_same_items(a, b):
+    assert len(a) == len(b)
+    for i in range(len(a)):
+        x, y = a[i], b[i]
+        assert set(x.keys()) == set(y.keys())
+        for key in x.keys():
+            if torch.is_tensor(x[key]):
+                assert torch.equal(x[key], y[key]), key
+            else:
+                assert x[key] == y[key], key
+
+
+def regenerations(record):
+    return [w for w in record if issubclass(w.category, UserWarning) and "regenerating" in str(w.message)]
+
+
+@pytest.fixture
+def forbid_generation(monkeypatch):
+    """After calling, any trace generation by the dataset fails the test."""
+
+    def activate():
+        def refuse(*args, **kwargs):
+            raise AssertionError("the dataset regenerated traces instead of loading its cache")
+
+        monkeypatch.setattr(ar_module, "sample", refuse)
+
+    return activate
+
+
+@pytest.fixture
+def count_generation(monkeypatch):
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append((args, kwargs))
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(ar_module, "sample", counting)
+    return calls
+
+
+# --- layout and round trip --------------------------------------------------------------------
+
+@pytest.mark.parametrize("algorithm", ROUND_TRIP)
+def test_round_trip_matches_sample(tmp_path, algorithm):
+    dataset = make(tmp_path, algorithm)
+    traces = sample(algorithm, NUM, n=N, seed=SEED)
+    assert len(dataset) == NUM
+    assert dataset.max_steps == int(traces.lengths.max()) == dataset.pad_steps
+    np.testing.assert_array_equal(dataset.num_steps, traces.lengths)
+    for i in range(NUM):
+        item = dataset[i]
+        assert isinstance(item, AlgorithmicReasoningData)
+        assert_item_matches(item, traces[i], algorithm, N, dataset.max_steps)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_algorithm_round_trips_one_item(tmp_path, algorithm):
+    dataset = make(tmp_path, algorithm, num_samples=3, n=5, seed=11)
+    traces = sample(algorithm, 3, n=5, seed=11)
+    for i in (0, 2):
+        assert_item_matches(dataset[i], traces[i], algorithm, 5, dataset.max_steps)
+
+
+def test_round_trip_with_sampler_options(tmp_path):
+    options = {"p": (0.2, 0.9), "low": 1.0, "high": 3.0}
+    dataset = make(tmp_path, "dijkstra", sampler_options=options)
+    traces = sample("dijkstra", NUM, n=N, seed=SEED, **options)
+    for i in range(NUM):
+        assert_item_matches(dataset[i], traces[i], "dijkstra", N, dataset.max_steps)
+
+
+def test_edge_index_is_the_complete_directed_graph_row_major(tmp_path):
+    item = make(tmp_path)[0]
+    assert item.edge_index.dtype == torch.int64
+    assert tuple(item.edge_index.shape) == (2, N * N)
+    for e in range(N * N):
+        assert item.edge_index[:, e].tolist() == [e // N, e % N]
+
+
+def test_edge_field_order_matches_edge_index(tmp_path):
+    dataset = make(tmp_path, "floyd_warshall")
+    trace = sample("floyd_warshall", NUM, n=N, seed=SEED)[3]
+    item = dataset[3]
+    src, dst = item.edge_index
+    np.testing.assert_allclose(item.A.numpy(), trace.inputs["A"][src.numpy(), dst.numpy()], rtol=1e-6)
+    np.testing.assert_array_equal(item.Pi.numpy(), trace.outputs["Pi"][src.numpy(), dst.numpy()])
+
+
+def test_hints_are_zero_padded_after_num_steps(tmp_path):
+    dataset = make(tmp_path, "bfs", num_samples=20, n=8, seed=0)
+    lengths = dataset.num_steps
+    assert lengths.min() < lengths.max()  # the case needs traces of different lengths
+    for i in range(len(dataset)):
+        item = dataset[i]
+        steps = int(item.num_steps)
+        for name in ("reach_h", "pi_h"):
+            assert item[name].shape[1] == dataset.max_steps
+            assert torch.all(item[name][:, steps:] == 0), name
+
+
+def test_pad_steps_longer_than_max(tmp_path):
+    dataset = make(tmp_path, "dfs", pad_steps=40)
+    traces = sample("dfs", NUM, n=N, seed=SEED)
+    assert dataset.pad_steps == 40
+    assert dataset.max_steps == int(traces.lengths.max()) < 40
+    for i in (0, NUM - 1):
+        item = dataset[i]
+        assert item.time.shape == (1, 40)
+        assert item.color.shape == (N, 40, 3)
+        assert_item_matches(item, traces[i], "dfs", N, 40)
+
+
+def test_pad_steps_shorter_than_max_raises(tmp_path):
+    max_steps = make(tmp_path, "bfs", num_samples=20, n=8, seed=0).max_steps
+    with pytest.raises(ValueError, match=rf"pad_steps={max_steps - 1} is shorter than the longest trace"):
+        make(tmp_path, "bfs", num_samples=20, n=8, seed=0, pad_steps=max_steps - 1)
+    assert make(tmp_path, "bfs", num_samples=20, n=8, seed=0, pad_steps=max_steps).pad_steps == max_steps
+
+
+def test_repr_and_spec(tmp_path):
+    dataset = make(tmp_path, "dijkstra")
+    assert dataset.spec == SPECS["dijkstra"]
+    text = repr(dataset)
+    assert "dijkstra" in text and f"graphs={NUM}" in text and f"n={N}" in text
+
+
+# --- targets ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("algorithm", ("bfs", "topological_sort", "bridges", "floyd_warshall", "mst_kruskal"))
+def test_targets_are_the_stacked_outputs(tmp_path, algorithm):
+    dataset = make(tmp_path, algorithm)
+    traces = sample(algorithm, NUM, n=N, seed=SEED)
+    targets = dataset.targets()
+    assert set(targets) == {f for f, (st, _, _) in SPECS[algorithm].items() if st == Stage.OUTPUT}
+    for name, values in targets.items():
+        np.testing.assert_array_equal(values, np.stack([traces[i].outputs[name] for i in range(NUM)]), name)
+    inputs = dataset.targets(Stage.INPUT)
+    assert set(inputs) == {f for f, (st, _, _) in SPECS[algorithm].items() if st == Stage.INPUT}
+    np.testing.assert_allclose(inputs["A"], traces.inputs["A"], rtol=1e-6)
+    # the evaluator accepts them directly, with the TraceSet's outputs as a perfect prediction
+    assert Evaluator(algorithm).eval({"y_true": targets, "y_pred": dict(traces.outputs)})["score"] == 1.0
+
+
+def test_targets_follow_a_subset(tmp_path):
+    dataset = make(tmp_path, "bfs")
+    subset = dataset[[4, 1, 7]]
+    np.testing.assert_array_equal(subset.targets()["pi"], dataset.targets()["pi"][[4, 1, 7]])
+    np.testing.assert_array_equal(subset.num_steps, dataset.num_steps[[4, 1, 7]])
+
+
+# --- caching ------------------------------------------------------------------------------------
+
+def test_files_and_manifest(tmp_path):
+    dataset = make(tmp_path, "bridges")
+    npz, manifest_path = (tmp_path / "algorithmic_reasoning" / "bridges" / "processed" / name
+                          for name in dataset.processed_file_names)
+    assert [str(npz), str(manifest_path)] == dataset.processed_paths
+    assert npz.suffix == ".npz" and manifest_path.suffix == ".json"
+    assert npz.stem == manifest_path.stem
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
+    assert manifest["key"] == json.loads(json.dumps(dataset.cache_key))
+    assert manifest["num_samples"] == NUM and manifest["n"] == N
+    assert manifest["max_steps"] == dataset.max_steps
+    with np.load(npz, allow_pickle=False) as arrays:
+        assert all(arrays[name].dtype != object for name in arrays.files)
+    assert not list(npz.parent.glob("*.part"))  # no temporary files left behind
+
+
+def test_second_construction_loads_without_regenerating(tmp_path, forbid_generation):
+    first = make(tmp_path, "mst_kruskal")
+    forbid_generation()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        second = make(tmp_path, "mst_kruskal")
+    assert not regenerations(record)
+    assert_same_items(first, second)
+
+
+def test_force_reload_regenerates(tmp_path, count_generation):
+    first = make(tmp_path, "dfs")
+    assert len(count_generation) == 1
+    make(tmp_path, "dfs")
+    assert len(count_generation) == 1
+    again = make(tmp_path, "dfs", force_reload=True)
+    assert len(count_generation) == 2
+    assert_same_items(first, again)
+
+
+@pytest.mark.parametrize("change", [{"seed": SEED + 1}, {"n": N + 1}, {"num_samples": NUM + 1},
+                                    {"sampler_options": {"p": 0.9}}, {"sampler_options": {"p": (0.5,)}},
+                                    {"split": "val"}],
+                         ids=["seed", "n", "num_samples", "p", "p-default-as-tuple", "split"])
+def test_different_settings_use_a_different_file(tmp_path, change):
+    base = make(tmp_path, "bfs")
+    other = make(tmp_path, "bfs", **change)
+    if change == {"sampler_options": {"p": (0.5,)}}:
+        # the default p spelled explicitly is the same distribution: same file
+        assert other.processed_paths == base.processed_paths
+        return
+    assert other.processed_paths[0] != base.processed_paths[0]
+    for path in base.processed_paths + other.processed_paths:
+        assert (tmp_path / path).exists()
+    assert_same_items(base, make(tmp_path, "bfs"))  # the first file is untouched
+
+
+def test_different_settings_give_different_data(tmp_path):
+    base = make(tmp_path, "dijkstra")
+    other_seed = make(tmp_path, "dijkstra", seed=SEED + 1)
+    other_p = make(tmp_path, "dijkstra", sampler_options={"p": 0.1})
+    assert not np.array_equal(base.targets(Stage.INPUT)["A"], other_seed.targets(Stage.INPUT)["A"])
+    assert (other_p.targets(Stage.INPUT)["adj"].mean() < base.targets(Stage.INPUT)["adj"].mean())
+
+
+def test_algorithms_share_a_root(tmp_path):
+    bfs = make(tmp_path, "bfs")
+    dfs = make(tmp_path, "dfs")
+    assert bfs.processed_dir != dfs.processed_dir
+    assert_same_items(bfs, make(tmp_path, "bfs"))
+
+
+def test_default_root_is_gnnbench_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("GNNBENCH_HOME", str(tmp_path / "home"))
+    dataset = make(None, "bfs", num_samples=3, n=4)
+    assert dataset.processed_dir == str(tmp_path / "home" / "datasets" / "algorithmic_reasoning" / "bfs" /
+                                        "processed")
+    assert (tmp_path / "home" / "datasets" / "algorithmic_reasoning" / "bfs" / "processed").is_dir()
+
+
+# --- corrupted caches ------------------------------------------------------------------------
+
+def _rewrite_checksum(npz, manifest_path):
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"] = hashlib.sha256(npz.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def _truncate(npz, manifest_path):
+    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+
+
+def _garbage(npz, manifest_path):
+    npz.write_bytes(b"this is not a zip file" * 10)
+
+
+def _empty(npz, manifest_path):
+    npz.write_bytes(b"")
+
+
+def _flip_a_byte(npz, manifest_path):
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+
+
+def _wrong_checksum(npz, manifest_path):
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def _garbage_json(npz, manifest_path):
+    manifest_path.write_text("{ this is not json")
+
+
+def _empty_json(npz, manifest_path):
+    manifest_path.write_text("")
+
+
+def _binary_json(npz, manifest_path):
+    manifest_path.write_bytes(b"\xff\xfe\x00\x81garbage")
+
+
+def _other_key(npz, manifest_path):
+    manifest = json.loads(manifest_path.read_text())
+    manifest["key"]["seed"] += 1
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def _old_format(npz, manifest_path):
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = 0
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def _pickle_with_matching_checksum(npz, manifest_path):
+    npz.write_bytes(pickle.dumps({"offsets": np.arange(3)}))
+    _rewrite_checksum(npz, manifest_path)
+
+
+def _truncated_zip_with_matching_checksum(npz, manifest_path):
+    _truncate(npz, manifest_path)
+    _rewrite_checksum(npz, manifest_path)
+
+
+def _other_npz_with_matching_checksum(npz, manifest_path):
+    with open(npz, "wb") as handle:
+        np.savez(handle, unrelated=np.zeros(3))
+    _rewrite_checksum(npz, manifest_path)
+
+
+def _wrong_offsets_with_matching_checksum(npz, manifest_path):
+    with np.load(npz) as arrays:
+        contents = {name: arrays[name] for name in arrays.files}
+    contents["offsets"] = contents["offsets"][:-2]
+    with open(npz, "wb") as handle:
+        np.savez(handle, **contents)
+    _rewrite_checksum(npz, manifest_path)
+
+
+CORRUPTIONS = [_truncate, _garbage, _empty, _flip_a_byte, _wrong_checksum, _garbage_json, _empty_json,
+               _binary_json, _other_key, _old_format, _pickle_with_matching_checksum,
+               _truncated_zip_with_matching_checksum, _other_npz_with_matching_checksum,
+               _wrong_offsets_with_matching_checksum]
+
+
+@pytest.mark.parametrize("corrupt", CORRUPTIONS, ids=lambda f: f.__name__.strip("_"))
+def test_corrupted_cache_is_regenerated_with_a_warning(tmp_path, corrupt, forbid_generation):
+    algorithm = "bridges"  # has an event-encoded hint
+    first = make(tmp_path, algorithm)
+    npz, manifest_path = map(type(tmp_path), first.processed_paths)
+    corrupt(npz, manifest_path)
+    with pytest.warns(UserWarning, match="regenerating") as record:
+        recovered = make(tmp_path, algorithm)
+    assert any("bridges" in str(w.message) for w in regenerations(record))
+    traces = sample(algorithm, NUM, n=N, seed=SEED)
+    for i in range(NUM):
+        assert_item_matches(recovered[i], traces[i], algorithm, N, recovered.max_steps)
+    # the regenerated cache is valid: the next construction just loads it
+    forbid_generation()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert_same_items(make(tmp_path, algorithm), first)
+    assert not regenerations(record)
+
+
+@pytest.mark.parametrize("missing", [0, 1], ids=["npz", "manifest"])
+def test_missing_file_is_regenerated(tmp_path, missing, count_generation):
+    first = make(tmp_path, "bfs")
+    type(tmp_path)(first.processed_paths[missing]).unlink()
+    again = make(tmp_path, "bfs")
+    assert len(count_generation) == 2
+    assert_same_items(first, again)
+
+
+@pytest.mark.xfail(strict=True, raises=(AttributeError, KeyError, TypeError),
+                   reason="BUG: read_columns assumes the manifest parses to a dict holding every key; valid JSON "
+                          "of another shape escapes as AttributeError/KeyError instead of StaleCacheError")
+@pytest.mark.parametrize("text", ["[1, 2]", "null", '"manifest"', "42"])
+def test_manifest_that_is_json_but_not_an_object_is_regenerated(tmp_path, text):
+    first = make(tmp_path, "bfs")
+    type(tmp_path)(first.processed_paths[1]).write_text(text)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        again = make(tmp_path, "bfs")
+    assert regenerations(record)
+    assert_same_items(first, again)
+
+
+@pytest.mark.xfail(strict=True, raises=KeyError,
+                   reason="BUG: a manifest with the right key and checksum but without 'num_samples' raises "
+                          "KeyError instead of StaleCacheError")
+def test_manifest_missing_a_field_is_regenerated(tmp_path):
+    first = make(tmp_path, "bfs")
+    manifest_path = type(tmp_path)(first.processed_paths[1])
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["num_samples"]
+    manifest_path.write_text(json.dumps(manifest))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        again = make(tmp_path, "bfs")
+    assert regenerations(record)
+    assert_same_items(first, again)
+
+
+# --- batching -------------------------------------------------------------------------------------
+
+def test_dataloader_batches_traces_of_different_lengths(tmp_path):
+    n, num = 8, 20
+    dataset = make(tmp_path, "bfs", num_samples=num, n=n, seed=0)
+    lengths = dataset.num_steps
+    T = dataset.max_steps
+    assert len(set(lengths.tolist())) > 1
+    batches = list(DataLoader(dataset, batch_size=4, shuffle=False))
+    assert len(batches) == num // 4
+    for b, batch in enumerate(batches):
+        items = [dataset[4 * b + k] for k in range(4)]
+        assert batch.num_graphs == 4
+        assert batch.ptr.tolist() == [0, n, 2 * n, 3 * n, 4 * n]
+        assert batch.batch.tolist() == [g for g in range(4) for _ in range(n)]
+        assert batch.num_steps.tolist() == lengths[4 * b: 4 * b + 4].tolist()
+        assert tuple(batch.reach_h.shape) == (4 * n, T)
+        assert tuple(batch.pi_h.shape) == (4 * n, T)
+        assert tuple(batch.A.shape) == (4 * n * n,)
+        assert tuple(batch.edge_index.shape) == (2, 4 * n * n)
+        offset = batch.ptr[batch.batch]
+        assert torch.equal(batch.pi - offset, torch.cat([item.pi for item in items]))
+        assert torch.equal(batch.pi_h - offset[:, None], torch.cat([item.pi_h for item in items]))
+        assert torch.equal(batch.reach_h, torch.cat([item.reach_h for item in items]))
+        assert torch.equal(batch.s, torch.cat([item.s for item in items]))
+        # pointers index the batch's nodes: each stays inside its own graph
+        assert torch.all(batch.ptr[batch.batch] <= batch.pi) and torch.all(batch.pi < batch.ptr[batch.batch + 1])
+        assert torch.equal(batch.edge_index - batch.ptr[:-1].repeat_interleave(n * n),
+                           torch.cat([item.edge_index for item in items], dim=1))
+
+
+def test_dataloader_offsets_edge_pointers_and_graph_hints(tmp_path):
+    n = 5
+    dataset = make(tmp_path, "floyd_warshall", num_samples=6, n=n, seed=1)
+    batch = next(iter(DataLoader(dataset, batch_size=3)))
+    items = [dataset[i] for i in range(3)]
+    offsets = torch.arange(3).repeat_interleave(n * n) * n
+    assert torch.equal(batch.Pi - offsets, torch.cat([item.Pi for item in items]))
+    assert torch.equal(batch.Pi_h - offsets[:, None], torch.cat([item.Pi_h for item in items]))
+
+    dataset = make(tmp_path, "strongly_connected_components", num_samples=6, n=n, seed=1)
+    batch = next(iter(DataLoader(dataset, batch_size=3)))
+    items = [dataset[i] for i in range(3)]
+    assert tuple(batch.time.shape) == (3, dataset.max_steps)  # graph hints: one row per graph
+    assert tuple(batch.phase.shape) == (3, dataset.max_steps)
+    node_offsets = batch.ptr[batch.batch]
+    assert torch.equal(batch.scc_id - node_offsets, torch.cat([item.scc_id for item in items]))
+    assert torch.equal(batch.s_prev - node_offsets[:, None], torch.cat([item.s_prev for item in items]))
+    # mask_one hints such as s are not offset
+    assert torch.equal(batch.s, torch.cat([item.s for item in items]))
+
+
+def test_dataloader_shuffled(tmp_path):
+    dataset = make(tmp_path, "bfs", num_samples=20, n=8, seed=0)
+    torch.manual_seed(0)
+    seen = sorted(int(s) for batch in DataLoader(dataset, batch_size=4, shuffle=True) for s in batch.num_steps)
+    assert seen == sorted(dataset.num_steps.tolist())
+
+
+# --- transform, subsets, names ------------------------------------------------------------------
+
+def test_transform_is_applied(tmp_path):
+    def add_marker(data):
+        data.marker = torch.tensor([7])
+        data.pi = data.pi + 100
+        return data
+
+    plain = make(tmp_path, "bfs")
+    dataset = make(tmp_path, "bfs", transform=add_marker)
+    item = dataset[2]
+    assert item.marker.tolist() == [7]
+    assert torch.equal(item.pi, plain[2].pi + 100)
+    assert torch.equal(dataset[2].pi, plain[2].pi + 100)  # applied once per access, not accumulated
+    batch = next(iter(DataLoader(dataset, batch_size=4)))
+    assert batch.marker.tolist() == [7, 7, 7, 7]
+    assert torch.equal(dataset[:3][1].marker, torch.tensor([7]))
+
+
+def test_subset_slice(tmp_path):
+    dataset = make(tmp_path, "dfs")
+    subset = dataset[:5]
+    assert isinstance(subset, AlgorithmicReasoningDataset)
+    assert len(subset) == 5
+    np.testing.assert_array_equal(subset.num_steps, dataset.num_steps[:5])
+    for i in range(5):
+        assert torch.equal(subset[i].pi, dataset[i].pi)
+        assert torch.equal(subset[i].color, dataset[i].color)
+    assert len(dataset[-3:]) == 3
+    assert torch.equal(dataset[-3:][0].A, dataset[NUM - 3].A)
+    assert torch.equal(dataset[-1].A, dataset[NUM - 1].A)
+
+
+@pytest.mark.parametrize("index", [[3, 0, 3], np.array([3, 0, 3]), torch.tensor([3, 0, 3])],
+                         ids=["list", "numpy", "torch"])
+def test_subset_by_index(tmp_path, index):
+    dataset = make(tmp_path, "bfs")
+    subset = dataset[index]
+    assert len(subset) == 3
+    for position, i in enumerate([3, 0, 3]):
+        assert torch.equal(subset[position].pi, dataset[i].pi)
+        assert int(subset[position].num_steps) == dataset.num_steps[i]
+
+
+def test_shuffled_dataset(tmp_path):
+    dataset = make(tmp_path, "bellman_ford")
+    shuffled, perm = dataset.shuffle(return_perm=True)
+    assert sorted(perm.tolist()) == list(range(NUM))
+    for position, i in enumerate(perm.tolist()):
+        assert torch.equal(shuffled[position].pi, dataset[i].pi)
+        assert torch.equal(shuffled[position].d, dataset[i].d)
+    np.testing.assert_array_equal(shuffled.num_steps, dataset.num_steps[perm.numpy()])
+    np.testing.assert_array_equal(shuffled.targets()["pi"], dataset.targets()["pi"][perm.numpy()])
+
+
+def test_bool_mask_subset(tmp_path):
+    dataset = make(tmp_path, "bfs")
+    mask = torch.zeros(NUM, dtype=torch.bool)
+    mask[[1, 5]] = True
+    subset = dataset[mask]
+    assert len(subset) == 2
+    assert torch.equal(subset[1].pi, dataset[5].pi)
+
+
+@pytest.mark.parametrize("name", ["bfz", "BFS", "shortest_paths", ""])
+def test_unknown_algorithm(tmp_path, name):
+    with pytest.raises(ValueError, match="unknown algorithm") as info:
+        AlgorithmicReasoningDataset(tmp_path, name, num_samples=2, n=4)
+    for valid in ALGORITHMS:
+        assert valid in str(info.value)
+    assert not (tmp_path / "algorithmic_reasoning").exists()
+
+
+@pytest.mark.parametrize("split", ["tran", "testing", "test_8", "TRAIN"])
+def test_unknown_split(tmp_path, split):
+    with pytest.raises(ValueError, match="unknown split") as info:
+        AlgorithmicReasoningDataset(tmp_path, "bfs", split, num_samples=2, n=4)
+    for valid in ("train", "val", "test", "test_16", "test_32", "test_64", "test_128"):
+        assert valid in str(info.value)
+
+
+@pytest.mark.parametrize("alias", ["valid", "validation", "val"])
+def test_split_aliases(tmp_path, alias):
+    dataset = AlgorithmicReasoningDataset(tmp_path, "bfs", alias, num_samples=2, n=4)
+    assert dataset.split == "val"
+    assert dataset.seed == 2  # the val split's seed unless overridden
+
+
+def test_split_defaults(tmp_path):
+    dataset = AlgorithmicReasoningDataset(tmp_path, "bfs", "test_16", num_samples=3)
+    assert (dataset.n, dataset.seed, len(dataset)) == (16, 3, 3)
+
+
+def test_unknown_sampler_option(tmp_path):
+    with pytest.raises(ValueError, match="unknown sampler option"):
+        make(tmp_path, "bfs", sampler_options={"q": 0.5})
+
+
+def test_empty_dataset(tmp_path):
+    dataset = make(tmp_path, "bfs", num_samples=0)
+    assert len(dataset) == 0
+    assert dataset.max_steps == 0
+    assert dataset.targets()["pi"].shape == (0, N)
+
+
+@pytest.mark.parametrize("algorithm", ["bfs", "floyd_warshall", "bridges"])
+def test_single_node_graphs(tmp_path, algorithm):
+    dataset = make(tmp_path, algorithm, num_samples=3, n=1)
+    traces = sample(algorithm, 3, n=1, seed=SEED)
+    item = dataset[1]
+    assert item.num_nodes == 1
+    assert tuple(item.edge_index.shape) == (2, 1)
+    assert_item_matches(item, traces[1], algorithm, 1, dataset.max_steps)
