@@ -103,7 +103,7 @@ def main() -> None:
 
     ours_count = {16: 200 if args.quick else 1000, 64: 16 if args.quick else 64}
     base_count = {16: 10 if args.quick else 50, 64: 2 if args.quick else 5}
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else 5
 
     rows = []
     for name in ALGORITHMS:

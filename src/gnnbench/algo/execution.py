@@ -24,11 +24,12 @@ def run_algorithm(name: str, A: np.ndarray, s: int | None = None) -> Trace:
 
 
 def run_batch(name: str, graphs: np.ndarray, sources: np.ndarray | None = None,
-              aux: np.ndarray | None = None) -> TraceSet:
+              aux: np.ndarray | None = None, *, copy: bool = True) -> TraceSet:
     """Run ``name`` on every graph of ``graphs`` ``[num, n, n]``; inputs are not re-validated.
 
     ``graphs`` keeps its dtype in the ``A`` input field, as CLRS-30 keeps the
-    sampler's dtype (int64 for unweighted graphs).
+    sampler's dtype (int64 for unweighted graphs). ``copy=False`` lets the trace
+    set keep (and make read-only) ``graphs`` itself.
     """
     implementation = IMPLEMENTATIONS[name]
     num, n = graphs.shape[0], graphs.shape[1]
@@ -46,7 +47,7 @@ def run_batch(name: str, graphs: np.ndarray, sources: np.ndarray | None = None,
     hints, outputs = implementation.finalize(recording, as_float)
     if "D" in hints and np.issubdtype(graphs.dtype, np.integer):
         hints["D"] = hints["D"].astype(graphs.dtype)  # CLRS copies A, keeping its dtype
-    inputs = {"pos": node_positions(num, n), "A": graphs.copy(), "adj": graph_probe(graphs)}
+    inputs = {"pos": node_positions(num, n), "A": graphs.copy() if copy else graphs, "adj": graph_probe(as_float)}
     if name in SOURCE_ALGORITHMS:
         inputs["s"] = one_hot(sources, n)
     return TraceSet(

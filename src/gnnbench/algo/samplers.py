@@ -18,6 +18,7 @@ from numba import njit
 
 from . import rng
 from .execution import run_batch
+from .recording import empty_array
 from .specs import SOURCE_ALGORITHMS, check_algorithm
 from .trace import TraceSet
 
@@ -111,7 +112,7 @@ def sample_graphs(name: str, num: int, n: int = 16, seed: int | None = 0,
         raise ValueError(f"cannot split {n} nodes into k={dist.k} communities (need k <= n)")
     if dist.generator == "community" and dist.k < 1:
         raise ValueError(f"community graphs need k >= 1, got k={dist.k}")
-    graphs = np.empty((num, n, n))
+    graphs = empty_array((num, n, n))
     sources = np.zeros(num, dtype=np.int64)
     key, pos = rng.seeded_stream(seed)
     _generate(key, pos, n, GENERATORS[dist.generator], np.array(dist.p), dist.directed, dist.acyclic,
@@ -130,7 +131,7 @@ def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_opt
     ``build_sampler(name, num, length=n, seed=seed)`` sample for sample.
     """
     graphs, sources = sample_graphs(name, num, n, seed, **sampler_options)
-    traces = run_batch(name, graphs, sources)
+    traces = run_batch(name, graphs, sources, copy=False)
     return TraceSet(algorithm=traces.algorithm, inputs=traces.inputs, hints=traces.hints,
                     outputs=traces.outputs, offsets=traces.offsets,
                     metadata={"n": n, "seed": seed, "distribution": distribution(name, **sampler_options)})

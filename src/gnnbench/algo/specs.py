@@ -39,7 +39,7 @@ class OutputClass:
     MASKED = -1
 
 
-Spec = Mapping[str, tuple[str, str, str]]
+Spec = dict[str, tuple[str, str, str]]
 
 _I, _O, _H = Stage.INPUT, Stage.OUTPUT, Stage.HINT
 _N, _E, _G = Location.NODE, Location.EDGE, Location.GRAPH
@@ -51,14 +51,15 @@ _SOURCE_GRAPH_INPUTS = {"pos": (_I, _N, _SC), "s": (_I, _N, _M1), "A": (_I, _E, 
 # The explicit-stack DFS state CLRS records for every DFS-based algorithm.
 _DFS_STACK = {"s_prev": (_H, _N, _P), "s": (_H, _N, _M1), "u": (_H, _N, _M1), "v": (_H, _N, _M1), "s_last": (_H, _N, _M1)}
 
+# As in CLRS-30: a read-only mapping of plain dicts.
 SPECS: Mapping[str, Spec] = MappingProxyType({
-    "bfs": MappingProxyType({
+    "bfs": {
         **_SOURCE_GRAPH_INPUTS,
         "pi": (_O, _N, _P),
         "reach_h": (_H, _N, _M),
         "pi_h": (_H, _N, _P),
-    }),
-    "dfs": MappingProxyType({
+    },
+    "dfs": {
         **_GRAPH_INPUTS,
         "pi": (_O, _N, _P),
         "pi_h": (_H, _N, _P),
@@ -67,8 +68,8 @@ SPECS: Mapping[str, Spec] = MappingProxyType({
         "f": (_H, _N, _SC),
         **_DFS_STACK,
         "time": (_H, _G, _SC),
-    }),
-    "topological_sort": MappingProxyType({
+    },
+    "topological_sort": {
         **_GRAPH_INPUTS,
         "topo": (_O, _N, _P),
         "topo_head": (_O, _N, _M1),
@@ -76,8 +77,8 @@ SPECS: Mapping[str, Spec] = MappingProxyType({
         "topo_head_h": (_H, _N, _M1),
         "color": (_H, _N, _CAT),
         **_DFS_STACK,
-    }),
-    "articulation_points": MappingProxyType({
+    },
+    "articulation_points": {
         **_GRAPH_INPUTS,
         "is_cut": (_O, _N, _M),
         "is_cut_h": (_H, _N, _M),
@@ -89,8 +90,8 @@ SPECS: Mapping[str, Spec] = MappingProxyType({
         "child_cnt": (_H, _N, _SC),
         **_DFS_STACK,
         "time": (_H, _G, _SC),
-    }),
-    "bridges": MappingProxyType({
+    },
+    "bridges": {
         **_GRAPH_INPUTS,
         "is_bridge": (_O, _E, _M),
         "is_bridge_h": (_H, _E, _M),
@@ -101,8 +102,8 @@ SPECS: Mapping[str, Spec] = MappingProxyType({
         "low": (_H, _N, _SC),
         **_DFS_STACK,
         "time": (_H, _G, _SC),
-    }),
-    "strongly_connected_components": MappingProxyType({
+    },
+    "strongly_connected_components": {
         **_GRAPH_INPUTS,
         "scc_id": (_O, _N, _P),
         "scc_id_h": (_H, _N, _P),
@@ -113,8 +114,8 @@ SPECS: Mapping[str, Spec] = MappingProxyType({
         **_DFS_STACK,
         "time": (_H, _G, _SC),
         "phase": (_H, _G, _M),
-    }),
-    "mst_kruskal": MappingProxyType({
+    },
+    "mst_kruskal": {
         **_GRAPH_INPUTS,
         "in_mst": (_O, _E, _M),
         "in_mst_h": (_H, _E, _M),
@@ -126,8 +127,8 @@ SPECS: Mapping[str, Spec] = MappingProxyType({
         "mask_u": (_H, _N, _M),
         "mask_v": (_H, _N, _M),
         "phase": (_H, _G, _CAT),
-    }),
-    "mst_prim": MappingProxyType({
+    },
+    "mst_prim": {
         **_SOURCE_GRAPH_INPUTS,
         "pi": (_O, _N, _P),
         "pi_h": (_H, _N, _P),
@@ -135,8 +136,8 @@ SPECS: Mapping[str, Spec] = MappingProxyType({
         "mark": (_H, _N, _M),
         "in_queue": (_H, _N, _M),
         "u": (_H, _N, _M1),
-    }),
-    "dijkstra": MappingProxyType({
+    },
+    "dijkstra": {
         **_SOURCE_GRAPH_INPUTS,
         "pi": (_O, _N, _P),
         "pi_h": (_H, _N, _P),
@@ -144,15 +145,15 @@ SPECS: Mapping[str, Spec] = MappingProxyType({
         "mark": (_H, _N, _M),
         "in_queue": (_H, _N, _M),
         "u": (_H, _N, _M1),
-    }),
-    "bellman_ford": MappingProxyType({
+    },
+    "bellman_ford": {
         **_SOURCE_GRAPH_INPUTS,
         "pi": (_O, _N, _P),
         "pi_h": (_H, _N, _P),
         "d": (_H, _N, _SC),
         "msk": (_H, _N, _M),
-    }),
-    "dag_shortest_paths": MappingProxyType({
+    },
+    "dag_shortest_paths": {
         **_SOURCE_GRAPH_INPUTS,
         "pi": (_O, _N, _P),
         "pi_h": (_H, _N, _P),
@@ -166,15 +167,15 @@ SPECS: Mapping[str, Spec] = MappingProxyType({
         "v": (_H, _N, _M1),
         "s_last": (_H, _N, _M1),
         "phase": (_H, _G, _M),
-    }),
-    "floyd_warshall": MappingProxyType({
+    },
+    "floyd_warshall": {
         **_GRAPH_INPUTS,
         "Pi": (_O, _E, _P),
         "Pi_h": (_H, _E, _P),
         "D": (_H, _E, _SC),
         "msk": (_H, _E, _M),
         "k": (_H, _N, _M1),
-    }),
+    },
 })
 
 ALGORITHMS: tuple[str, ...] = (

@@ -110,6 +110,7 @@ class TraceSet(Sequence[Trace]):
     outputs: Mapping[str, np.ndarray]
     offsets: np.ndarray
     metadata: Mapping[str, object] = field(default_factory=dict)
+    _expanded: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Traces are views into this storage: keep it read-only so no view can corrupt it.
@@ -138,9 +139,21 @@ class TraceSet(Sequence[Trace]):
         return Trace(
             algorithm=self.algorithm,
             inputs={k: _squeezed(v[i], squeeze) for k, v in self.inputs.items()},
-            hints={k: v[start:stop] if isinstance(v, np.ndarray) else v.rows(i) for k, v in self.hints.items()},
+            hints={k: self._hint_rows(k, v, i, start, stop) for k, v in self.hints.items()},
             outputs={k: _squeezed(v[i], squeeze) for k, v in self.outputs.items()},
         )
+
+    def _hint_rows(self, name: str, value: np.ndarray | EncodedSteps, i: int, start: int, stop: int) -> np.ndarray:
+        if isinstance(value, np.ndarray):
+            return value[start:stop]
+        if isinstance(value, OneHotSteps):
+            # Expanding all traces at once is far cheaper than trace by trace, and small.
+            if name not in self._expanded:
+                dense = value.dense()
+                dense.flags.writeable = False
+                self._expanded[name] = dense
+            return self._expanded[name][start:stop]
+        return value.rows(i)  # too large to keep expanded for every trace
 
     @property
     def num_nodes(self) -> int:

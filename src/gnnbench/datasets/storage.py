@@ -26,6 +26,9 @@ _REST_DTYPES = {Type.SCALAR: np.float32, Type.MASK: np.int8, Type.MASK_ONE: np.i
                 Type.CATEGORICAL: np.int8, Type.POINTER: np.int32}
 
 
+_MANIFEST_FIELDS = frozenset({"format_version", "algorithm", "key", "sha256", "num_samples", "n", "fields"})
+
+
 class StaleCacheError(Exception):
     """A cached file is missing, corrupted or was built from different settings."""
 
@@ -93,7 +96,8 @@ def write_columns(traces: TraceSet, path: Path, key: dict) -> dict:
             encoding = "repeated"
             arrays[f"hint__{name}__values"] = value.values.astype(rest)
         else:
-            arrays[f"{stage}__{name}"] = np.asarray(value).astype(rest)
+            dense = value if isinstance(value, np.ndarray) else traces.hint_array(name)
+            arrays[f"{stage}__{name}"] = dense.astype(rest)
         fields[name] = {"stage": stage, "location": location, "type": type_,
                         "dtype": np.dtype(rest).name, "encoding": encoding}
     lengths = np.diff(traces.offsets)
@@ -126,9 +130,12 @@ def read_columns(path: Path, key: dict) -> Columns:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as error:
         raise StaleCacheError(f"{manifest_path}: unreadable manifest ({error})") from None
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("key") != key:
+    missing = _MANIFEST_FIELDS - set(manifest) if isinstance(manifest, dict) else _MANIFEST_FIELDS
+    if missing:
+        raise StaleCacheError(f"{manifest_path}: not a gnnbench manifest (missing {', '.join(sorted(missing))})")
+    if manifest["format_version"] != FORMAT_VERSION or manifest["key"] != key:
         raise StaleCacheError(f"{path.name}: built with different settings or an older format")
-    if sha256_file(path) != manifest.get("sha256"):
+    if sha256_file(path) != manifest["sha256"]:
         raise StaleCacheError(f"{path}: checksum mismatch (the file is corrupted or truncated)")
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -138,7 +145,22 @@ def read_columns(path: Path, key: dict) -> Columns:
     offsets = arrays.pop("offsets", None)
     if offsets is None or offsets.shape[0] != manifest["num_samples"] + 1:
         raise StaleCacheError(f"{path}: offsets do not match the manifest's {manifest['num_samples']} samples")
+    absent = _expected_arrays(manifest) - set(arrays)
+    if absent:
+        raise StaleCacheError(f"{path}: arrays missing: {', '.join(sorted(absent))}")
     return Columns(algorithm=manifest["algorithm"], arrays=arrays, offsets=offsets, manifest=manifest)
+
+
+def _expected_arrays(manifest: dict) -> set[str]:
+    names = set()
+    for name, (stage, _, _) in SPECS.get(manifest["algorithm"], {}).items():
+        encoding = manifest["fields"].get(name, {}).get("encoding") if isinstance(manifest["fields"], dict) else None
+        suffixes = {"dense": ("",), "events": ("__events", "__base"), "repeated": ("__values",)}.get(
+            encoding, ("__missing_encoding",))
+        names.update(f"{stage}__{name}{suffix}" for suffix in suffixes)
+    if manifest["algorithm"] not in SPECS:
+        names.add("__unknown_algorithm")
+    return names
 
 
 def _manifest_path(path: Path) -> Path:
