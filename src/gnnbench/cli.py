@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     algo = commands.add_parser("algo", help="algorithmic reasoning traces",
                                description="CLRS-30-compatible traces of twelve graph algorithms.")
     algo_commands = algo.add_subparsers(title="algo commands", metavar="COMMAND")
+    algo.set_defaults(handler=lambda args: _usage(algo))
 
     listing = algo_commands.add_parser("list", help="list the algorithms and their fields")
     listing.set_defaults(handler=_algo_list)
@@ -67,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--force-reload", action="store_true", help="regenerate even if cached")
     generate.set_defaults(handler=_algo_generate)
     return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
 
 
 def _quickstart(args: argparse.Namespace) -> int:

@@ -41,9 +41,10 @@ def mask_score(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def argmax_score(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Argmax accuracy over rows without -1; NaN when every row is masked (as CLRS-30)."""
     valid = np.all(truth != OutputClass.MASKED, axis=-1)
     hits = (np.argmax(pred, axis=-1) == np.argmax(truth, axis=-1)) & valid
-    return float(np.sum(hits) / np.sum(valid))
+    return float(np.sum(hits) / np.sum(valid)) if valid.any() else float("nan")
 
 
 def pointer_score(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -125,6 +126,8 @@ class Evaluator:
         if "lengths" not in input_dict:
             raise ValueError("eval_hints needs 'lengths': the number of hint steps of each sample")
         lengths = _to_numpy(input_dict["lengths"]).astype(np.int64).reshape(-1)
+        if (lengths < 1).any():
+            raise ValueError(f"lengths must be >= 1 (every trace has at least one hint step), got {lengths.min()}")
         scores: dict[str, Any] = {}
         for name in fields:
             _, _, type_ = self.spec[name]

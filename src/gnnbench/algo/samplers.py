@@ -68,7 +68,12 @@ def distribution(name: str, **options: object) -> GraphDistribution:
                          f"valid options: {', '.join(SAMPLER_OPTIONS)}")
     if "p" in options:
         p = options["p"]
-        options["p"] = tuple(float(x) for x in p) if isinstance(p, Sequence) else (float(p),)
+        try:
+            if isinstance(p, (str, bytes)):
+                raise TypeError
+            options["p"] = tuple(float(x) for x in p) if isinstance(p, Sequence) else (float(p),)
+        except (TypeError, ValueError):
+            raise ValueError(f"p must be a probability or a sequence of probabilities, got {p!r}") from None
     dist = replace(base, **options)
     _check_distribution(name, dist)
     return dist
