@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 TIE = -2  # kernel status: tied keys met; rerun this sample in Python (see algorithms.ordering)
+NEVER = np.iinfo(np.int64).max  # event step of something that never happens (see trace.EventMask)
 
 # Shape of a buffer row in terms of the graph size n.
 ShapeFn = Callable[[int], tuple[int, ...]]

@@ -1,8 +1,8 @@
 """On-disk columns of a trace set: one ``.npz`` of arrays plus a JSON manifest.
 
-Arrays are stored in the dtypes the dataset tensors use (float32 scalars, int8
-masks and one-hots, int32 pointers), hints concatenated over time with
-``offsets``; the two encoded hint kinds keep their encodings. The manifest
+Arrays are stored in compact dtypes (float32 scalars, int8 masks and one-hots,
+int16 pointers up to 32768 nodes, else int32), hints concatenated over time with
+``offsets``; event-mask and repeated hints keep their encodings. The manifest
 records the cache key, the SHA-256 of the ``.npz``, sizes and field layout, so a
 corrupted or stale file is recognised before it is used.
 """
@@ -85,7 +85,7 @@ def write_columns(traces: TraceSet, path: Path, key: dict) -> dict:
     arrays: dict[str, np.ndarray] = {"offsets": np.asarray(traces.offsets, dtype=np.int64)}
     fields = {}
     for name, (stage, location, type_) in spec.items():
-        rest = _REST_DTYPES[type_]
+        rest = np.int16 if type_ == Type.POINTER and traces.num_nodes <= 2**15 else _REST_DTYPES[type_]
         value = traces.stage(stage)[name]
         encoding = "dense"
         if isinstance(value, EventMask):

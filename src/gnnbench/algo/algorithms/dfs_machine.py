@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import Layout, Recording, graph_probe, one_hot
+from ..recording import NEVER, Layout, Recording, graph_probe, one_hot
 from ..trace import EventMask, OneHotSteps, RepeatedSteps
 from ..specs import OutputClass
 
@@ -37,7 +37,6 @@ BRIDGE_EDGES = 16
 TOPO_ORDER = 32
 SCC_LABEL = 64
 
-NEVER = np.iinfo(np.int64).max  # event step of something that never happens
 
 
 @njit(cache=True)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import TIE, Layout, Recording
+from ..recording import NEVER, TIE, Layout, Recording
 from ..trace import EventMask, OneHotSteps
 from .greedy_queue import extract_min, priority_queue_probes, priority_queue_push
 from .ordering import argsort_exact, has_ties
 
-NEVER = np.iinfo(np.int64).max
 # Columns of Kruskal's scalar step record.
 K_U, K_V, K_ROOT_U, K_ROOT_V, K_PHASE = range(5)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import TIE, Layout, Recording
-from ..trace import OneHotSteps
+from ..recording import NEVER, TIE, Layout, Recording, graph_probe
+from ..trace import EventMask, OneHotSteps
 from .greedy_queue import extract_min, priority_queue_probes, priority_queue_push
 
 NEGATIVE_CYCLE = -1  # kernel error code
@@ -83,8 +83,14 @@ def bellman_ford_kernel(A, s, aux, rec, t0, cap, out, i):
 
 @njit(cache=True)
 def floyd_warshall_kernel(A, s, aux, rec, t0, cap, out, i):
-    """One step per intermediate node k, recorded before relaxing through k."""
-    pi_rec, d_rec, msk_rec, k_rec = rec
+    """One step per intermediate node k, recorded before relaxing through k.
+
+    ``msk`` (reachable pairs) only ever switches on, so instead of a step buffer
+    ``out[1][i]`` receives the step at which each pair becomes reachable.
+    """
+    pi_rec, d_rec, k_rec = rec
+    events = out[1][i]
+    events[:, :] = NEVER
     n = A.shape[0]
     D = A.copy()
     Pi = np.empty((n, n))
@@ -101,7 +107,6 @@ def floyd_warshall_kernel(A, s, aux, rec, t0, cap, out, i):
         if t0 + k < cap:
             pi_rec[t0 + k] = Pi
             d_rec[t0 + k] = prev_D
-            msk_rec[t0 + k] = prev_msk
             k_rec[t0 + k] = k
         for a in range(n):
             if prev_msk[a, k] > 0:
@@ -111,7 +116,9 @@ def floyd_warshall_kernel(A, s, aux, rec, t0, cap, out, i):
                         if msk[a, b] == 0 or through < D[a, b]:
                             D[a, b] = through
                             Pi[a, b] = Pi[k, b]
-                        msk[a, b] = 1.0
+                        if msk[a, b] == 0:
+                            msk[a, b] = 1.0
+                            events[a, b] = k + 1
     out[0][i] = Pi
     return n
 
@@ -128,9 +135,11 @@ def finalize_bellman_ford(rec: Recording, graphs: np.ndarray):
 
 
 def finalize_floyd_warshall(rec: Recording, graphs: np.ndarray):
-    Pi, D, msk, k = rec.steps
-    hints = {"Pi_h": Pi, "D": D, "msk": msk, "k": OneHotSteps(k, graphs.shape[1], rec.offsets)}
-    return hints, {"Pi": rec.per_sample[0]}
+    Pi, D, k = rec.steps
+    Pi_out, reachable = rec.per_sample
+    hints = {"Pi_h": Pi, "D": D, "msk": EventMask(reachable, graph_probe(graphs), rec.offsets),
+             "k": OneHotSteps(k, graphs.shape[1], rec.offsets)}
+    return hints, {"Pi": Pi_out}
 
 
 SCALAR_ROUNDS_LAYOUT = Layout(
@@ -141,7 +150,7 @@ SCALAR_ROUNDS_LAYOUT = Layout(
 )
 FLOYD_WARSHALL_LAYOUT = Layout(
     steps=((np.dtype(np.float64), lambda n: (n, n)), (np.dtype(np.float64), lambda n: (n, n)),
-           (np.dtype(np.float64), lambda n: (n, n)), (np.dtype(np.int64), lambda n: ())),
-    per_sample=((np.dtype(np.float64), lambda n: (n, n)),),
+           (np.dtype(np.int64), lambda n: ())),
+    per_sample=((np.dtype(np.float64), lambda n: (n, n)), (np.dtype(np.int64), lambda n: (n, n))),
     expected_steps=lambda n: n,
 )
