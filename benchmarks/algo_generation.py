@@ -124,7 +124,8 @@ def main() -> None:
     splits_seconds = time.perf_counter() - start
 
     if args.markdown:
-        print("\n| algorithm | n | baseline samples/s | gnnbench samples/s | speed-up | materialised samples/s | speed-up |")
+        print("\n| algorithm | n | baseline samples/s | gnnbench samples/s | speed-up "
+              "| materialised samples/s | speed-up |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name, n, base, ours, ratio, dense, dense_ratio in rows:
             print(f"| {name} | {n} | {base:,.0f} | {ours:,.0f} | {ratio:,.0f}x | {dense:,.0f} | {dense_ratio:,.0f}x |")

@@ -50,7 +50,7 @@ def random_graph(rng: np.random.Generator, name: str):
             edges = np.maximum(edges, edges.T)
         if rng.random() < 0.5:
             np.fill_diagonal(edges, 0)
-    kind = int(rng.integers(6))
+    kind = int(rng.integers(7))
     if kind == 0:
         A = edges
     elif kind == 1:
@@ -62,8 +62,10 @@ def random_graph(rng: np.random.Generator, name: str):
         A = np.maximum(edges * weights, (edges * weights).T)
     elif kind == 4:
         A = (edges * rng.integers(1, 3, (n, n))).astype(np.float64)
-    else:
+    elif kind == 5:
         A = edges * rng.uniform(-1.0, 1.0, (n, n))
+    else:
+        A = (edges * rng.uniform(0.05, 1.0, (n, n))).astype(np.float32)
     s = int(rng.integers(n)) if name in SOURCE_ALGORITHMS else None
     return A, s
 

@@ -8,7 +8,6 @@ from gnnbench.algo import ALGORITHMS, SPECS, Evaluator, sample
 from gnnbench.algo.evaluation import argmax_score, mask_score, pointer_score, scalar_score
 from gnnbench.algo.specs import Stage
 
-
 # --- scorers --------------------------------------------------------------------------------
 
 def test_scalar_mse():

@@ -369,3 +369,24 @@ def test_validation_does_not_modify_the_callers_matrix():
     before = A.copy()
     run_algorithm("dijkstra", A, 0)
     np.testing.assert_array_equal(A, before)
+
+
+def test_float16_weights_are_rejected_with_the_supported_dtypes():
+    with pytest.raises(ValueError, match="float32 or float64"):
+        run_algorithm("dfs", np.ones((3, 3), dtype=np.float16))
+
+
+def test_floyd_warshall_keeps_float32_arithmetic():
+    # CLRS-30 copies A into D, so float32 inputs add distances in float32.
+    rng = np.random.default_rng(0)
+    A = (rng.random((9, 9)) < 0.5) * rng.uniform(0.1, 1.0, (9, 9))
+    A32 = A.astype(np.float32)
+    trace = run_algorithm("floyd_warshall", A32)
+    assert trace.hints["D"].dtype == np.float32
+    D = A32.copy()
+    for k in range(9):  # the recorded D at step k is the float32 state before relaxing through k
+        np.testing.assert_array_equal(trace.hints["D"][k][np.isfinite(D)], D[np.isfinite(D)])
+        msk = trace.hints["msk"][k] > 0
+        through = D[:, k:k + 1] + D[k:k + 1, :]
+        update = msk[:, k:k + 1] & msk[k:k + 1, :] & (~msk | (through < D))
+        D = np.where(update, through, D).astype(np.float32)

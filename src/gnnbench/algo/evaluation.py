@@ -89,7 +89,8 @@ class Evaluator:
         ]
         for name in self.outputs:
             _, loc, type_ = self.spec[name]
-            lines.append(f"- {name} ({loc} {type_}): y_true {_field_shape(loc, type_)}; y_pred " + _pred_doc(loc, type_))
+            lines.append(f"- {name} ({loc} {type_}): y_true {_field_shape(loc, type_)}; "
+                         f"y_pred {_pred_doc(loc, type_)}")
         lines += [
             "eval_hints({'y_true': {field: [num_samples, T, ...]}, 'y_pred': {field: [num_samples, T, ...]},",
             "            'lengths': [num_samples]}): hint fields with a time axis after the sample axis, padded to",
@@ -135,7 +136,8 @@ class Evaluator:
             if truth.shape[0] != lengths.shape[0]:
                 raise ValueError(f"y_true[{name!r}] has {truth.shape[0]} samples but lengths has {lengths.shape[0]}")
             if lengths.max(initial=0) > truth.shape[1]:
-                raise ValueError(f"lengths go up to {lengths.max()} but y_true[{name!r}] has only {truth.shape[1]} steps")
+                raise ValueError(f"lengths go up to {lengths.max()} but y_true[{name!r}] has only "
+                                 f"{truth.shape[1]} steps")
             pred = _as_prediction(name, type_, y_pred[name], truth.shape)
             along_time = []
             weights = []

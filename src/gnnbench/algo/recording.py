@@ -73,7 +73,7 @@ def record(batch, which: int, kernel, layout: Layout, graphs: np.ndarray, source
     reports as ``TIE`` are rerun through ``kernel.py_func`` (see ``ordering``).
     """
     num, n = graphs.shape[0], graphs.shape[1]
-    graphs = np.ascontiguousarray(graphs, dtype=np.float64)
+    graphs = np.ascontiguousarray(graphs)
     sources = np.ascontiguousarray(sources, dtype=np.int64)
     if aux is None:
         aux = np.zeros((0, 0), dtype=np.int64)

@@ -49,7 +49,8 @@ _SC, _CAT, _M, _M1, _P = Type.SCALAR, Type.CATEGORICAL, Type.MASK, Type.MASK_ONE
 _GRAPH_INPUTS = {"pos": (_I, _N, _SC), "A": (_I, _E, _SC), "adj": (_I, _E, _M)}
 _SOURCE_GRAPH_INPUTS = {"pos": (_I, _N, _SC), "s": (_I, _N, _M1), "A": (_I, _E, _SC), "adj": (_I, _E, _M)}
 # The explicit-stack DFS state CLRS records for every DFS-based algorithm.
-_DFS_STACK = {"s_prev": (_H, _N, _P), "s": (_H, _N, _M1), "u": (_H, _N, _M1), "v": (_H, _N, _M1), "s_last": (_H, _N, _M1)}
+_DFS_STACK = {"s_prev": (_H, _N, _P), "s": (_H, _N, _M1), "u": (_H, _N, _M1), "v": (_H, _N, _M1),
+              "s_last": (_H, _N, _M1)}
 
 # As in CLRS-30: a read-only mapping of plain dicts.
 SPECS: Mapping[str, Spec] = MappingProxyType({

@@ -72,6 +72,7 @@ class OneHotSteps:
 
 
 EncodedSteps = EventMask | RepeatedSteps | OneHotSteps
+_EXPAND_ALL_LIMIT = 1 << 20  # entries of a one-hot hint worth expanding for all traces at once
 
 
 @dataclass(frozen=True)
@@ -146,14 +147,14 @@ class TraceSet(Sequence[Trace]):
     def _hint_rows(self, name: str, value: np.ndarray | EncodedSteps, i: int, start: int, stop: int) -> np.ndarray:
         if isinstance(value, np.ndarray):
             return value[start:stop]
-        if isinstance(value, OneHotSteps):
-            # Expanding all traces at once is far cheaper than trace by trace, and small.
+        if isinstance(value, OneHotSteps) and value.index.size * value.classes <= _EXPAND_ALL_LIMIT:
+            # Small: expanding all traces at once is far cheaper than trace by trace.
             if name not in self._expanded:
                 dense = value.dense()
                 dense.flags.writeable = False
                 self._expanded[name] = dense
             return self._expanded[name][start:stop]
-        return value.rows(i)  # too large to keep expanded for every trace
+        return value.rows(i)  # large: expand this trace only
 
     @property
     def num_nodes(self) -> int:

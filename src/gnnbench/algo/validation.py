@@ -40,8 +40,8 @@ def _check_matrix(A: object) -> np.ndarray:
         raise ValueError("A must have at least one node, got shape (0, 0)")
     if A.dtype == bool:
         A = A.astype(np.int64)
-    if not (np.issubdtype(A.dtype, np.integer) or np.issubdtype(A.dtype, np.floating)):
-        raise ValueError(f"A must hold real numbers (integer or floating dtype), got dtype {A.dtype}")
+    if not (np.issubdtype(A.dtype, np.integer) or A.dtype in (np.float32, np.float64)):
+        raise ValueError(f"A must hold real numbers (an integer, bool, float32 or float64 dtype), got dtype {A.dtype}")
     if np.issubdtype(A.dtype, np.floating) and not np.isfinite(A).all():
         i, j = np.argwhere(~np.isfinite(A))[0]
         raise ValueError(f"A must be finite, but A[{i}, {j}] = {A[i, j].item()!r}")

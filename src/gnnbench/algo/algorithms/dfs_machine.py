@@ -18,8 +18,8 @@ import numpy as np
 from numba import njit
 
 from ..recording import NEVER, Layout, Recording, graph_probe, one_hot
-from ..trace import EventMask, OneHotSteps, RepeatedSteps
 from ..specs import OutputClass
+from ..trace import EventMask, OneHotSteps, RepeatedSteps
 
 # Rows of the per-node state matrix.
 PI, COLOR, D, F, LOW, CHILD, CUT, S_PREV, TOPO, SCC, MARK = range(11)

@@ -12,8 +12,14 @@ from __future__ import annotations
 from numba import njit
 
 from .bfs import bfs_kernel
-from .dfs_machine import (articulation_points_kernel, bridges_kernel, dag_shortest_paths_kernel, dfs_kernel,
-                          strongly_connected_components_kernel, topological_sort_kernel)
+from .dfs_machine import (
+    articulation_points_kernel,
+    bridges_kernel,
+    dag_shortest_paths_kernel,
+    dfs_kernel,
+    strongly_connected_components_kernel,
+    topological_sort_kernel,
+)
 from .mst import mst_kruskal_kernel, mst_prim_kernel
 from .shortest_paths import bellman_ford_kernel, dijkstra_kernel, floyd_warshall_kernel
 

@@ -10,7 +10,6 @@ from ..recording import TIE, Layout, Recording
 from ..trace import OneHotSteps
 
 
-
 @njit(cache=True)
 def priority_queue_push(pi, key, mark, in_queue, u, rec, t0, t, cap):
     """Step record shared by Prim and Dijkstra: pi, key/distance, mark, in_queue, u."""
@@ -56,7 +55,8 @@ def _extract_min_compiled(key, in_queue):
 def priority_queue_probes(rec: Recording, graphs: np.ndarray, key_name: str):
     """CLRS probes of Prim (``key``) or Dijkstra (``d``) from their step records."""
     pi, key, mark, in_queue, u = rec.steps
-    hints = {"pi_h": pi, key_name: key, "mark": mark, "in_queue": in_queue, "u": OneHotSteps(u, graphs.shape[1], rec.offsets)}
+    hints = {"pi_h": pi, key_name: key, "mark": mark, "in_queue": in_queue,
+             "u": OneHotSteps(u, graphs.shape[1], rec.offsets)}
     return hints, {"pi": rec.per_sample[0]}
 
 

@@ -18,9 +18,6 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from ..recording import TIE
-
-
 
 def argsort_exact(x: np.ndarray) -> np.ndarray:
     """``np.argsort(x)``; compiled, an empty array when ``x`` has equal keys."""

@@ -99,7 +99,7 @@ def floyd_warshall_kernel(A, s, aux, rec, t0, cap, out, i):
         for b in range(n):
             Pi[a, b] = a
             msk[a, b] = 1.0 if A[a, b] + (1.0 if a == b else 0.0) != 0 else 0.0
-    prev_D = np.empty((n, n))
+    prev_D = np.empty_like(D)  # distances add in A's dtype, as CLRS-30's D = copy(A)
     prev_msk = np.empty((n, n))
     for k in range(n):
         prev_D[:, :] = D
