@@ -8,12 +8,12 @@ class axis).
 ``TraceSet`` is many runs of one algorithm stored column-wise: each input and
 output field as one array with a leading sample axis, each hint field as one
 array whose time axes are concatenated, with ``offsets`` marking where each
-sample's steps begin. Indexing it yields ``Trace`` views without copying.
+sample's steps begin. Indexing it yields a ``Trace`` of read-only views.
 
 Hints whose dense form is mostly redundant are stored as encodings and expanded
-per trace on access: ``OneHotSteps`` (mask_one and categorical hints as class
+on access: ``OneHotSteps`` (mask_one and categorical hints as class
 indices), ``EventMask`` (an edge mask whose entries switch to 1 once, e.g.
-``is_bridge_h``, ``in_mst_h``) and ``RepeatedSteps`` (a value constant over a
+``is_bridge_h``, ``in_mst_h``, Floyd-Warshall's ``msk``) and ``RepeatedSteps`` (a value constant over a
 trace, e.g. ``A_t``). ``TraceSet.hint_array`` expands any of them for all traces.
 """
 
