@@ -53,8 +53,6 @@ def pointer_score(pred: np.ndarray, truth: np.ndarray) -> float:
 
 SCORERS = {Type.SCALAR: scalar_score, Type.MASK: mask_score, Type.MASK_ONE: argmax_score,
            Type.CATEGORICAL: argmax_score, Type.POINTER: pointer_score}
-HIGHER_IS_BETTER = {Type.SCALAR: False, Type.MASK: True, Type.MASK_ONE: True, Type.CATEGORICAL: True,
-                    Type.POINTER: True}
 
 
 def _field_shape(location: str, type_: str, n: str = "n") -> str:

@@ -36,8 +36,8 @@ def run_batch(name: str, graphs: np.ndarray, sources: np.ndarray | None = None,
     if sources is None:
         sources = np.zeros(num, dtype=np.int64)
     as_float = np.ascontiguousarray(graphs, dtype=np.float64)
-    # CLRS-30's Floyd-Warshall adds distances in A's own dtype (D = copy(A)): keep float32.
-    kernel_graphs = graphs if name == "floyd_warshall" and graphs.dtype == np.float32 else as_float
+    keep_float32 = implementation.float32_kernel and graphs.dtype == np.float32
+    kernel_graphs = graphs if keep_float32 else as_float
     try:
         recording = record(implementation.batch, implementation.which, implementation.kernel,
                            implementation.layout, kernel_graphs, sources, aux)
@@ -46,9 +46,7 @@ def run_batch(name: str, graphs: np.ndarray, sources: np.ndarray | None = None,
             raise ValueError(f"{name}: graph {error.sample} has a negative-weight cycle reachable from "
                              f"source {int(sources[error.sample])}, so shortest paths are undefined") from None
         raise
-    hints, outputs = implementation.finalize(recording, as_float)
-    if "D" in hints and graphs.dtype != np.float64:
-        hints["D"] = hints["D"].astype(graphs.dtype)  # CLRS copies A, keeping its dtype
+    hints, outputs = implementation.finalize(recording, graphs)
     inputs = {"pos": node_positions(num, n), "A": graphs.copy() if copy else graphs, "adj": graph_probe(as_float)}
     if name in SOURCE_ALGORITHMS:
         inputs["s"] = one_hot(sources, n)

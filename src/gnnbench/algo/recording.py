@@ -1,7 +1,8 @@
 """Running compiled algorithm kernels over batches of graphs and recording their steps.
 
 A kernel is a numba function ``kernel(A, s, aux, rec, t0, cap, out, i) -> steps``
-that runs one algorithm on the float64 matrix ``A`` from source ``s`` and writes
+that runs one algorithm on the matrix ``A`` (float64; float32 where the
+implementation computes in the input's dtype) from source ``s`` and writes
 its state at every step into the step buffers ``rec`` (a tuple of arrays whose
 first axis is the global step index), starting at row ``t0``. Rows at or beyond
 ``cap`` are not written; the kernel still returns the true number of steps, so the
@@ -44,16 +45,6 @@ class Recording:
     steps: tuple[np.ndarray, ...]
     per_sample: tuple[np.ndarray, ...]
     offsets: np.ndarray
-
-    @property
-    def step_sample(self) -> np.ndarray:
-        """The sample each global step belongs to."""
-        return np.repeat(np.arange(self.offsets.shape[0] - 1), np.diff(self.offsets))
-
-    @property
-    def local_step(self) -> np.ndarray:
-        """Each global step's index within its own sample."""
-        return np.arange(int(self.offsets[-1])) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
 
 
 class KernelError(Exception):

@@ -137,9 +137,7 @@ def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_opt
     """
     graphs, sources = sample_graphs(name, num, n, seed, **sampler_options)
     traces = run_batch(name, graphs, sources, copy=False)
-    return TraceSet(algorithm=traces.algorithm, inputs=traces.inputs, hints=traces.hints,
-                    outputs=traces.outputs, offsets=traces.offsets,
-                    metadata={"n": n, "seed": seed, "distribution": distribution(name, **sampler_options)})
+    return replace(traces, metadata={"n": n, "seed": seed, "distribution": distribution(name, **sampler_options)})
 
 
 # --- compiled generators ---------------------------------------------------------

@@ -194,13 +194,6 @@ ALGORITHMS: tuple[str, ...] = (
     "floyd_warshall",
 )
 
-# Number of classes of each categorical field (CLRS: DFS colours white/grey/black,
-# Kruskal's phase).
-CATEGORIES: Mapping[tuple[str, str], int] = MappingProxyType({
-    **{(name, "color"): 3 for name in SPECS if "color" in SPECS[name]},
-    ("mst_kruskal", "phase"): 3,
-})
-
 SOURCE_ALGORITHMS: frozenset[str] = frozenset(
     name for name in ALGORITHMS if SPECS[name].get("s", ("",))[0] == Stage.INPUT)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..algo.recording import expand_events
 from ..algo.specs import SPECS, Stage, Type
 from ..algo.trace import EventMask, RepeatedSteps, TraceSet
 from ..io.files import atomic_path, sha256_file
@@ -64,10 +65,9 @@ class Columns:
             elif encoding == "dense":
                 out[name] = self.arrays[f"hint__{name}"][start:stop]
             elif encoding == "events":
-                events = self.arrays[f"hint__{name}__events"][i]
-                base = self.arrays[f"hint__{name}__base"][i]
-                steps = np.arange(stop - start)[:, None, None]
-                out[name] = np.where(events[None] <= steps, 1, base[None]).astype(np.int8)
+                events = self.arrays[f"hint__{name}__events"][i:i + 1].astype(np.int64)
+                base = self.arrays[f"hint__{name}__base"][i:i + 1].astype(np.float64)
+                out[name] = expand_events(events, np.array([0, stop - start]), base)
             else:  # repeated
                 values = self.arrays[f"hint__{name}__values"][i]
                 out[name] = np.broadcast_to(values, (stop - start, *values.shape))

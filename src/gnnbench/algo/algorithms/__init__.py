@@ -26,6 +26,7 @@ class Implementation:
     kernel: Any
     layout: Layout
     finalize: Finalize
+    float32_kernel: bool = False  # runs float32 inputs as float32 (CLRS-30 computes in A's dtype)
 
 
 _dfs = dfs_machine
@@ -54,5 +55,6 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
                                          _dfs.dag_shortest_paths_kernel, _dfs.DAG_LAYOUT,
                                          _dfs.finalize_dag_shortest_paths),
     "floyd_warshall": Implementation(drivers.floyd_warshall_batch, 0, shortest_paths.floyd_warshall_kernel,
-                                     shortest_paths.FLOYD_WARSHALL_LAYOUT, shortest_paths.finalize_floyd_warshall),
+                                     shortest_paths.FLOYD_WARSHALL_LAYOUT, shortest_paths.finalize_floyd_warshall,
+                                     float32_kernel=True),
 }

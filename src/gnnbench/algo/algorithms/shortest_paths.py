@@ -137,6 +137,8 @@ def finalize_bellman_ford(rec: Recording, graphs: np.ndarray):
 def finalize_floyd_warshall(rec: Recording, graphs: np.ndarray):
     Pi, D, k = rec.steps
     Pi_out, reachable = rec.per_sample
+    if graphs.dtype != np.float64:
+        D = D.astype(graphs.dtype)  # CLRS-30's D = copy(A) keeps A's dtype
     hints = {"Pi_h": Pi, "D": D, "msk": EventMask(reachable, graph_probe(graphs), rec.offsets),
              "k": OneHotSteps(k, graphs.shape[1], rec.offsets)}
     return hints, {"Pi": Pi_out}
