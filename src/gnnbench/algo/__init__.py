@@ -5,7 +5,7 @@
 >>> traces = sample("dijkstra", 1000, n=16, seed=1)  # CLRS-30's training split
 """
 
-from .compile_cache import kernel_cache
+from ..compile_cache import kernel_cache
 
 with kernel_cache():  # compiled kernels cache under a directory keyed by their sources
     from .evaluation import Evaluator

@@ -3,7 +3,8 @@
 numba invalidates a cached function when its own source file changes, but not when
 a function it calls (in another file) changes, so a stale cache can run old code.
 We therefore cache under a directory named by a hash of every kernel source file:
-any edit, upgrade or downgrade selects a fresh directory.
+any edit, upgrade or downgrade selects a fresh directory. The hash covers every module of
+the package that uses numba (the algorithm kernels, road centrality).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numba
 
-from ..io.cache import gnnbench_home
+from .io.cache import gnnbench_home
 
 _SOURCES = Path(__file__).parent
 
@@ -23,8 +24,11 @@ _SOURCES = Path(__file__).parent
 def _source_digest() -> str:
     digest = hashlib.sha256(numba.__version__.encode())
     for path in sorted(_SOURCES.rglob("*.py")):
+        source = path.read_bytes()
+        if b"numba" not in source:
+            continue
         digest.update(path.relative_to(_SOURCES).as_posix().encode())
-        digest.update(path.read_bytes())
+        digest.update(source)
     return digest.hexdigest()[:16]
 
 

@@ -1,0 +1,1 @@
+"""Road-network accident graphs for eight US states."""

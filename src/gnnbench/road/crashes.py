@@ -1,0 +1,293 @@
+"""The common crash schema, and turning a portal's raw records into it with every drop accounted for.
+
+Common schema (one row per kept crash)::
+
+    crash_id     str     the source's id, or a composite of timestamp and coordinates
+    year, month  int     when it happened (local date as published)
+    day          int     day of month (0 where the source has month resolution only)
+    lat, lon     float   WGS84 degrees
+    severity     str     fatal | injury | property_damage | unknown
+    source_file  str     raw file it came from (relative to the raw directory)
+    source_row   int     0-based record number within that file
+
+:func:`normalise_crashes` checks, in this order, and drops (counting each reason) rows with
+missing coordinates, zero coordinates, swapped latitude/longitude (the pair only falls inside
+the state when swapped), coordinates outside the state's bounding box, an unparseable or
+implausible date, and a repeated crash id (the first occurrence is kept). ``CrashQuality``
+keeps the counts and a few example rows per reason; ``records_read == kept + sum(dropped)``
+always holds, and map matching later splits ``kept`` into matched and ``unmatched``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .geo import WGS84, transform
+from .states import SEVERITIES, ColumnMapping, StateEntry
+
+DROP_REASONS = ("missing_coordinates", "zero_coordinates", "swapped_lat_lon", "outside_state",
+                "unparseable_date", "duplicate", "outside_years", "unmatched")
+CRASH_COLUMNS = ("crash_id", "year", "month", "day", "lat", "lon", "severity", "source_file", "source_row")
+GEOMETRY_X, GEOMETRY_Y = "__geometry_x", "__geometry_y"  # columns adapters add for point geometry
+_EXAMPLES = 5
+_FIRST_YEAR = 1990
+_DATE_FORMATS = ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d",
+                 "%Y %b %d %I:%M:%S %p", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M", "%m/%d/%Y",
+                 "%Y/%m/%d %H:%M:%S%z", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d", "%Y%m%d", "%m %d %Y", "%d-%b-%Y")
+_MONTHS = {name: number for number in range(1, 13)
+           for name in (pd.Timestamp(2000, number, 1).strftime("%B").upper(),
+                        pd.Timestamp(2000, number, 1).strftime("%b").upper(), str(number), f"{number:02d}")}
+
+
+class CrashSchemaError(ValueError):
+    """Raw crash records lack a column the state's mapping needs (names file, field and spellings)."""
+
+
+@dataclass
+class CrashQuality:
+    """Accounting of every raw crash record: kept, or dropped with its reason (plus examples)."""
+
+    records_read: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: {reason: 0 for reason in DROP_REASONS})
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str, frame: pd.DataFrame, mask: np.ndarray) -> None:
+        """Count ``frame[mask]`` as dropped for ``reason`` and remember a few examples."""
+        count = int(np.count_nonzero(mask))
+        if not count:
+            return
+        self.dropped[reason] += count
+        self.kept -= count
+        examples = self.examples.setdefault(reason, [])
+        if len(examples) < _EXAMPLES:
+            rows = frame.loc[mask, ["source_file", "source_row"]].head(_EXAMPLES - len(examples))
+            examples.extend(f"{name}:{row}" for name, row in zip(rows["source_file"], rows["source_row"]))
+
+    def merge(self, other: CrashQuality) -> None:
+        """Add another file's accounting to this one."""
+        self.records_read += other.records_read
+        self.kept += other.kept
+        for reason, count in other.dropped.items():
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+        for reason, rows in other.examples.items():
+            mine = self.examples.setdefault(reason, [])
+            mine.extend(rows[: max(0, _EXAMPLES - len(mine))])
+        self.files.update(other.files)
+
+    def check(self) -> None:
+        """Raise if any record is unaccounted for."""
+        if self.records_read != self.kept + sum(self.dropped.values()):
+            raise AssertionError(f"crash accounting is off: read {self.records_read}, kept {self.kept}, "
+                                 f"dropped {sum(self.dropped.values())}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready report."""
+        self.check()
+        return {"records_read": self.records_read, "kept": self.kept,
+                "dropped": {reason: count for reason, count in self.dropped.items()},
+                "examples": {reason: rows for reason, rows in sorted(self.examples.items())},
+                "files": dict(sorted(self.files.items()))}
+
+
+def normalise_crashes(raw: pd.DataFrame, state: StateEntry, *, source_file: str,
+                      years: Sequence[int] | None = None) -> tuple[pd.DataFrame, CrashQuality]:
+    """Map one raw file's records into the common schema; return the kept crashes and the accounting.
+
+    ``raw`` holds the records with their original column names (and, for sources with point
+    geometry, ``__geometry_x``/``__geometry_y`` in WGS84). Rows outside ``years`` (when given)
+    are dropped as ``outside_years``. Duplicates are only detected within this file; use
+    :func:`drop_duplicates` over the concatenation of all files.
+    """
+    mapping = state.columns
+    frame = pd.DataFrame({"source_file": np.full(len(raw), source_file, dtype=object),
+                          "source_row": np.arange(len(raw), dtype=np.int64)})
+    quality = CrashQuality(records_read=len(raw), kept=len(raw), files={source_file: len(raw)})
+    if raw.empty:
+        return _empty(), quality
+
+    lat, lon = _coordinates(raw, mapping, source_file)
+    frame["lat"], frame["lon"] = lat, lon
+    keep = np.ones(len(raw), dtype=bool)
+
+    missing = ~(np.isfinite(lat) & np.isfinite(lon))
+    quality.drop("missing_coordinates", frame, missing)
+    keep &= ~missing
+    zero = keep & ((lat == 0) | (lon == 0))
+    quality.drop("zero_coordinates", frame, zero)
+    keep &= ~zero
+    inside = _inside(lat, lon, state.bbox)
+    swapped = keep & ~inside & _inside(lon, lat, state.bbox)
+    quality.drop("swapped_lat_lon", frame, swapped)
+    keep &= ~swapped
+    outside = keep & ~inside
+    quality.drop("outside_state", frame, outside)
+    keep &= ~outside
+
+    year, month, day, stamp = _dates(raw, mapping, source_file)
+    bad_date = keep & ((year < _FIRST_YEAR) | (year > pd.Timestamp.now().year + 1))
+    quality.drop("unparseable_date", frame, bad_date)
+    keep &= ~bad_date
+    if years is not None:
+        wanted = keep & ~np.isin(year, np.asarray(list(years)))
+        quality.drop("outside_years", frame, wanted)
+        keep &= ~wanted
+
+    frame["year"], frame["month"], frame["day"] = year, month, day
+    frame["severity"] = _severity(raw, mapping, source_file)
+    frame["crash_id"] = _crash_ids(raw, mapping, source_file, stamp, lat, lon)
+    kept = frame.loc[keep, list(CRASH_COLUMNS)].reset_index(drop=True)
+    kept = kept.astype({"year": np.int16, "month": np.int8, "day": np.int8})
+    return kept, quality
+
+
+def drop_duplicates(crashes: pd.DataFrame, quality: CrashQuality, *, composite_ids: bool) -> pd.DataFrame:
+    """Drop repeated crash ids (keeping the first by source file and row), counting them as ``duplicate``.
+
+    Composite ids of month-resolution sources (no time of day) are not unique keys, so they
+    are never deduplicated.
+    """
+    if crashes.empty or composite_ids:
+        return crashes
+    repeated = crashes.duplicated("crash_id", keep="first").to_numpy()
+    quality.drop("duplicate", crashes, repeated)
+    return crashes.loc[~repeated].reset_index(drop=True)
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in zip(
+        CRASH_COLUMNS, (object, np.int16, np.int8, np.int8, np.float64, np.float64, object, object, np.int64))})
+
+
+def resolve_column(raw: pd.DataFrame, spellings: Sequence[str], field_name: str, source_file: str) -> str:
+    """The first of ``spellings`` present in ``raw``; a clear :class:`CrashSchemaError` otherwise."""
+    for name in spellings:
+        if name == "geometry" and GEOMETRY_X in raw.columns:
+            return name
+        if name in raw.columns:
+            return name
+    available = ", ".join(map(str, list(raw.columns)[:40]))
+    raise CrashSchemaError(f"{source_file}: no column for crash field {field_name!r} (looked for "
+                           f"{', '.join(spellings)}); the file has: {available}")
+
+
+def _numeric(series: pd.Series) -> np.ndarray:
+    if series.dtype == object or pd.api.types.is_string_dtype(series):
+        series = series.astype(str).str.replace(",", "", regex=False).str.strip()
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _coordinates(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str) -> tuple[np.ndarray, np.ndarray]:
+    lat_name = resolve_column(raw, mapping.lat, "latitude", source_file)
+    lon_name = resolve_column(raw, mapping.lon, "longitude", source_file)
+    if lat_name == "geometry" or lon_name == "geometry":
+        return _numeric(raw[GEOMETRY_Y]), _numeric(raw[GEOMETRY_X])
+    lat, lon = _numeric(raw[lat_name]), _numeric(raw[lon_name])
+    if lat_name != "geometry" and GEOMETRY_X in raw.columns:
+        # Attribute coordinates may be blank where the geometry is present (and vice versa).
+        gap = ~np.isfinite(lat) | ~np.isfinite(lon)
+        lat = np.where(gap, _numeric(raw[GEOMETRY_Y]), lat)
+        lon = np.where(gap, _numeric(raw[GEOMETRY_X]), lon)
+    if mapping.crs != WGS84:
+        lon, lat = transform(lon, lat, mapping.crs, WGS84)
+    return lat, lon
+
+
+def _inside(lat: np.ndarray, lon: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndarray:
+    lon_min, lat_min, lon_max, lat_max = bbox
+    with np.errstate(invalid="ignore"):
+        return (lon >= lon_min) & (lon <= lon_max) & (lat >= lat_min) & (lat <= lat_max)
+
+
+def _dates(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str):
+    """(year, month, day, timestamp text) per row; unparseable dates give year 0."""
+    n = len(raw)
+    if mapping.date_format == "year+month_name":
+        year = _numeric(raw[resolve_column(raw, mapping.date[0], "year", source_file)])
+        month_text = raw[resolve_column(raw, mapping.date[1], "month", source_file)].astype(str).str.strip()
+        month = month_text.str.upper().map(_MONTHS).to_numpy(dtype=np.float64, na_value=np.nan)
+        good = np.isfinite(year) & np.isfinite(month)
+        year = np.where(good, year, 0).astype(np.int64)
+        month = np.where(good, month, 0).astype(np.int64)
+        stamp = pd.Series([f"{y:04d}-{m:02d}" for y, m in zip(year, month)], dtype=object)
+        return year, month, np.zeros(n, dtype=np.int64), stamp
+    column = raw[resolve_column(raw, mapping.date[0], "date", source_file)]
+    parsed = _parse_dates(column, mapping.date_format)
+    good = parsed.notna().to_numpy()
+    year = np.where(good, parsed.dt.year.to_numpy(dtype=np.float64, na_value=0), 0).astype(np.int64)
+    month = np.where(good, parsed.dt.month.to_numpy(dtype=np.float64, na_value=0), 0).astype(np.int64)
+    day = np.where(good, parsed.dt.day.to_numpy(dtype=np.float64, na_value=0), 0).astype(np.int64)
+    stamp = parsed.dt.strftime("%Y-%m-%dT%H:%M:%S").astype(object)
+    return year, month, day, stamp
+
+
+def _parse_dates(column: pd.Series, date_format: str) -> pd.Series:
+    """Naive timestamps (local wall-clock as published); NaT where nothing parses."""
+    if date_format == "epoch_ms":
+        numbers = pd.to_numeric(column, errors="coerce")
+        if numbers.notna().any():
+            parsed = pd.to_datetime(numbers, unit="ms", errors="coerce")
+            rest = numbers.isna() & column.notna()
+            if rest.any():
+                parsed[rest] = _parse_text_dates(column[rest])
+            return parsed
+        return _parse_text_dates(column)
+    if date_format == "yyyymmdd":
+        return pd.to_datetime(column.astype(str).str.slice(0, 8), format="%Y%m%d", errors="coerce")
+    if date_format in ("auto", "iso"):
+        return _parse_text_dates(column)
+    return pd.to_datetime(column.astype(str).str.strip(), format=date_format, errors="coerce")
+
+
+def _parse_text_dates(column: pd.Series) -> pd.Series:
+    """Try the known portal formats one after another, vectorised; numbers like 20150118 are YYYYMMDD."""
+    text = column.astype(str).str.strip()
+    text = text.where(~text.str.fullmatch(r"\d{8}(\.0)?"), text.str.slice(0, 8))
+    result = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns]")
+    todo = column.notna() & (text != "") & ~text.isin(["NA", "nan", "None", "NaT"])
+    for date_format in _DATE_FORMATS:
+        if not todo.any():
+            break
+        parsed = pd.to_datetime(text[todo], format=date_format, errors="coerce")
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_localize(None)
+        hit = parsed.notna()
+        if hit.any():
+            result.loc[hit[hit].index] = parsed[hit].astype("datetime64[ns]")
+            todo.loc[hit[hit].index] = False
+    return result
+
+
+def _severity(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str) -> np.ndarray:
+    if not mapping.severity:
+        return np.full(len(raw), "unknown", dtype=object)
+    column = raw[resolve_column(raw, mapping.severity, "severity", source_file)]
+    values = pd.Series(column.astype(str).str.strip().str.upper().str.removesuffix(".0"), dtype=object)
+    codes, uniques = pd.factorize(values)
+    table = np.array([mapping.severity_values.get(value, "unknown") for value in uniques] + ["unknown"],
+                     dtype=object)
+    assert set(table) <= set(SEVERITIES)
+    return table[codes]
+
+
+def _crash_ids(raw, mapping: ColumnMapping, source_file: str, stamp: pd.Series, lat, lon) -> np.ndarray:
+    if mapping.crash_id:
+        column = raw[resolve_column(raw, mapping.crash_id, "crash id", source_file)]
+        text = column.astype(str).str.strip().str.removesuffix(".0")
+        missing = column.isna() | (text == "") | text.isin(["nan", "None", "NA"])
+        if missing.any():  # a record without an id gets a composite one
+            text = text.where(~missing, _composite(stamp, lat, lon))
+        return text.to_numpy(dtype=object)
+    return _composite(stamp, lat, lon).to_numpy(dtype=object)
+
+
+def _composite(stamp: pd.Series, lat: np.ndarray, lon: np.ndarray) -> pd.Series:
+    coordinates = pd.Series(np.char.mod("%.6f", lat), dtype=object) + "," + pd.Series(
+        np.char.mod("%.6f", lon), dtype=object)
+    return stamp.fillna("NaT").astype(str).reset_index(drop=True) + "@" + coordinates

@@ -1,0 +1,1 @@
+"""One adapter per kind of source: crash portals, OSM, weather, traffic volume, Dataverse import."""

@@ -1,0 +1,756 @@
+"""Monthly weather per road node from Meteostat's bulk data (read directly, not via the meteostat package).
+
+Formats (confirmed by reading the meteostat 2.1.5 wheel: ``api/config.py``, ``api/stations.py``,
+``providers/meteostat/{monthly,daily,monthly_derived}.py``, ``providers/index.py``, ``parameters.py``;
+see also the research notes, section 10):
+
+* Stations: SQLite ``{base}/stations.db`` (mirror
+  ``https://raw.githubusercontent.com/meteostat/weather-stations/master/stations.db``). Table ``stations``
+  (``id, country, region, latitude, longitude, elevation, timezone``), ``names`` (``station, language, name``),
+  ``identifiers`` (``station, key, value``) and ``inventory`` (``station, provider, parameter, start, end,
+  completeness``; dates ``YYYY-MM-DD``). Only ``stations.id/latitude/longitude`` are required here.
+* Monthly: ``{base}/monthly/{station}.csv.gz``, a header row, ``year, month`` then one column per parameter
+  (``temp, tmin, tmax, prcp, pres, tsun``; °C, °C, °C, mm, hPa, min) plus ``<parameter>_source`` columns.
+  ``temp`` is the mean temperature (1.x called it ``tavg``; accepted as an alias). There is no monthly ``wspd``.
+* Daily: ``{base}/daily/{year}/{station}.csv.gz``: ``year, month, day``, then ``temp, tmin, tmax, rhum, prcp,
+  snwd, wspd, wpgt, pres, tsun, cldc`` (``wspd`` in km/h) plus ``*_source`` columns. Monthly ``wspd`` is the mean
+  of the daily values, kept only when at most 3 days of the month are missing (Meteostat's own
+  ``monthly_derived.monthly_mean`` rule; it also interpolates the daily series first, which we do not) and
+  rounded to 0.1 km/h like Meteostat's derived monthly values.
+* A station without a file answers HTTP 404; that is recorded beside the cache (``<file>.missing.json``) so that
+  offline runs reproduce it.
+
+Data licence: CC BY 4.0 (Meteostat 2.x). Stations are chosen in a projected CRS by brute-force k-nearest search
+(numpy, chunked, exact, ties broken by station id); the candidate stations are first cut to the nodes' bounding box
+plus ``max_distance_km``, which keeps the search ``O(nodes x tens of stations)``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import json
+import logging
+import math
+import os
+import sqlite3
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import requests
+
+from ...io import DownloadError, RetryPolicy, download, gnnbench_home
+from ..geo import project, utm_epsg
+from ..tables import WEATHER_COLUMNS, conform
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://data.meteostat.net"
+STATIONS_DB_MIRROR = "https://raw.githubusercontent.com/meteostat/weather-stations/master/stations.db"
+
+#: Monthly CSV column for each node_weather column (``wspd`` comes from the daily files).
+MONTHLY_SOURCE_COLUMNS = {"tavg": "temp", "tmin": "tmin", "tmax": "tmax", "prcp": "prcp", "pres": "pres"}
+MONTHLY_ALIASES = {"temp": ("tavg",)}
+#: Daily months with more missing days than this have no monthly wind speed (Meteostat's rule).
+MAX_MISSING_DAYS = 3
+
+#: Fill methods, in the order they are tried; "missing" means no method applied (value stays null).
+FILL_METHODS = ("neighbor", "interpolate", "climatology", "all_stations", "missing")
+_OBSERVED, _NEIGHBOR, _INTERP, _CLIM, _ALL, _MISSING = range(6)
+_WSPD = WEATHER_COLUMNS.index("wspd")
+
+
+class WeatherSourceError(ValueError):
+    """A Meteostat file does not have the expected format (the message names the URL/file and column)."""
+
+
+# --------------------------------------------------------------------------- stations
+
+
+def read_stations_db(path: str | os.PathLike, *, bbox: Sequence[float] | None = None,
+                     source: str | None = None) -> pa.Table:
+    """Stations from a Meteostat ``stations.db`` file, sorted by id.
+
+    Columns: ``id`` (string), ``latitude``, ``longitude``, ``elevation`` (float64, nullable), ``country``,
+    ``region`` (string, nullable), ``first_year``, ``last_year`` (int32 from the ``inventory`` table, null where the
+    station has no inventory rows or the table is absent). ``bbox`` = (min_lon, min_lat, max_lon, max_lat) keeps
+    the stations inside it. ``source`` names the file's URL in error messages.
+    """
+    where = source or str(path)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"Meteostat stations database not found: {path}")
+    connection = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    try:
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as error:
+            raise WeatherSourceError(f"{where} is not a SQLite database: {error}") from None
+        if "stations" not in tables:
+            raise WeatherSourceError(f"{where}: no table 'stations' (tables: {sorted(tables)})")
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(stations)")]
+        for required in ("id", "latitude", "longitude"):
+            if required not in columns:
+                raise WeatherSourceError(f"{where}: table 'stations' lacks column {required!r} (columns: {columns})")
+        optional = [name for name in ("elevation", "country", "region") if name in columns]
+        select = ", ".join(f"`{name}`" for name in ("id", "latitude", "longitude", *optional))
+        sql = f"SELECT {select} FROM stations WHERE latitude IS NOT NULL AND longitude IS NOT NULL"
+        params: tuple = ()
+        if bbox is not None:
+            min_lon, min_lat, max_lon, max_lat = map(float, bbox)
+            sql += " AND longitude >= ? AND longitude <= ? AND latitude >= ? AND latitude <= ?"
+            params = (min_lon, max_lon, min_lat, max_lat)
+        rows = connection.execute(sql + " ORDER BY id", params).fetchall()
+        years: dict[str, tuple[int | None, int | None]] = {}
+        if "inventory" in tables:
+            inventory_columns = [row[1] for row in connection.execute("PRAGMA table_info(inventory)")]
+            if {"station", "start", "end"} <= set(inventory_columns):
+                for station, start, end in connection.execute(
+                        "SELECT station, MIN(start), MAX(end) FROM inventory GROUP BY station"):
+                    years[str(station)] = (_year_of(start), _year_of(end))
+            else:
+                logger.warning("%s: table 'inventory' lacks station/start/end (columns %s); inventory ignored",
+                               where, inventory_columns)
+    finally:
+        connection.close()
+    ids = [str(row[0]) for row in rows]
+    data: dict[str, Any] = {
+        "id": pa.array(ids, pa.string()),
+        "latitude": pa.array([row[1] for row in rows], pa.float64()),
+        "longitude": pa.array([row[2] for row in rows], pa.float64()),
+    }
+    for position, name in enumerate(("elevation", "country", "region")):
+        kind = pa.float64() if name == "elevation" else pa.string()
+        if name in optional:
+            index = 3 + optional.index(name)
+            values = [row[index] for row in rows]
+            if name != "elevation":
+                values = [None if value is None else str(value) for value in values]
+            data[name] = pa.array(values, kind)
+        else:
+            data[name] = pa.nulls(len(rows), kind)
+    data["first_year"] = pa.array([years.get(i, (None, None))[0] for i in ids], pa.int32())
+    data["last_year"] = pa.array([years.get(i, (None, None))[1] for i in ids], pa.int32())
+    return pa.table(data)
+
+
+def _year_of(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(str(value)[:4])
+    except ValueError:
+        return None
+
+
+def load_stations(*, base_url: str = DEFAULT_BASE_URL, url: str | None = None, cache_dir: str | os.PathLike | None = None,
+                  bbox: Sequence[float] | None = None, session: requests.Session | None = None,
+                  retry: RetryPolicy | None = None) -> pa.Table:
+    """Download (once; cached as ``<cache_dir>/stations.db``) and read Meteostat's station list.
+
+    ``url`` defaults to ``{base_url}/stations.db``; with the default base URL the GitHub mirror is tried when the
+    main endpoint fails. The cached file is reused as is (delete it to refresh; Meteostat updates it weekly).
+    See :func:`read_stations_db` for the columns.
+    """
+    cache = _cache_dir(cache_dir)
+    dest = cache / "stations.db"
+    urls = [url] if url else [f"{base_url.rstrip('/')}/stations.db"]
+    if url is None and base_url.rstrip("/") == DEFAULT_BASE_URL:
+        urls.append(STATIONS_DB_MIRROR)
+    error: Exception | None = None
+    for candidate in urls:
+        try:
+            download(candidate, dest, session=session, retry=retry or RetryPolicy(), progress=False,
+                     description="meteostat stations.db")
+            return read_stations_db(dest, bbox=bbox, source=candidate)
+        except DownloadError as failure:
+            logger.warning("could not download the Meteostat station list from %s: %s", candidate, failure)
+            error = failure
+    assert error is not None
+    raise error
+
+
+# --------------------------------------------------------------------------- nearest stations
+
+
+def _lonlat(value: Any, what: str) -> np.ndarray:
+    if isinstance(value, pa.Table):
+        lon = "longitude" if "longitude" in value.column_names else "lon"
+        lat = "latitude" if "latitude" in value.column_names else "lat"
+        if lon not in value.column_names or lat not in value.column_names:
+            raise ValueError(f"{what} table needs lon/lat (or longitude/latitude) columns, has {value.column_names}")
+        return np.column_stack([value.column(lon).to_numpy(zero_copy_only=False),
+                                value.column(lat).to_numpy(zero_copy_only=False)]).astype(np.float64)
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(f"{what} must be an (n, 2) array of lon, lat; got shape {array.shape}")
+    return array
+
+
+def _knn(points: np.ndarray, targets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest ``targets`` of each point (projected x, y): indices (-1 padded) and distances (inf)."""
+    n, s = len(points), len(targets)
+    indices = np.full((n, k), -1, dtype=np.int64)
+    distances = np.full((n, k), np.inf, dtype=np.float64)
+    if n == 0 or s == 0:
+        return indices, distances
+    kk = min(k, s)
+    rows = max(1, 4_000_000 // s)
+    for start in range(0, n, rows):
+        block = points[start:start + rows]
+        d2 = (block[:, :1] - targets[None, :, 0]) ** 2 + (block[:, 1:] - targets[None, :, 1]) ** 2
+        if kk < s:
+            part = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
+            part.sort(axis=1)  # restore station order so that the stable sort breaks ties by index
+        else:
+            part = np.broadcast_to(np.arange(s), d2.shape)
+        part_d2 = np.take_along_axis(d2, part, axis=1)
+        order = np.argsort(part_d2, axis=1, kind="stable")
+        indices[start:start + rows, :kk] = np.take_along_axis(part, order, axis=1)
+        distances[start:start + rows, :kk] = np.sqrt(np.take_along_axis(part_d2, order, axis=1))
+    return indices, distances
+
+
+def nearest_stations(nodes_lonlat: Any, stations: Any, *, epsg: int, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest stations of each node, measured in the projected CRS ``epsg``.
+
+    ``nodes_lonlat``: (n, 2) lon/lat array or a table with lon/lat columns; ``stations``: likewise or the table of
+    :func:`load_stations`. Returns ``indices`` (n, k) int64 into ``stations`` (-1 when there are fewer than ``k``
+    stations) and ``distances`` (n, k) metres (inf for padding), nearest first; ties go to the lower index. Exact
+    brute force in chunks (numpy only), meant for the tens-to-hundreds of stations around one state.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    nodes = _lonlat(nodes_lonlat, "nodes")
+    targets = _lonlat(stations, "stations")
+    nx, ny = project(nodes[:, 0], nodes[:, 1], epsg)
+    sx, sy = project(targets[:, 0], targets[:, 1], epsg)
+    return _knn(np.column_stack([nx, ny]), np.column_stack([sx, sy]), k)
+
+
+# --------------------------------------------------------------------------- station files
+
+
+def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
+    return Path(cache_dir) if cache_dir is not None else gnnbench_home() / "sources" / "meteostat"
+
+
+def _missing_marker(dest: Path) -> Path:
+    return Path(f"{dest}.missing.json")
+
+
+def _fetch_optional(url: str, dest: Path, *, session: requests.Session | None, retry: RetryPolicy) -> Path | None:
+    """``dest`` (downloading it when absent) or None when the server has no such file (404/410, remembered)."""
+    marker = _missing_marker(dest)
+    if not dest.exists() and marker.exists():
+        return None
+    try:
+        download(url, dest, session=session, retry=retry, progress=False)
+    except DownloadError as error:
+        if getattr(error, "status", None) in (404, 410):
+            logger.info("no Meteostat file at %s (HTTP %s)", url, error.status)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            marker.write_text(json.dumps({"url": url, "status": error.status, "checked_at": stamp}) + "\n",
+                              encoding="utf-8")
+            return None
+        raise
+    return dest
+
+
+def _read_csv(path: Path, url: str) -> pa.Table:
+    import pyarrow.csv as pacsv
+
+    try:
+        return pacsv.read_csv(path)
+    except (pa.ArrowInvalid, OSError, EOFError) as error:
+        raise WeatherSourceError(f"{url} (cached as {path}) is not a readable gzip CSV: {error}") from None
+
+
+def _column(table: pa.Table, name: str, url: str, aliases: Sequence[str] = ()) -> np.ndarray:
+    for candidate in (name, *aliases):
+        if candidate in table.column_names:
+            try:
+                values = pc.cast(table.column(candidate), pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                raise WeatherSourceError(f"{url}: column {candidate!r} is not numeric: {error}") from None
+            return values.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
+    raise WeatherSourceError(f"{url}: column {name!r} is missing (columns: {table.column_names})")
+
+
+def _read_monthly(path: Path, url: str, years: np.ndarray) -> np.ndarray:
+    """[months, 6] values (NaN where missing; wspd column all NaN) for the requested years."""
+    table = _read_csv(path, url)
+    year = _column(table, "year", url)
+    month = _column(table, "month", url)
+    out = np.full((12 * len(years), len(WEATHER_COLUMNS)), np.nan)
+    slots = _slots(year, month, years, url)
+    keep = slots >= 0
+    for name, source in MONTHLY_SOURCE_COLUMNS.items():
+        values = _column(table, source, url, MONTHLY_ALIASES.get(source, ()))
+        out[slots[keep], WEATHER_COLUMNS.index(name)] = values[keep]
+    return out
+
+
+def _slots(year: np.ndarray, month: np.ndarray, years: np.ndarray, url: str) -> np.ndarray:
+    """Month slot (0 .. 12*len(years)-1) of each row, -1 outside the requested years; rejects repeated months."""
+    if np.isnan(year).any() or np.isnan(month).any() or ((month < 1) | (month > 12)).any():
+        raise WeatherSourceError(f"{url}: invalid or missing year/month values")
+    position = np.searchsorted(years, year)
+    position = np.minimum(position, len(years) - 1)
+    inside = years[position] == year
+    slots = np.where(inside, position * 12 + month.astype(np.int64) - 1, -1)
+    kept = slots[slots >= 0]
+    if len(np.unique(kept)) != len(kept):
+        raise WeatherSourceError(f"{url}: a (year, month) appears more than once")
+    return slots
+
+
+def _read_daily_wspd(path: Path, url: str, year: int) -> np.ndarray:
+    """Monthly mean daily wind speed (12,) for ``year`` (NaN where more than 3 days are missing)."""
+    table = _read_csv(path, url)
+    y, m, d = (_column(table, name, url) for name in ("year", "month", "day"))
+    wspd = _column(table, "wspd", url)
+    if np.isnan(m).any() or np.isnan(d).any() or ((m < 1) | (m > 12) | (d < 1) | (d > 31)).any():
+        raise WeatherSourceError(f"{url}: invalid or missing month/day values")
+    keep = (y == year) & ~np.isnan(wspd)
+    day_key = m[keep].astype(np.int64) * 32 + d[keep].astype(np.int64)
+    if len(np.unique(day_key)) != len(day_key):
+        raise WeatherSourceError(f"{url}: a date appears more than once")
+    months = m[keep].astype(np.int64) - 1
+    count = np.bincount(months, minlength=12)
+    total = np.bincount(months, weights=wspd[keep], minlength=12)
+    days = np.array([calendar.monthrange(year, month)[1] for month in range(1, 13)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.round(total / count, 1)
+    mean[(days - count > MAX_MISSING_DAYS) | (count == 0)] = np.nan
+    return mean
+
+
+@dataclass
+class _StationData:
+    values: np.ndarray  # [months, 6]
+    files: dict[str, int]
+
+
+def _load_station(station: str, years: np.ndarray, base_url: str, cache: Path, session: requests.Session | None,
+                  retry: RetryPolicy) -> _StationData:
+    values = np.full((12 * len(years), len(WEATHER_COLUMNS)), np.nan)
+    files = {"downloaded": 0, "missing": 0}
+    url = f"{base_url}/monthly/{station}.csv.gz"
+    path = _fetch_optional(url, cache / "monthly" / f"{station}.csv.gz", session=session, retry=retry)
+    if path is None:
+        files["missing"] += 1
+    else:
+        files["downloaded"] += 1
+        values = _read_monthly(path, url, years)
+    for position, year in enumerate(years.tolist()):
+        url = f"{base_url}/daily/{year}/{station}.csv.gz"
+        path = _fetch_optional(url, cache / "daily" / str(year) / f"{station}.csv.gz", session=session, retry=retry)
+        if path is None:
+            files["missing"] += 1
+            continue
+        files["downloaded"] += 1
+        values[position * 12:(position + 1) * 12, _WSPD] = _read_daily_wspd(path, url, year)
+    return _StationData(values, files)
+
+
+# --------------------------------------------------------------------------- gap filling
+
+
+def _station_fill(raw: np.ndarray, months_per_year: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fill each station's own gaps: interpolation in time, then calendar-month mean, then all-station mean.
+
+    ``raw``: [S, T, C] with NaN gaps. Returns (values, method codes) for [S, T, C] and the all-station mean [T, C].
+    """
+    s_count, t_count, c_count = raw.shape
+    observed = ~np.isnan(raw)
+    values = raw.copy()
+    method = np.where(observed, _OBSERVED, _MISSING).astype(np.int8)
+    positions = np.arange(t_count, dtype=np.float64)
+    for s in range(s_count):  # loops over stations x columns only (tens x 6), never over nodes
+        for c in range(c_count):
+            have = observed[s, :, c]
+            if have.sum() < 2:
+                continue
+            first, last = np.flatnonzero(have)[[0, -1]]
+            gap = ~have & (positions > first) & (positions < last)
+            if gap.any():
+                values[s, gap, c] = np.interp(positions[gap], positions[have], raw[s, have, c])
+                method[s, gap, c] = _INTERP
+    by_month = raw.reshape(s_count, t_count // months_per_year, months_per_year, c_count)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN slices are expected
+        climatology = np.nanmean(by_month, axis=1)  # [S, 12, C]
+        all_stations = np.nanmean(raw, axis=0) if s_count else np.full((t_count, c_count), np.nan)  # [T, C]
+    climate = np.tile(climatology, (1, t_count // months_per_year, 1))
+    use = (method == _MISSING) & ~np.isnan(climate)
+    values[use] = climate[use]
+    method[use] = _CLIM
+    broadcast = np.broadcast_to(all_stations, values.shape)
+    use = (method == _MISSING) & ~np.isnan(broadcast)
+    values[use] = broadcast[use]
+    method[use] = _ALL
+    return values, method, all_stations
+
+
+def _combo_fill(combos: np.ndarray, raw: np.ndarray, own: np.ndarray, own_method: np.ndarray,
+                all_stations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values and method codes [U, T, C] for each distinct candidate list (primary station first, -1 padded)."""
+    u_count = len(combos)
+    t_count, c_count = all_stations.shape
+    primary = combos[:, 0]
+    has = primary >= 0
+    safe = np.where(has, primary, 0)
+    if len(raw):
+        values = np.where(has[:, None, None], raw[safe], np.nan)
+    else:
+        values = np.full((u_count, t_count, c_count), np.nan)
+    method = np.where(np.isnan(values), _MISSING, _OBSERVED).astype(np.int8)
+    for j in range(1, combos.shape[1]):
+        other = combos[:, j]
+        ok = (other >= 0)[:, None, None]
+        candidate = raw[np.where(other >= 0, other, 0)] if len(raw) else values
+        use = (method == _MISSING) & ok & ~np.isnan(candidate)
+        values[use] = candidate[use]
+        method[use] = _NEIGHBOR
+    if len(raw):
+        use = (method == _MISSING) & has[:, None, None]
+        fallback, fallback_method = own[safe], own_method[safe]
+        values[use] = fallback[use]
+        method[use] = fallback_method[use]
+    orphan = np.broadcast_to(~has[:, None, None], values.shape)
+    broadcast = np.broadcast_to(all_stations, values.shape)
+    use = orphan & ~np.isnan(broadcast)
+    values[use] = broadcast[use]
+    method[use] = _ALL
+    return values, method
+
+
+# --------------------------------------------------------------------------- the node_weather table
+
+
+def monthly_weather(nodes: pa.Table, years: Iterable[int], *, base_url: str = DEFAULT_BASE_URL,
+                    stations: pa.Table | None = None, max_distance_km: float = 50.0, k: int = 3,
+                    epsg: int | None = None, session: requests.Session | None = None,
+                    cache_dir: str | os.PathLike | None = None,
+                    retry: RetryPolicy | None = None) -> tuple[pa.Table, dict[str, Any]]:
+    """Build the ``node_weather`` table (one row per node and month of ``years``) and a report.
+
+    Each node takes the nearest station (within ``max_distance_km``, in ``epsg``, default the nodes' UTM zone)
+    that has any data in the period; its ``k - 1`` next-nearest stations within the distance are kept as
+    neighbours. Each station's monthly file and yearly daily files (``wspd`` = mean of daily values) are fetched
+    once into ``cache_dir``. A value missing at the node's station is filled, in order, from: the nearest
+    neighbour that has it (``neighbor``); linear interpolation in time at the station between observed months of
+    the period (``interpolate``); that station's mean for the calendar month over the period's years
+    (``climatology``); the mean over all used stations for that month (``all_stations``). Nodes with no station in
+    range get the all-station means. Every filled value sets bit ``i`` of ``filled`` (``i`` = position in
+    ``WEATHER_COLUMNS``); values no method can fill stay null. ``stations`` (table of :func:`load_stations`)
+    skips the download of the station list.
+
+    The report holds: ``epsg``, ``nodes``, ``months``, ``stations_considered``, ``stations_used`` (ids),
+    ``stations_without_data``, ``station_columns_without_data`` ({column: [ids]}), ``nodes_without_station``
+    (node ids), ``nodes_per_station``, ``distance_km`` (median/max to the node's station), ``files``
+    (downloaded/missing) and ``filled`` ({column: {method: count of node-month values}}).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    if max_distance_km <= 0:
+        raise ValueError(f"max_distance_km must be positive, not {max_distance_km}")
+    year_array = np.array(sorted({int(year) for year in years}), dtype=np.int64)
+    if year_array.size == 0:
+        raise ValueError("no years given")
+    base_url = base_url.rstrip("/")
+    retry = retry or RetryPolicy()
+    cache = _cache_dir(cache_dir)
+    for name in ("node_id", "lon", "lat"):
+        if name not in nodes.column_names:
+            raise ValueError(f"nodes table lacks column {name!r} (has {nodes.column_names})")
+    node_ids = nodes.column("node_id").to_numpy(zero_copy_only=False).astype(np.int64)
+    lonlat = _lonlat(nodes.select(["lon", "lat"]), "nodes")
+    if len(np.unique(node_ids)) != len(node_ids):
+        raise ValueError("nodes table has repeated node_id values")
+    if not np.isfinite(lonlat).all():
+        raise ValueError("nodes table has missing or non-finite lon/lat")
+    n_nodes, t_count, c_count = len(node_ids), 12 * len(year_array), len(WEATHER_COLUMNS)
+    if n_nodes == 0:
+        raise ValueError("nodes table is empty")
+
+    bbox = _expanded_bbox(lonlat, max_distance_km)
+    if stations is None:
+        stations = load_stations(base_url=base_url, cache_dir=cache, bbox=bbox, session=session, retry=retry)
+    stations = _in_bbox(stations, bbox)
+    stations = _active_in(stations, year_array)
+    station_ids = stations.column("id").to_pylist()
+    if epsg is None:
+        epsg = utm_epsg(float(np.median(lonlat[:, 0])), float(np.median(lonlat[:, 1])))
+    nx, ny = project(lonlat[:, 0], lonlat[:, 1], epsg)
+    node_xy = np.column_stack([nx, ny])
+    station_lonlat = _lonlat(stations, "stations")
+    sx, sy = project(station_lonlat[:, 0], station_lonlat[:, 1], epsg)
+    station_xy = np.column_stack([sx, sy])
+    limit = max_distance_km * 1000.0
+
+    loaded: dict[int, _StationData] = {}
+    alive = np.ones(len(station_ids), dtype=bool)
+    while True:
+        subset = np.flatnonzero(alive)
+        local, distance = _knn(node_xy, station_xy[subset], k)
+        candidates = np.where((local >= 0) & (distance <= limit), subset[np.maximum(local, 0)], -1)
+        needed = [int(s) for s in np.unique(candidates[candidates >= 0]) if int(s) not in loaded]
+        if not needed:
+            break
+        for s in needed:
+            loaded[s] = _load_station(station_ids[s], year_array, base_url, cache, session, retry)
+            if np.isnan(loaded[s].values).all():
+                alive[s] = False
+        logger.info("weather: fetched %d stations (%d so far)", len(needed), len(loaded))
+
+    used = sorted(s for s in loaded if alive[s])
+    column_of = {s: i for i, s in enumerate(used)}
+    raw = np.stack([loaded[s].values for s in used]) if used else np.zeros((0, t_count, c_count))
+    own, own_method, all_stations = _station_fill(raw)
+    remap = np.full(len(station_ids) + 1, -1, dtype=np.int64)
+    for s, i in column_of.items():
+        remap[s] = i
+    compact = remap[candidates]  # -1 stays -1 (remap[-1] is the padding slot)
+    combos, inverse = np.unique(compact, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    values, method = _combo_fill(combos, raw, own, own_method, all_stations)
+
+    order = np.argsort(node_ids, kind="stable")
+    sorted_ids = node_ids[order]
+    row_combo = inverse[order]
+    month_index = np.arange(t_count)
+    columns: dict[str, Any] = {
+        "year": pa.array(np.repeat(year_array[month_index // 12], n_nodes).astype(np.int16)),
+        "month": pa.array(np.repeat(month_index % 12 + 1, n_nodes).astype(np.int8)),
+        "node_id": pa.array(np.tile(sorted_ids, t_count)),
+    }
+    filled_codes = (method != _OBSERVED) & (method != _MISSING)
+    bits = (filled_codes.astype(np.int16) << np.arange(c_count, dtype=np.int16)).sum(axis=2).astype(np.int8)
+    for c, name in enumerate(WEATHER_COLUMNS):
+        column = values[:, :, c].astype(np.float32)[row_combo].T.reshape(-1)
+        columns[name] = pa.array(column, pa.float32(), mask=np.isnan(column))
+    columns["filled"] = pa.array(bits[row_combo].T.reshape(-1), pa.int8())
+    table = conform("node_weather", pa.table(columns))
+
+    weight = np.bincount(inverse, minlength=len(combos)).astype(np.int64)
+    filled: dict[str, dict[str, int]] = {}
+    for c, name in enumerate(WEATHER_COLUMNS):
+        counts = np.bincount(method[:, :, c].astype(np.int64).reshape(-1), weights=np.repeat(weight, t_count),
+                             minlength=_MISSING + 1).astype(np.int64)
+        filled[name] = {"observed": int(counts[_OBSERVED]),
+                        **{label: int(counts[code]) for code, label in zip(range(1, 6), FILL_METHODS)}}
+    primary = compact[:, 0]
+    primary_distance = np.where(primary >= 0, np.sqrt(((node_xy - station_xy[np.maximum(candidates[:, 0], 0)]) ** 2)
+                                                      .sum(axis=1)), np.nan)
+    per_station = np.bincount(primary[primary >= 0], minlength=len(used))
+    files = {"downloaded": sum(d.files["downloaded"] for d in loaded.values()),
+             "missing": sum(d.files["missing"] for d in loaded.values())}
+    report: dict[str, Any] = {
+        "epsg": int(epsg),
+        "nodes": int(n_nodes),
+        "months": int(t_count),
+        "years": year_array.tolist(),
+        "max_distance_km": float(max_distance_km),
+        "k": int(k),
+        "stations_considered": int(len(loaded)),
+        "stations_used": [station_ids[s] for s in used],
+        "stations_without_data": sorted(station_ids[s] for s in loaded if not alive[s]),
+        "station_columns_without_data": {
+            name: [station_ids[s] for i, s in enumerate(used) if np.isnan(raw[i, :, c]).all()]
+            for c, name in enumerate(WEATHER_COLUMNS)},
+        "nodes_without_station": sorted(int(n) for n in node_ids[primary < 0]),
+        "nodes_per_station": {station_ids[s]: int(per_station[i]) for i, s in enumerate(used)},
+        "distance_km": _distance_summary(primary_distance),
+        "files": files,
+        "filled": filled,
+    }
+    if report["nodes_without_station"]:
+        logger.warning("weather: %d nodes have no station with data within %.0f km; they get all-station means",
+                       len(report["nodes_without_station"]), max_distance_km)
+    return table, report
+
+
+def _distance_summary(distance: np.ndarray) -> dict[str, float | None]:
+    finite = distance[np.isfinite(distance)] / 1000.0
+    if finite.size == 0:
+        return {"median": None, "max": None}
+    return {"median": float(np.median(finite)), "max": float(finite.max())}
+
+
+def _expanded_bbox(lonlat: np.ndarray, max_distance_km: float) -> tuple[float, float, float, float]:
+    """Nodes' lon/lat bounding box grown by ``max_distance_km`` (a superset of every station in range)."""
+    min_lon, min_lat = lonlat.min(axis=0)
+    max_lon, max_lat = lonlat.max(axis=0)
+    dlat = max_distance_km / 110.574 * 1.01  # km per degree of latitude (minimum), 1% margin
+    widest = min(89.0, max(abs(min_lat), abs(max_lat)) + dlat)
+    dlon = max_distance_km / (111.320 * math.cos(math.radians(widest))) * 1.01
+    return (max(-180.0, min_lon - dlon), max(-90.0, min_lat - dlat),
+            min(180.0, max_lon + dlon), min(90.0, max_lat + dlat))
+
+
+def _in_bbox(stations: pa.Table, bbox: Sequence[float]) -> pa.Table:
+    lon = stations.column("longitude")
+    lat = stations.column("latitude")
+    mask = pc.and_(pc.and_(pc.greater_equal(lon, bbox[0]), pc.less_equal(lon, bbox[2])),
+                   pc.and_(pc.greater_equal(lat, bbox[1]), pc.less_equal(lat, bbox[3])))
+    return stations.filter(pc.fill_null(mask, False)).sort_by("id")
+
+
+def _active_in(stations: pa.Table, years: np.ndarray) -> pa.Table:
+    """Drop stations whose inventory years (when known) do not overlap the requested years."""
+    if "first_year" not in stations.column_names or "last_year" not in stations.column_names:
+        return stations
+    first = pc.fill_null(stations.column("first_year"), int(years[0]))
+    last = pc.fill_null(stations.column("last_year"), int(years[-1]))
+    keep = pc.and_(pc.less_equal(first, int(years[-1])), pc.greater_equal(last, int(years[0])))
+    dropped = stations.num_rows - pc.sum(pc.cast(keep, pa.int64())).as_py()
+    if dropped:
+        logger.info("weather: %d stations have no inventory in %d-%d", dropped, years[0], years[-1])
+    return stations.filter(keep)
+
+
+# --------------------------------------------------------------------------- test / demo fixtures
+
+
+def write_stations_db(path: str | os.PathLike, stations: Sequence[Mapping[str, Any]],
+                      inventory: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Write a Meteostat-format ``stations.db``: ``stations`` rows need id, latitude, longitude (optional
+    name, country, region, elevation, timezone); ``inventory`` rows need station, start, end (provider, parameter,
+    completeness optional)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    connection = sqlite3.connect(path)
+    try:
+        connection.executescript(
+            "CREATE TABLE stations (id TEXT PRIMARY KEY, country TEXT, region TEXT, latitude REAL, longitude REAL,"
+            " elevation INTEGER, timezone TEXT);"
+            "CREATE TABLE names (station TEXT, language TEXT, name TEXT);"
+            "CREATE TABLE identifiers (station TEXT, key TEXT, value TEXT);"
+            "CREATE TABLE inventory (station TEXT, provider TEXT, parameter TEXT, start TEXT, end TEXT,"
+            " completeness REAL);")
+        for row in stations:
+            connection.execute("INSERT INTO stations VALUES (?, ?, ?, ?, ?, ?, ?)", (
+                row["id"], row.get("country", "US"), row.get("region"), row["latitude"], row["longitude"],
+                row.get("elevation"), row.get("timezone", "America/New_York")))
+            connection.execute("INSERT INTO names VALUES (?, 'en', ?)", (row["id"], row.get("name", row["id"])))
+        for row in inventory:
+            connection.execute("INSERT INTO inventory VALUES (?, ?, ?, ?, ?, ?)", (
+                row["station"], row.get("provider", "daily"), row.get("parameter", "temp"), row["start"], row["end"],
+                row.get("completeness", 1.0)))
+        connection.commit()
+    finally:
+        connection.close()
+    return path
+
+
+def _format(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def write_csv_gz(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """Write a gzip CSV (deterministic bytes: gzip mtime 0); None/NaN become empty fields."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(header)] + [",".join(_format(value) for value in row) for row in rows]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+    return path
+
+
+MONTHLY_HEADER = ("year", "month", "temp", "tmin", "tmax", "prcp", "pres", "tsun")
+DAILY_HEADER = ("year", "month", "day", "temp", "tmin", "tmax", "rhum", "prcp", "snwd", "wspd", "wpgt", "pres", "tsun",
+                "cldc")
+
+
+def write_monthly_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], *, source: str = "ghcnd",
+                      drop: Sequence[str] = ()) -> Path:
+    """A Meteostat monthly file: rows are dicts with year, month and any of temp/tmin/tmax/prcp/pres/tsun.
+
+    Each parameter gets a ``<name>_source`` column; ``drop`` removes columns (to test schema errors)."""
+    params = [name for name in MONTHLY_HEADER[2:] if name not in drop]
+    header = [name for name in ("year", "month") if name not in drop] + params + [f"{p}_source" for p in params]
+    out = []
+    for row in rows:
+        values = [row.get(name) for name in header if not name.endswith("_source")]
+        sources = [source if _format(row.get(p)) else "" for p in params]
+        out.append(values + sources)
+    return write_csv_gz(path, header, out)
+
+
+def write_daily_csv(path: str | os.PathLike, year: int, wspd: Mapping[tuple[int, int], float | None], *,
+                    source: str = "isd_lite", drop: Sequence[str] = ()) -> Path:
+    """A Meteostat daily file for ``year`` with ``wspd`` per (month, day) (other parameters empty)."""
+    params = [name for name in DAILY_HEADER[3:] if name not in drop]
+    header = [name for name in ("year", "month", "day") if name not in drop] + params + [f"{p}_source"
+                                                                                        for p in params]
+    rows = []
+    for (month, day), value in sorted(wspd.items()):
+        record = {"year": year, "month": month, "day": day, "wspd": value}
+        values = [record.get(name) for name in header if not name.endswith("_source")]
+        sources = [source if name == "wspd" and _format(value) else "" for name in params]
+        rows.append(values + sources)
+    return write_csv_gz(path, header, rows)
+
+
+def write_meteostat_fixture(directory: str | os.PathLike, *, bbox: Sequence[float], years: Sequence[int] = (2019, 2020),
+                            n_stations: int = 4, seed: int = 0, gap_fraction: float = 0.1) -> dict[str, Any]:
+    """Write a small Meteostat-format tree (``stations.db``, ``monthly/{id}.csv.gz``, ``daily/{year}/{id}.csv.gz``)
+    with stations scattered in and around ``bbox`` (min_lon, min_lat, max_lon, max_lat), deterministic from ``seed``.
+
+    About ``gap_fraction`` of the monthly values and daily wind speeds are blank; the last station has no files at
+    all (a 404 for every request) and, with 3+ stations, the second-last has no daily file for the last year.
+    Serve ``directory`` as the ``base_url``. Returns {"stations": [ids], "paths": [relative paths], "bbox": ...}.
+    """
+    rng = np.random.default_rng(seed)
+    directory = Path(directory)
+    min_lon, min_lat, max_lon, max_lat = map(float, bbox)
+    pad_lon, pad_lat = 0.1 * (max_lon - min_lon), 0.1 * (max_lat - min_lat)
+    lon = rng.uniform(min_lon - pad_lon, max_lon + pad_lon, n_stations).round(4)
+    lat = rng.uniform(min_lat - pad_lat, max_lat + pad_lat, n_stations).round(4)
+    ids = [f"X{i:04d}" for i in range(n_stations)]
+    years = sorted(int(year) for year in years)
+    write_stations_db(directory / "stations.db",
+                      [{"id": i, "latitude": float(y), "longitude": float(x), "elevation": int(rng.integers(0, 500))}
+                       for i, x, y in zip(ids, lon, lat)],
+                      [{"station": i, "start": f"{years[0] - 5}-01-01", "end": f"{years[-1]}-12-31"} for i in ids])
+    paths = ["stations.db"]
+    for number, station in enumerate(ids):
+        if number == n_stations - 1:
+            continue  # no data at all
+        rows = []
+        offset = rng.normal(0.0, 2.0)
+        for year in range(years[0] - 2, years[-1] + 1):
+            for month in range(1, 13):
+                temp = 11.0 + offset - 12.0 * math.cos(2 * math.pi * (month - 1) / 12) + rng.normal(0, 1.5)
+                values = {"temp": temp, "tmin": temp - 5.5 + rng.normal(0, 0.5), "tmax": temp + 6.0 + rng.normal(0, .5),
+                          "prcp": float(rng.gamma(2.0, 40.0)), "pres": 1015.0 + rng.normal(0, 3),
+                          "tsun": float(rng.uniform(100, 300))}
+                values = {key: (None if rng.random() < gap_fraction else round(value, 1))
+                          for key, value in values.items()}
+                rows.append({"year": year, "month": month, **values})
+        write_monthly_csv(directory / "monthly" / f"{station}.csv.gz", rows)
+        paths.append(f"monthly/{station}.csv.gz")
+        for year in years:
+            if n_stations >= 3 and number == n_stations - 2 and year == years[-1]:
+                continue
+            base = rng.uniform(8.0, 18.0)
+            wspd = {}
+            for month in range(1, 13):
+                for day in range(1, calendar.monthrange(year, month)[1] + 1):
+                    wspd[(month, day)] = None if rng.random() < gap_fraction else round(base + rng.normal(0, 3), 1)
+            write_daily_csv(directory / "daily" / str(year) / f"{station}.csv.gz", year, wspd)
+            paths.append(f"daily/{year}/{station}.csv.gz")
+    return {"stations": ids, "paths": paths, "bbox": tuple(bbox)}
