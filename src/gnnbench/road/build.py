@@ -162,7 +162,7 @@ def build_region(region: StateEntry, *, network_file: str | os.PathLike, crash_p
             for name in TABLES:
                 write_table(name, tables[name], staging)
             write_manifest(staging, kind="build", state=region.code,
-                           parameters={**_plain(asdict(parameters)), "years": list(years)},
+                           parameters={**_plain(asdict(parameters)), "years": list(years), "splits": region.splits},
                            sources=_dedupe_sources(file_sources), tables=TABLES, quality=reports)
             _replace_dir(staging, out_dir)
         finally:
@@ -190,8 +190,8 @@ def _file_source(path: str | os.PathLike, role: str) -> dict[str, Any]:
 
 def _dedupe_sources(sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     seen, result = set(), []
-    for source in sources:
-        key = (source.get("path"), source.get("sha256"))
+    for source in sources:  # the first record of a file wins (raw-directory records carry URLs)
+        key = source.get("sha256")
         if key not in seen:
             seen.add(key)
             result.append(dict(source))

@@ -73,12 +73,15 @@ class DemoNetwork:
         lines.append("</osm>")
         return "\n".join(lines) + "\n"
 
-    def overpass_json(self) -> dict[str, Any]:
-        """The same network as an Overpass API JSON answer (``[out:json]``)."""
+    def overpass_json(self, drive_only: bool = True) -> dict[str, Any]:
+        """The same network as an Overpass API JSON answer (``[out:json]``) to osmnx's ``drive`` query
+        (which filters footways and service roads on the server)."""
+        ways = [item for item in self.ways if not drive_only or item[2]["highway"] not in ("footway", "service")]
+        used = {ref for _, refs, _ in ways for ref in refs}
         elements: list[dict[str, Any]] = [
             {"type": "node", "id": node, "lat": round(y, 7), "lon": round(x, 7)}
-            for node, x, y in zip(self.node_ids.tolist(), self.lon.tolist(), self.lat.tolist())]
-        elements += [{"type": "way", "id": way, "nodes": refs, "tags": tags} for way, refs, tags in self.ways]
+            for node, x, y in zip(self.node_ids.tolist(), self.lon.tolist(), self.lat.tolist()) if node in used]
+        elements += [{"type": "way", "id": way, "nodes": refs, "tags": tags} for way, refs, tags in ways]
         return {"version": 0.6, "generator": "gnnbench demo region (synthetic)", "elements": elements}
 
     def bounds(self) -> tuple[float, float, float, float]:

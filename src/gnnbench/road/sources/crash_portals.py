@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from ...io import OfflineError, arcgis_features, atomic_path, is_offline, sha256_file, socrata_columns, socrata_rows
+from ...io import (OfflineError, arcgis_features, atomic_path, network_refused, sha256_file, socrata_columns,
+                   socrata_rows)
 from ..crashes import GEOMETRY_X, GEOMETRY_Y
 from ..states import StateEntry
 
@@ -46,7 +47,7 @@ def fetch_crashes(state: StateEntry, raw_dir: str | os.PathLike, *, years: Seque
     source = state.crash_source
     if source.kind == "manual":
         raise ManualDownloadRequired(f"{state.code}: {source.manual_instructions} (portal: {source.portal})")
-    if is_offline():
+    if network_refused(_rebase(source.base_url or next(iter(source.layers.values()), ""), base_url)):
         raise OfflineError(f"offline mode: the crash records of {state.code} are missing ({done} does not exist); "
                            f"they come from {source.portal}")
     raw_dir.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ...io import OfflineError, atomic_path, is_offline, sha256_file
+from ...io import OfflineError, atomic_path, network_refused, sha256_file
 from ..centrality import betweenness
 
 log = logging.getLogger("gnnbench.road")
@@ -131,7 +131,7 @@ def fetch_overpass_network(dest: str | os.PathLike, *, place: str | None = None,
     if dest.exists():
         return {"url": url, "path": str(dest), "sha256": sha256_file(dest), "size": dest.stat().st_size,
                 "role": "road network (osmnx GraphML)"}
-    if is_offline():
+    if network_refused(url):
         raise OfflineError(f"offline mode: the road network {dest} is missing; it comes from Overpass ({url})")
     if (place is None) == (bbox is None):
         raise ValueError("give exactly one of place or bbox")

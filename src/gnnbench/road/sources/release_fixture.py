@@ -213,7 +213,7 @@ def write_release(directory: str | os.PathLike, fixture: ReleaseFixture, *, nest
     keep = np.stack([np.ones(num_segments, dtype=bool), ~fixture.seg_oneway], axis=1).reshape(-1)
     lengths = np.repeat(fixture.seg_length, 2)[keep]
     adjacency = torch.sparse_coo_tensor(torch.from_numpy(np.ascontiguousarray(both[keep].T)),
-                                        torch.from_numpy(lengths), size)
+                                        torch.from_numpy(lengths), size, check_invariants=False)
     torch.save(adjacency, state_dir / ADJACENCY_FILE)
 
     # Edges/edge_features.pt and the yearly traffic files.
@@ -222,7 +222,8 @@ def write_release(directory: str | os.PathLike, fixture: ReleaseFixture, *, nest
     torch.save(features, state_dir / "Edges" / "edge_features.pt")
     for year, values in fixture.aadt.items():
         traffic = dict(features)
-        traffic["AADT"] = torch.sparse_coo_tensor(indices, torch.from_numpy(values.astype(np.float32)), size)
+        traffic["AADT"] = torch.sparse_coo_tensor(indices, torch.from_numpy(values.astype(np.float32)), size,
+                                                 check_invariants=False)
         torch.save(traffic, state_dir / "Edges" / f"edge_features_traffic_{year}.pt")
 
     # Nodes/node_features_{year}_{month}.csv (the column named "lat" holds x, i.e. the longitude).
@@ -313,14 +314,16 @@ def _edge_feature_dict(fixture: ReleaseFixture, indices, size) -> dict:
     import torch
 
     features = {
-        "oneway": torch.sparse_coo_tensor(indices, torch.from_numpy(fixture.seg_oneway.astype(np.float32)), size),
-        "length": torch.sparse_coo_tensor(indices, torch.from_numpy(fixture.seg_length), size),
+        "oneway": torch.sparse_coo_tensor(indices, torch.from_numpy(fixture.seg_oneway.astype(np.float32)), size,
+                                          check_invariants=False),
+        "length": torch.sparse_coo_tensor(indices, torch.from_numpy(fixture.seg_length), size, check_invariants=False),
     }
     strings, inverse = np.unique(fixture.seg_highway.astype(str), return_inverse=True)
     for name in fixture.highway_classes():
         per_string = np.array([1.0 if name in text else 0.0 for text in strings], dtype=np.float32)
         values = torch.from_numpy(per_string[inverse.reshape(-1)])
-        features[np.str_(name)] = torch.sparse_coo_tensor(indices, values, size)  # np.str_ keys, as published
+        # numpy.str_ keys, as published
+        features[np.str_(name)] = torch.sparse_coo_tensor(indices, values, size, check_invariants=False)
     return features
 
 

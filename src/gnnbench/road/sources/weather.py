@@ -48,7 +48,7 @@ import requests
 
 from ...io import DownloadError, RetryPolicy, download, gnnbench_home
 from ..geo import project, utm_epsg
-from ..tables import WEATHER_COLUMNS, conform
+from ..tables import SCHEMAS, WEATHER_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def read_stations_db(path: str | os.PathLike, *, bbox: Sequence[float] | None = 
         "latitude": pa.array([row[1] for row in rows], pa.float64()),
         "longitude": pa.array([row[2] for row in rows], pa.float64()),
     }
-    for position, name in enumerate(("elevation", "country", "region")):
+    for name in ("elevation", "country", "region"):
         kind = pa.float64() if name == "elevation" else pa.string()
         if name in optional:
             index = 3 + optional.index(name)
@@ -149,8 +149,9 @@ def _year_of(value: Any) -> int | None:
         return None
 
 
-def load_stations(*, base_url: str = DEFAULT_BASE_URL, url: str | None = None, cache_dir: str | os.PathLike | None = None,
-                  bbox: Sequence[float] | None = None, session: requests.Session | None = None,
+def load_stations(*, base_url: str = DEFAULT_BASE_URL, url: str | None = None,
+                  cache_dir: str | os.PathLike | None = None, bbox: Sequence[float] | None = None,
+                  session: requests.Session | None = None,
                   retry: RetryPolicy | None = None) -> pa.Table:
     """Download (once; cached as ``<cache_dir>/stations.db``) and read Meteostat's station list.
 
@@ -342,13 +343,13 @@ class _StationData:
 def _load_station(station: str, years: np.ndarray, base_url: str, cache: Path, session: requests.Session | None,
                   retry: RetryPolicy) -> _StationData:
     values = np.full((12 * len(years), len(WEATHER_COLUMNS)), np.nan)
-    files = {"downloaded": 0, "missing": 0}
+    files = {"found": 0, "missing": 0}
     url = f"{base_url}/monthly/{station}.csv.gz"
     path = _fetch_optional(url, cache / "monthly" / f"{station}.csv.gz", session=session, retry=retry)
     if path is None:
         files["missing"] += 1
     else:
-        files["downloaded"] += 1
+        files["found"] += 1
         values = _read_monthly(path, url, years)
     for position, year in enumerate(years.tolist()):
         url = f"{base_url}/daily/{year}/{station}.csv.gz"
@@ -356,7 +357,7 @@ def _load_station(station: str, years: np.ndarray, base_url: str, cache: Path, s
         if path is None:
             files["missing"] += 1
             continue
-        files["downloaded"] += 1
+        files["found"] += 1
         values[position * 12:(position + 1) * 12, _WSPD] = _read_daily_wspd(path, url, year)
     return _StationData(values, files)
 
@@ -437,7 +438,7 @@ def _combo_fill(combos: np.ndarray, raw: np.ndarray, own: np.ndarray, own_method
 
 
 def monthly_weather(nodes: pa.Table, years: Iterable[int], *, base_url: str = DEFAULT_BASE_URL,
-                    stations: pa.Table | None = None, max_distance_km: float = 50.0, k: int = 3,
+                    stations: pa.Table | None = None, max_distance_km: float = 100.0, k: int = 3,
                     epsg: int | None = None, session: requests.Session | None = None,
                     cache_dir: str | os.PathLike | None = None,
                     retry: RetryPolicy | None = None) -> tuple[pa.Table, dict[str, Any]]:
@@ -457,7 +458,10 @@ def monthly_weather(nodes: pa.Table, years: Iterable[int], *, base_url: str = DE
     The report holds: ``epsg``, ``nodes``, ``months``, ``stations_considered``, ``stations_used`` (ids),
     ``stations_without_data``, ``station_columns_without_data`` ({column: [ids]}), ``nodes_without_station``
     (node ids), ``nodes_per_station``, ``distance_km`` (median/max to the node's station), ``files``
-    (downloaded/missing) and ``filled`` ({column: {method: count of node-month values}}).
+    (found/missing station files) and ``filled`` ({column: {"observed" or method: count of node-month values}}).
+
+    Files already in ``cache_dir`` are reused as they are, so a rebuild is reproducible offline
+    (``GNNBENCH_OFFLINE=1``); delete them to pick up Meteostat updates (the current year's files grow daily).
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
@@ -539,7 +543,8 @@ def monthly_weather(nodes: pa.Table, years: Iterable[int], *, base_url: str = DE
         column = values[:, :, c].astype(np.float32)[row_combo].T.reshape(-1)
         columns[name] = pa.array(column, pa.float32(), mask=np.isnan(column))
     columns["filled"] = pa.array(bits[row_combo].T.reshape(-1), pa.int8())
-    table = conform("node_weather", pa.table(columns))
+    # rows are already in key order and unique by construction; write_table() conforms again when writing
+    table = pa.Table.from_pydict(columns, schema=SCHEMAS["node_weather"])
 
     weight = np.bincount(inverse, minlength=len(combos)).astype(np.int64)
     filled: dict[str, dict[str, int]] = {}
@@ -552,7 +557,7 @@ def monthly_weather(nodes: pa.Table, years: Iterable[int], *, base_url: str = DE
     primary_distance = np.where(primary >= 0, np.sqrt(((node_xy - station_xy[np.maximum(candidates[:, 0], 0)]) ** 2)
                                                       .sum(axis=1)), np.nan)
     per_station = np.bincount(primary[primary >= 0], minlength=len(used))
-    files = {"downloaded": sum(d.files["downloaded"] for d in loaded.values()),
+    files = {"found": sum(d.files["found"] for d in loaded.values()),
              "missing": sum(d.files["missing"] for d in loaded.values())}
     report: dict[str, Any] = {
         "epsg": int(epsg),

@@ -1,0 +1,225 @@
+"""One command per state: download its raw sources, build its tables; and the demo region end to end.
+
+``download_region`` fetches every raw source of a region into ``RegionPaths.raw`` (crash pages,
+the osmnx road network, Meteostat files, HPMS sections as GeoJSON); ``build_region_from_raw``
+runs the build stages on those files in offline mode (so a build never touches the network)
+and writes the tables. ``build_demo`` generates the synthetic demo region, serves it on a
+loopback server imitating the real portals, and runs exactly the same two steps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..io import atomic_path, loopback_allowed, offline_mode, sha256_file
+from .build import BuildParameters, RegionPaths, build_region
+from .manifest import MANIFEST_NAME, read_manifest
+from .sources.crash_portals import crash_files, fetch_crashes
+from .sources.osm import fetch_overpass_network
+from .states import STATES, StateEntry
+
+log = logging.getLogger("gnnbench.road")
+NETWORK_FILE = "network.graphml"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Base URLs replacing the real services (None = the real one); tests and the demo use loopback."""
+
+    crash_portal: str | None = None
+    overpass: str | None = None
+    meteostat: str | None = None
+    hpms: str | None = None
+
+
+def download_region(region: StateEntry, paths: RegionPaths, *, endpoints: Endpoints = Endpoints(),
+                    years: Sequence[int] | None = None, osm_file: str | os.PathLike | None = None,
+                    parts: Sequence[str] = ("crashes", "network", "weather", "volume"),
+                    parameters: BuildParameters = BuildParameters()) -> dict[str, Any]:
+    """Fetch the raw sources of ``region`` (those in ``parts``) into ``paths.raw``; return what was fetched.
+
+    A state whose crash portal cannot be scripted is skipped for crashes with a note (pass the
+    files to the build with ``crashes=``). Already complete downloads are reused.
+    """
+    years = list(years or region.years)
+    report: dict[str, Any] = {}
+    if "crashes" in parts:
+        if region.crash_source.kind == "manual":
+            report["crashes"] = {"manual": region.crash_source.manual_instructions}
+        else:
+            records = fetch_crashes(region, paths.crashes, years=years, base_url=endpoints.crash_portal)
+            report["crashes"] = {"files": len(records)}
+    if "network" in parts and osm_file is None:
+        place, bbox = (region.osm_place, None) if region.code in STATES else (None, region.bbox)
+        overpass = f"{endpoints.overpass.rstrip('/')}" if endpoints.overpass else None
+        record = fetch_overpass_network(paths.network / NETWORK_FILE, place=place, bbox=bbox, overpass_url=overpass,
+                                        cache_dir=paths.raw / "osmnx-cache")
+        report["network"] = record
+    if "weather" in parts:
+        from .sources.weather import DEFAULT_BASE_URL, monthly_weather
+
+        nodes = _node_positions(paths, osm_file, parameters)
+        _, weather_report = monthly_weather(nodes, years, base_url=endpoints.meteostat or DEFAULT_BASE_URL,
+                                            cache_dir=paths.raw / "weather",
+                                            max_distance_km=parameters.weather_max_distance_km)
+        report["weather"] = {"stations_used": weather_report.get("stations_used")}
+    if "volume" in parts:
+        report["volume"] = _download_volume(region, paths, years, endpoints)
+    return report
+
+
+def _node_positions(paths: RegionPaths, osm_file, parameters: BuildParameters) -> pa.Table:
+    """Node coordinates for choosing weather stations (the network must be downloaded first)."""
+    from .sources.osm import load_network
+
+    graph = load_network(osm_file or paths.network / NETWORK_FILE)
+    ids = sorted(graph.nodes)
+    return pa.table({"node_id": list(range(len(ids))), "lon": [float(graph.nodes[i]["x"]) for i in ids],
+                     "lat": [float(graph.nodes[i]["y"]) for i in ids]})
+
+
+def _download_volume(region: StateEntry, paths: RegionPaths, years: Sequence[int], endpoints: Endpoints) -> dict:
+    from .sources.traffic_volume import HPMS_BASE_URL, fetch_hpms_sections, hpms_layer_url
+
+    fetched = {}
+    for year in years:
+        target = paths.raw / "volume" / f"hpms-{year}.geojson"
+        if target.exists():
+            fetched[year] = "cached"
+            continue
+        base = endpoints.hpms or HPMS_BASE_URL
+        layer = (hpms_layer_url(region.code, year, base_url=base) if region.code in STATES
+                 else f"{base.rstrip('/')}/HPMS_FULL_{region.code}_{year}/FeatureServer/0")
+        sections = fetch_hpms_sections(region.code, year, layer_url=layer)
+        _write_sections(target, sections, layer)
+        fetched[year] = len(sections)
+    return fetched
+
+
+def _write_sections(target: Path, sections: Sequence[Any], url: str) -> None:
+    import shapely
+
+    features = [{"type": "Feature", "geometry": json.loads(shapely.to_geojson(section.geometry)),
+                 "properties": {"aadt": section.aadt, "route_id": section.route_id,
+                                "begin_point": section.begin_point, "end_point": section.end_point,
+                                "f_system": section.f_system}} for section in sections]
+    with atomic_path(target) as temporary:
+        temporary.write_text(json.dumps({"type": "FeatureCollection", "source": url, "features": features},
+                                        sort_keys=True))
+
+
+def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Sequence[str | os.PathLike] = (),
+                          osm_file: str | os.PathLike | None = None,
+                          parameters: BuildParameters = BuildParameters(),
+                          meteostat_url: str | None = None) -> Path:
+    """Build ``region``'s tables from what :func:`download_region` fetched (and/or user files), offline."""
+    network_file = Path(osm_file) if osm_file else paths.network / NETWORK_FILE
+    if not network_file.exists():
+        raise FileNotFoundError(f"{region.code}: road network {network_file} is missing; run `gnnbench download "
+                                f"road --state {region.code}` or pass --osm PATH (an OSM XML extract)")
+    if crashes:
+        crash_paths = _expand(crashes)
+        crash_root = None
+    else:
+        if region.crash_source.kind == "manual":
+            raise FileNotFoundError(f"{region.code}: {region.crash_source.manual_instructions}")
+        crash_paths, crash_root = crash_files(paths.crashes), paths.crashes
+    years = tuple(parameters.years or region.years)
+    parameters = replace(parameters, years=years)
+
+    def weather(nodes: pa.Table, edges: pa.Table, years: Sequence[int]):
+        from .sources.weather import DEFAULT_BASE_URL, monthly_weather
+
+        with offline_mode():
+            return monthly_weather(nodes, years, base_url=meteostat_url or DEFAULT_BASE_URL,
+                                   cache_dir=paths.raw / "weather",
+                                   max_distance_km=parameters.weather_max_distance_km)
+
+    def volume(nodes: pa.Table, edges: pa.Table, years: Sequence[int]):
+        from .sources.traffic_volume import match_volume, read_aadt_file
+
+        tables, report = [], {}
+        for year in years:
+            path = paths.raw / "volume" / f"hpms-{year}.geojson"
+            if not path.exists():
+                report[str(year)] = {"skipped": f"{path.name} not downloaded"}
+                continue
+            table, report[str(year)] = match_volume(edges, read_aadt_file(path), year=year, source=f"HPMS {year}",
+                                                    epsg=region.utm_epsg,
+                                                    max_distance_m=parameters.volume_max_distance_m)
+            tables.append(table)
+        if not tables:
+            from .tables import SCHEMAS
+
+            return SCHEMAS["edge_volume"].empty_table(), report
+        return pa.concat_tables(tables), report
+
+    has_weather = (paths.raw / "weather" / "stations.db").exists()
+    has_volume = (paths.raw / "volume").exists()
+    return build_region(region, network_file=network_file, crash_paths=crash_paths, crash_root=crash_root,
+                        out_dir=paths.tables, parameters=parameters, sources=raw_sources(paths.raw),
+                        weather=weather if has_weather else None, volume=volume if has_volume else None)
+
+
+def raw_sources(raw_dir: Path) -> list[dict[str, Any]]:
+    """Every raw file under ``raw_dir`` with its sha256, size and (when downloaded) URL and retrieval time."""
+    records = []
+    if not raw_dir.exists():
+        return records
+    for path in sorted(raw_dir.rglob("*")):
+        if not path.is_file() or path.name.endswith((".lock", ".part", ".download.json", ".missing.json")) \
+                or "osmnx-cache" in path.parts:
+            continue
+        record = {"path": path.relative_to(raw_dir).as_posix(), "sha256": sha256_file(path),
+                  "size": path.stat().st_size, "role": path.relative_to(raw_dir).parts[0]}
+        listing = path.parent / "complete.json"
+        sidecar = path.with_name(path.name + ".download.json")
+        if listing.exists() and path != listing:
+            pages = {page["path"]: page for page in json.loads(listing.read_text())["files"]}
+            if path.name in pages:
+                record.update(url=pages[path.name]["url"], retrieved_at=pages[path.name]["retrieved_at"])
+        if sidecar.exists():
+            meta = json.loads(sidecar.read_text())
+            record.update(url=meta.get("url"), retrieved_at=meta.get("retrieved_at"))
+        records.append(record)
+    return records
+
+
+def _expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    files: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in (".csv", ".json", ".gz")
+                            and p.name != "columns.json" and p.name != "complete.json")
+        elif item.exists():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"crash file not found: {item}")
+    return files
+
+
+def build_demo(home: str | os.PathLike | None = None, *, seed: int = 0, force: bool = False) -> Path:
+    """Generate, serve (loopback), download and build the synthetic demo region; return its tables directory."""
+    from .demo.fixtures import DemoFixtures
+    from .demo.region import DEMO_REGION
+    from .demo.server import LoopbackPortal
+
+    paths = RegionPaths.for_region(DEMO_REGION.code, home)
+    if not force and (paths.tables / MANIFEST_NAME).exists():
+        read_manifest(paths.tables)
+        return paths.tables
+    fixtures = DemoFixtures.generate(seed)
+    with tempfile.TemporaryDirectory(prefix="gnnbench-demo-") as scratch, LoopbackPortal() as portal:
+        endpoints = fixtures.serve(portal, Path(scratch))
+        with loopback_allowed():
+            download_region(DEMO_REGION, paths, endpoints=endpoints)
+        return build_region_from_raw(DEMO_REGION, paths, meteostat_url=endpoints.meteostat)

@@ -1,0 +1,199 @@
+"""A region's tables laid out for fast monthly snapshots (the processed form behind the datasets).
+
+:func:`write_snapshot_store` turns the Parquet tables into plain ``.npy`` arrays (no pickles):
+the static graph, edge and node features, the accidents as a month-indexed sparse layout
+(month pointer -> edge ids and counts), the weather as a ``[months, nodes, 6]`` array and the
+traffic volume as ``[years, edges]``. :class:`SnapshotStore` memory-maps them, so one month's
+labels and node features cost a slice and a scatter, not a re-read of the tables.
+
+Two-way roads are two directed edges forming one segment; accidents are stored on the
+segment's canonical edge (``segment[e] == e``). :meth:`SnapshotStore.counts` gives every
+directed edge its segment's count, and ``eval_mask`` marks the canonical edges so each
+segment is evaluated once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_path
+from .manifest import read_manifest
+from .sources.osm import HIGHWAY_CLASSES, edge_classes
+from .tables import SEVERITY_COLUMNS, WEATHER_COLUMNS, read_table
+
+STORE_FORMAT = 1
+NODE_FEATURES = ("degree", "betweenness", "lon", "lat")
+EDGE_FEATURES = ("length_m", "oneway", "lanes", "lanes_missing", "maxspeed_kmh", "maxspeed_missing", "bridge",
+                 "tunnel", *(f"highway_{name}" for name in HIGHWAY_CLASSES))
+_ARRAYS = ("edge_index", "node_features", "edge_features", "segment", "months", "accident_ptr", "accident_edge",
+           "accident_count", "accident_severity", "weather", "weather_filled", "volume_years", "volume")
+
+
+def write_snapshot_store(tables_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+                         months: list[tuple[int, int]] | None = None) -> Path:
+    """Convert the tables in ``tables_dir`` into the array layout in ``out_dir`` (written last: ``meta.json``).
+
+    ``months`` defaults to every month of the years in the build parameters.
+    """
+    from .matching import segment_ids
+
+    tables_dir, out_dir = Path(tables_dir), Path(out_dir)
+    manifest = read_manifest(tables_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nodes = read_table("nodes", tables_dir)
+    edges = read_table("edges", tables_dir)
+    num_nodes, num_edges = nodes.num_rows, edges.num_rows
+    if not np.array_equal(nodes["node_id"].to_numpy(), np.arange(num_nodes)):
+        raise ValueError(f"{tables_dir}/nodes.parquet: node_id must be 0..N-1")
+    if not np.array_equal(edges["edge_id"].to_numpy(), np.arange(num_edges)):
+        raise ValueError(f"{tables_dir}/edges.parquet: edge_id must be 0..E-1")
+    arrays: dict[str, np.ndarray] = {}
+    arrays["edge_index"] = np.stack([edges["src"].to_numpy(), edges["dst"].to_numpy()]).astype(np.int64)
+    arrays["node_features"] = np.stack([_filled(nodes[name]) for name in NODE_FEATURES], axis=1).astype(np.float32)
+    lanes, maxspeed = _filled(edges["lanes"]), _filled(edges["maxspeed_kmh"])
+    arrays["edge_features"] = np.concatenate([
+        np.stack([_filled(edges["length_m"]), _filled(edges["oneway"]), lanes,
+                  edges["lanes"].is_null().to_numpy(zero_copy_only=False).astype(np.float64), maxspeed,
+                  edges["maxspeed_kmh"].is_null().to_numpy(zero_copy_only=False).astype(np.float64),
+                  _filled(edges["bridge"]), _filled(edges["tunnel"])], axis=1).astype(np.float32),
+        edge_classes([name or "other" for name in edges["highway"].to_pylist()])], axis=1)
+    has_geometry = edges["geometry"].null_count == 0 and num_edges > 0
+    arrays["segment"] = segment_ids(edges) if has_geometry else _reverse_twins(arrays["edge_index"])
+
+    years = sorted(manifest["parameters"].get("years") or [])
+    if months is None:
+        months = [(year, month) for year in years for month in range(1, 13)]
+    arrays["months"] = np.array(months, dtype=np.int64).reshape(-1, 2)
+    month_of = {tuple(pair): i for i, pair in enumerate(months)}
+
+    accidents = read_table("accidents", tables_dir)
+    position = np.array([month_of.get((y, m), -1) for y, m in zip(accidents["year"].to_pylist(),
+                                                                     accidents["month"].to_pylist())],
+                        dtype=np.int64)
+    inside = position >= 0
+    order = np.argsort(position[inside], kind="stable")
+    arrays["accident_ptr"] = np.concatenate([[0], np.cumsum(np.bincount(position[inside], minlength=len(months)))])
+    arrays["accident_edge"] = accidents["edge_id"].to_numpy()[inside][order].astype(np.int64)
+    arrays["accident_count"] = accidents["count"].to_numpy()[inside][order].astype(np.int32)
+    severity = np.stack([accidents[name].to_numpy(zero_copy_only=False) for name in SEVERITY_COLUMNS], axis=1) \
+        if accidents.num_rows and accidents["fatal"].null_count == 0 else np.zeros((0, 3))
+    arrays["accident_severity"] = (severity[inside][order] if len(severity) else np.zeros((0, 3))).astype(np.int32)
+
+    weather_table = read_table("node_weather", tables_dir)
+    weather = np.zeros((len(months), num_nodes, len(WEATHER_COLUMNS)), dtype=np.float32)
+    filled = np.zeros((len(months), num_nodes), dtype=np.int8)
+    if weather_table.num_rows:
+        slot = np.array([month_of.get((y, m), -1) for y, m in zip(weather_table["year"].to_pylist(),
+                                                                   weather_table["month"].to_pylist())])
+        keep = slot >= 0
+        node = weather_table["node_id"].to_numpy()[keep]
+        for column, name in enumerate(WEATHER_COLUMNS):
+            weather[slot[keep], node, column] = _filled(weather_table[name])[keep]
+        filled[slot[keep], node] = weather_table["filled"].to_numpy()[keep]
+    arrays["weather"], arrays["weather_filled"] = weather, filled
+
+    volume_table = read_table("edge_volume", tables_dir)
+    volume_years = np.array(sorted(set(years) | set(volume_table["year"].to_pylist())), dtype=np.int64)
+    volume = np.full((len(volume_years), num_edges), np.nan, dtype=np.float32)
+    if volume_table.num_rows:
+        row = np.searchsorted(volume_years, volume_table["year"].to_numpy())
+        volume[row, volume_table["edge_id"].to_numpy()] = volume_table["aadt"].to_numpy(zero_copy_only=False)
+    arrays["volume_years"], arrays["volume"] = volume_years, volume
+
+    for name in _ARRAYS:
+        with atomic_path(out_dir / f"{name}.npy") as temporary:
+            with open(temporary, "wb") as handle:
+                np.save(handle, arrays[name], allow_pickle=False)
+    meta = {"format": STORE_FORMAT, "state": manifest["state"], "kind": manifest["kind"],
+            "tables": manifest["tables"], "node_features": list(NODE_FEATURES),
+            "edge_features": list(EDGE_FEATURES), "weather_features": list(WEATHER_COLUMNS),
+            "has_weather": bool(weather_table.num_rows), "has_volume": bool(volume_table.num_rows),
+            "has_severity": bool(len(arrays["accident_severity"])), "splits": manifest["parameters"].get("splits")}
+    with atomic_path(out_dir / "meta.json") as temporary:
+        temporary.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return out_dir
+
+
+class SnapshotStore:
+    """Memory-mapped arrays of one region (see the module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        meta_path = self.directory / "meta.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"no processed road arrays at {self.directory} ({meta_path.name} missing)")
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        if self.meta.get("format") != STORE_FORMAT:
+            raise ValueError(f"{meta_path}: format {self.meta.get('format')}, expected {STORE_FORMAT}")
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name in _ARRAYS:
+            array = np.load(self.directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            setattr(self, name, array)
+            return array
+        raise AttributeError(name)
+
+    @cached_property
+    def month_lookup(self) -> dict[tuple[int, int], int]:
+        return {(int(y), int(m)): i for i, (y, m) in enumerate(np.asarray(self.months))}
+
+    def month_position(self, year: int, month: int) -> int:
+        """Index of (year, month) in :attr:`months`; a clear error for months outside the build."""
+        try:
+            return self.month_lookup[(int(year), int(month))]
+        except KeyError:
+            first, last = tuple(self.months[0]), tuple(self.months[-1])
+            raise KeyError(f"{year}-{month:02d} is not a month of this dataset ({first[0]}-{first[1]:02d} to "
+                           f"{last[0]}-{last[1]:02d})") from None
+
+    @cached_property
+    def eval_mask(self) -> np.ndarray:
+        """True on each segment's canonical edge (evaluate each road segment once)."""
+        return np.asarray(self.segment) == np.arange(len(self.segment))
+
+    def counts(self, year: int, month: int) -> np.ndarray:
+        """Crash count of every directed edge in that month (both directions of a segment share it)."""
+        position = self.month_position(year, month)
+        start, stop = int(self.accident_ptr[position]), int(self.accident_ptr[position + 1])
+        per_segment = np.zeros(len(self.segment), dtype=np.float32)
+        per_segment[self.accident_edge[start:stop]] = self.accident_count[start:stop]
+        return per_segment[self.segment]
+
+    def weather_of(self, year: int, month: int | None = None) -> np.ndarray:
+        """Node weather ``[N, 6]`` of a month, or the mean over a year's months when ``month`` is None."""
+        if month is not None:
+            return np.asarray(self.weather[self.month_position(year, month)])
+        rows = [i for (y, _), i in self.month_lookup.items() if y == int(year)]
+        if not rows:
+            raise KeyError(f"{year} is not a year of this dataset")
+        return np.asarray(self.weather[min(rows): max(rows) + 1]).mean(axis=0)
+
+    def volume_of(self, year: int) -> np.ndarray:
+        """AADT of every edge in ``year`` (NaN where no volume was matched)."""
+        years = np.asarray(self.volume_years)
+        where = np.flatnonzero(years == int(year))
+        if not len(where):
+            raise KeyError(f"no traffic volume year {year} in this dataset (years: {years.tolist()})")
+        return np.asarray(self.volume[where[0]])
+
+
+def _filled(column) -> np.ndarray:
+    values = column.to_numpy(zero_copy_only=False)
+    values = np.asarray(values, dtype=np.float64)
+    return np.nan_to_num(values, nan=0.0)
+
+
+def _reverse_twins(edge_index: np.ndarray) -> np.ndarray:
+    """Segments without geometry: an edge and its reverse (first of each, by id) form one segment."""
+    src, dst = edge_index
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": np.minimum(src, dst), "b": np.maximum(src, dst), "id": np.arange(len(src))})
+    frame["k"] = frame.groupby(["a", "b", src > dst]).cumcount()  # pair the k-th forward with the k-th reverse
+    return frame.groupby(["a", "b", "k"])["id"].transform("min").to_numpy()
