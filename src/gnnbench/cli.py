@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"gnnbench: error: {error}", file=sys.stderr)
         return 2
 
@@ -31,17 +31,20 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gnnbench",
         description="Benchmark datasets for graph learning: CLRS-30-compatible algorithmic reasoning traces "
-                    "(and, in later releases, road-safety graphs).")
+                    "and road-accident graphs of eight US states (DE IA IL MD MA MN MT NV).")
     parser.add_argument("--version", action="version", version=f"gnnbench {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     quick = commands.add_parser(
-        "quickstart", help="generate the CLRS-30 splits of one algorithm and summarise them (offline)",
-        description="Generate the CLRS-30 train/val/test splits of one algorithm as PyTorch Geometric datasets "
-                    "and print what was made. Needs no network.")
+        "quickstart", help="generate CLRS-30 splits and build the synthetic road demo region (offline)",
+        description="Generate the CLRS-30 train/val/test splits of one algorithm as PyTorch Geometric datasets, "
+                    "then build the synthetic road demo region through the real download and build pipeline "
+                    "(served by a loopback server) and load one monthly snapshot. Needs no network.")
     quick.add_argument("--algorithm", default="bfs", help="algorithm to generate (default: bfs)")
     quick.add_argument("--root", type=Path, default=None,
                        help="dataset directory (default: $GNNBENCH_HOME/datasets)")
+    quick.add_argument("--road-root", type=Path, default=None,
+                       help="road data directory (default: $GNNBENCH_HOME/road)")
     quick.set_defaults(handler=_quickstart)
 
     algo = commands.add_parser("algo", help="algorithmic reasoning traces",
@@ -67,7 +70,172 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--root", type=Path, default=None, help="dataset directory")
     generate.add_argument("--force-reload", action="store_true", help="regenerate even if cached")
     generate.set_defaults(handler=_algo_generate)
+    _road_parsers(commands)
     return parser
+
+
+_STATE_HELP = "two-letter state code (DE IA IL MD MA MN MT NV), or DEMO for the synthetic demo region"
+
+
+def _road_parsers(commands: argparse._SubParsersAction) -> None:
+    home = {"type": Path, "default": None,
+            "help": "road data directory (default: $GNNBENCH_HOME/road); raw/, tables/ and processed/ live there"}
+    download = commands.add_parser("download", help="download raw sources",
+                                   description="Download raw public sources into the cache.")
+    download_targets = download.add_subparsers(title="what", metavar="WHAT")
+    download.set_defaults(handler=lambda args: _usage(download))
+    road = download_targets.add_parser(
+        "road", help="crash records, OSM road network, Meteostat weather and HPMS traffic volume of a state",
+        description="Download a state's crash records from its public portal (Socrata or ArcGIS REST; MN and MT "
+                    "have no scriptable portal: download their files by hand and pass them to `build road "
+                    "--crashes`), its drive network from Overpass (osmnx) unless --osm is given, Meteostat "
+                    "weather and HPMS traffic volume. Downloads resume and are checksummed; GNNBENCH_OFFLINE=1 "
+                    "refuses the network.")
+    road.add_argument("--state", required=True, help=_STATE_HELP)
+    road.add_argument("--osm", type=Path, default=None, help="local OSM XML extract to use instead of Overpass")
+    road.add_argument("--years", type=int, nargs="+", default=None, help="years (default: the state's splits)")
+    road.add_argument("--only", choices=("crashes", "network", "weather", "volume"), action="append",
+                      help="download only these parts (repeatable)")
+    road.add_argument("--home", **home)
+    road.set_defaults(handler=_download_road)
+
+    build = commands.add_parser("build", help="build tables from downloaded sources",
+                                description="Build dataset tables from the raw downloads.")
+    build_targets = build.add_subparsers(title="what", metavar="WHAT")
+    build.set_defaults(handler=lambda args: _usage(build))
+    road = build_targets.add_parser(
+        "road", help="build a state's road-accident tables (nodes, edges, accidents, weather, volume)",
+        description="Map-match crashes to road segments, aggregate them per month, attach weather and traffic "
+                    "volume, and write Parquet tables plus manifest.json (sources, checksums, parameters, a "
+                    "quality report accounting for every crash record). Runs offline on the raw downloads.")
+    road.add_argument("--state", required=True, help=_STATE_HELP + ", or all")
+    road.add_argument("--crashes", type=Path, nargs="+", default=None,
+                      help="crash files downloaded by hand (CSV, or a directory of them) instead of the portal "
+                           "download; required for MN and MT")
+    road.add_argument("--osm", type=Path, default=None, help="OSM XML extract (default: the downloaded network)")
+    road.add_argument("--max-distance", type=float, default=50.0,
+                      help="map-matching distance in metres (default: 50)")
+    road.add_argument("--years", type=int, nargs="+", default=None, help="years (default: the state's splits)")
+    road.add_argument("--home", **home)
+    road.set_defaults(handler=_build_road)
+
+    importer = commands.add_parser("import", help="import published releases",
+                                   description="Import a published dataset release into gnnbench's tables.")
+    import_targets = importer.add_subparsers(title="release", metavar="RELEASE")
+    importer.set_defaults(handler=lambda args: _usage(importer))
+    ml4rs = import_targets.add_parser(
+        "ml4roadsafety", help="the ML4RoadSafety release (Harvard Dataverse doi:10.7910/DVN/V71K5R)",
+        description="Download a state's zip of the ML4RoadSafety release from Harvard Dataverse (or use "
+                    "--release-dir), and convert it into the same tables as `build road`, under "
+                    "HOME/ml4roadsafety/tables/STATE. Reports accident files identical across imported states "
+                    "(a known defect of the release: MA and DE).")
+    ml4rs.add_argument("--state", required=True, help="two-letter state code")
+    ml4rs.add_argument("--release-dir", type=Path, default=None,
+                       help="an extracted release state directory (skips the download)")
+    ml4rs.add_argument("--doi", default=None, help="Dataverse DOI (default: doi:10.7910/DVN/V71K5R)")
+    ml4rs.add_argument("--home", **home)
+    ml4rs.set_defaults(handler=_import_ml4roadsafety)
+
+    info = commands.add_parser("info", help="describe built datasets",
+                               description="Describe what has been built or imported.")
+    info_targets = info.add_subparsers(title="what", metavar="WHAT")
+    info.set_defaults(handler=lambda args: _usage(info))
+    road = info_targets.add_parser("road", help="sizes, years, sources and quality report of a state's tables",
+                                   description="Print the manifest summary of a state's built (or imported) "
+                                               "tables: table sizes, years and splits, sources, quality report.")
+    road.add_argument("--state", required=True, help=_STATE_HELP)
+    road.add_argument("--source", choices=("build", "ml4roadsafety"), default="build",
+                      help="which tables: built from raw sources (default) or imported from ML4RoadSafety")
+    road.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    road.add_argument("--home", **home)
+    road.set_defaults(handler=_info_road)
+
+
+def _road_home(args: argparse.Namespace) -> Path:
+    from .io import gnnbench_home
+
+    return args.home if args.home is not None else gnnbench_home() / "road"
+
+
+def _download_road(args: argparse.Namespace) -> int:
+    from .road import region
+    from .road.build import RegionPaths
+    from .road.pipeline import build_demo, download_region
+
+    if args.state.upper() == "DEMO":
+        print(f"demo region built at {build_demo(home=_road_home(args))}")
+        return 0
+    entry = region(args.state)
+    paths = RegionPaths.for_region(entry.code, _road_home(args))
+    report = download_region(entry, paths, years=args.years, osm_file=args.osm,
+                             parts=tuple(args.only or ("crashes", "network", "weather", "volume")))
+    print(json.dumps({"state": entry.code, "raw": str(paths.raw), **report}, indent=1, default=str))
+    return 0
+
+
+def _build_road(args: argparse.Namespace) -> int:
+    from .road import STATES, region
+    from .road.build import BuildParameters, RegionPaths
+    from .road.pipeline import build_demo, build_region_from_raw
+
+    codes = list(STATES) if args.state.lower() == "all" else [args.state]
+    failures = []
+    for code in codes:
+        if code.upper() == "DEMO":
+            print(f"DEMO: tables at {build_demo(home=_road_home(args), force=True)}")
+            continue
+        entry = region(code)
+        paths = RegionPaths.for_region(entry.code, _road_home(args))
+        parameters = BuildParameters(max_distance_m=args.max_distance,
+                                     years=tuple(args.years) if args.years else None)
+        try:
+            out = build_region_from_raw(entry, paths, crashes=args.crashes or (), osm_file=args.osm,
+                                        parameters=parameters)
+        except (FileNotFoundError, OSError) as error:
+            if len(codes) == 1:
+                raise ValueError(str(error)) from None
+            failures.append(f"{entry.code}: {error}")
+            continue
+        print(f"{entry.code}: tables at {out}")
+    for failure in failures:
+        print(f"gnnbench: skipped {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _import_ml4roadsafety(args: argparse.Namespace) -> int:
+    from .road.sources.ml4roadsafety import ML4ROADSAFETY_DOI, fetch_release, import_release
+
+    state = args.state.upper()
+    root = _road_home(args) / "ml4roadsafety"
+    state_dir = args.release_dir or fetch_release(state, cache_dir=root / "raw", doi=args.doi or ML4ROADSAFETY_DOI)
+    out = import_release(state, state_dir, root / "tables" / state)
+    print(f"{state}: imported tables at {out}")
+    return 0
+
+
+def _info_road(args: argparse.Namespace) -> int:
+    from .road.manifest import read_manifest
+
+    root = _road_home(args) / ("ml4roadsafety" if args.source == "ml4roadsafety" else "")
+    manifest = read_manifest(root / "tables" / args.state.upper())
+    if args.json:
+        print(json.dumps(manifest, indent=1, sort_keys=True))
+        return 0
+    print(f"{manifest['state']} ({manifest['kind']}, gnnbench {manifest['gnnbench_version']})")
+    for name, table in manifest["tables"].items():
+        print(f"  {name:13s} {table['rows']:>12,d} rows")
+    parameters = manifest["parameters"]
+    if parameters.get("splits"):
+        print("  splits: " + "; ".join(f"{k} {v[0]}-{v[-1]}" for k, v in parameters["splits"].items()))
+    crashes = manifest["quality"].get("crashes") or manifest["quality"].get("accidents") or {}
+    if crashes:
+        print(f"  crash records: read {crashes.get('records_read', crashes.get('rows_read'))}, "
+              f"kept {crashes.get('kept', crashes.get('rows_kept'))}")
+        for reason, count in (crashes.get("dropped") or {}).items():
+            if count:
+                print(f"    dropped {reason}: {count}")
+    print(f"  sources: {len(manifest['sources'])} files")
+    return 0
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -100,6 +268,38 @@ def _quickstart(args: argparse.Namespace) -> int:
     perfect = evaluator.eval({"y_true": truth, "y_pred": truth})["score"]
     print(f"  evaluator check: the true outputs score {perfect:.3f}")
     print(f"  cached under {Path(dataset.processed_dir)}")
+    return _quickstart_road(args)
+
+
+def _quickstart_road(args: argparse.Namespace) -> int:
+    from .datasets import RoadAccidentDataset
+    from .road import Evaluator
+
+    print("road accidents: the synthetic demo region (generated, served on loopback, downloaded, built)")
+    start = time.perf_counter()
+    dataset = RoadAccidentDataset(args.road_root, "DEMO", "accident_occurrence")
+    static = dataset[0]
+    print(f"  built in {time.perf_counter() - start:.1f} s: {static.num_nodes} intersections, "
+          f"{static.edge_index.shape[1]} directed road segments, {len(dataset.months)} months")
+    crashes = dataset.quality_report["crashes"]
+    dropped = {reason: count for reason, count in crashes["dropped"].items() if count}
+    print(f"  crash records: read {crashes['records_read']}, kept {crashes['kept']}, dropped {dropped}")
+    split = dataset.get_split()
+    print("  splits: " + ", ".join(f"{name} {len(months)} months" for name, months in split.items()))
+    year, month = split["test"][0]
+    snapshot = dataset.snapshot(year, month)
+    print(f"  snapshot {year}-{month:02d}: x {tuple(snapshot.x.shape)}, edge_attr {tuple(snapshot.edge_attr.shape)}, "
+          f"{int(snapshot.y[snapshot.eval_mask].sum())} of {int(snapshot.eval_mask.sum())} segments with a crash")
+    speed = dataset.edge_feature_names.index("maxspeed_kmh")
+    truth, scores = [], []
+    for year, month in split["test"]:
+        month_graph = dataset.snapshot(year, month)
+        truth.append(month_graph.y[month_graph.eval_mask])
+        scores.append(month_graph.edge_attr[month_graph.eval_mask, speed])
+    result = Evaluator("accident_occurrence").eval({"y_true": truth, "y_pred": scores, "k": 20})
+    print(f"  a speed-limit heuristic on the test months: ROC-AUC {result['roc_auc']:.3f}, "
+          f"AP {result['average_precision']:.3f}, Recall@20 {result['recall@20']:.3f}")
+    print(f"  tables under {dataset.raw_dir}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """User-facing datasets (PyTorch Geometric); DGL twins live in ``gnnbench.datasets.dgl``."""
 
 from .algorithmic_reasoning import AlgorithmicReasoningData, AlgorithmicReasoningDataset
+from .road_accidents import RoadAccidentDataset
 
-__all__ = ["AlgorithmicReasoningData", "AlgorithmicReasoningDataset"]
+__all__ = ["AlgorithmicReasoningData", "AlgorithmicReasoningDataset", "RoadAccidentDataset"]

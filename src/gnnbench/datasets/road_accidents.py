@@ -136,11 +136,12 @@ class RoadAccidentDataset(Dataset):
         if not splits:
             years = sorted({year for year, _ in self.months})
             raise ValueError(f"{self.state}: the build records no year splits (years {years})")
+        order = [name for name in ("train", "valid", "test") if name in splits]
         if self.task == "traffic_volume":
-            return {name: list(years) for name, years in splits.items()}
+            return {name: list(splits[name]) for name in order}
         available = set(self.months)
-        return {name: [(year, month) for year in years for month in range(1, 13) if (year, month) in available]
-                for name, years in splits.items()}
+        return {name: [(year, month) for year in splits[name] for month in range(1, 13) if (year, month) in available]
+                for name in order}
 
     def snapshot(self, year: int, month: int | None = None) -> Data:
         """One month's graph: node features with that month's weather, a label for every road edge.
@@ -159,7 +160,7 @@ class RoadAccidentDataset(Dataset):
             y = (counts > 0).to(torch.float32) if self.task == "accident_occurrence" else counts
             weather = store.weather_of(year, month)
             label_mask = torch.from_numpy(store.eval_mask)
-        x = torch.cat([self._static.x, torch.from_numpy(np.ascontiguousarray(weather, dtype=np.float32))], dim=1)
+        x = torch.cat([self._static.x, torch.from_numpy(np.array(weather, dtype=np.float32))], dim=1)
         data = Data(x=x, edge_index=self._static.edge_index, edge_attr=self._static.edge_attr, y=y,
                     eval_mask=label_mask, year=int(year), month=int(month or 0))
         return data if self.transform is None else self.transform(data)

@@ -268,8 +268,8 @@ def _access_error(error: DownloadError, url: str, file: DataverseFile, session) 
     if status not in (400, 401, 403):
         return error
     message = ""
-    try:
-        get_json(url, session=session, retry=RetryPolicy(attempts=1))
+    try:  # ask for 1 KiB only, in case the server now answers with the file itself
+        get_json(url, headers={"Range": "bytes=0-1023"}, session=session, retry=RetryPolicy(attempts=1))
     except DownloadError as detail:
         message = str(detail)
     except Exception:  # the message is only a hint; the original error stands

@@ -140,6 +140,7 @@ def fetch_release(state: str, *, cache_dir: str | os.PathLike | None = None, doi
             origin.update(record.to_dict(), file_id=matches[0].id,
                           published_checksum=[matches[0].checksum_type, matches[0].checksum_value])
         _extract_state(zip_path, root, state)
+        origin["path"] = str(zip_path)
         origin["zip_sha256"] = origin.get("sha256") or sha256_file(zip_path)
         marker.write_text(json.dumps(origin, indent=2, sort_keys=True, default=str) + "\n")
         return state_dir
@@ -441,7 +442,8 @@ def _read_adjacency(path: Path) -> _Graph:
     quality: dict[str, Any] = {}
     if _is_sparse(adjacency):
         if adjacency.dim() != 2 or adjacency.shape[0] != adjacency.shape[1]:
-            raise ReleaseFormatError(f"{path}: expected a square sparse [N, N] matrix, got shape {tuple(adjacency.shape)}")
+            raise ReleaseFormatError(f"{path}: expected a square sparse [N, N] matrix, "
+                                     f"got shape {tuple(adjacency.shape)}")
         num_nodes = int(adjacency.shape[0])
         if num_nodes >= 3_000_000_000:
             raise ReleaseFormatError(f"{path}: {num_nodes} nodes is more than this importer supports")
@@ -546,7 +548,8 @@ def _read_nodes(graph: _Graph, node_files: Sequence[tuple[int, int, Path]]):
     reference = _read_csv(first_path, types)
     for name in WEATHER_COLUMNS:
         if name not in reference.column_names:
-            raise ReleaseFormatError(f"{first_path}: missing column {name!r} (has {', '.join(_csv_header(first_path))})")
+            header = ", ".join(_csv_header(first_path))
+            raise ReleaseFormatError(f"{first_path}: missing column {name!r} (has {header})")
     n = graph.num_nodes
     osm_ids = None
     if "node_id" in reference.column_names:
@@ -571,8 +574,9 @@ def _read_nodes(graph: _Graph, node_files: Sequence[tuple[int, int, Path]]):
 
     periods = len(node_files)
     weather = np.full((len(WEATHER_COLUMNS), periods * n), np.nan, dtype=np.float32)
+    month_types = {name: kind for name, kind in types.items() if name not in ("lat", "lon")}
     for index, (year, month, path) in enumerate(node_files):
-        table = reference if index == 0 else _read_csv(path, types)
+        table = reference if index == 0 else _read_csv(path, month_types)
         missing = [name for name in WEATHER_COLUMNS if name not in table.column_names]
         if missing:
             raise ReleaseFormatError(f"{path}: missing column {missing[0]!r} (has {', '.join(_csv_header(path))})")
@@ -852,7 +856,8 @@ def _read_traffic(graph: _Graph, files: Sequence[tuple[int, Path]]) -> tuple[pa.
         finite = np.isfinite(values)
         negative = finite & (values < 0)
         keep = finite & ~negative
-        quality[str(year)] = {"edges_with_aadt": int(keep.sum()), "from_reverse_segment": int((keep & (how == 1)).sum()),
+        quality[str(year)] = {"edges_with_aadt": int(keep.sum()),
+                              "from_reverse_segment": int((keep & (how == 1)).sum()),
                               "negative": int(negative.sum()), "without_value": int((~finite).sum())}
         edge_id = np.flatnonzero(keep)
         parts.append(pa.table({

@@ -2,12 +2,14 @@
 
 The files mirror what ``datasets/7_dataset_creation.py`` of VirtuosoResearch/ML4RoadSafety writes:
 
-* ``adj_matrix.pt``: an uncoalesced sparse COO float tensor ``[N, N]`` whose values are segment lengths,
-  with one entry ``(u, v)`` per OSM segment followed by ``(v, u)`` when the segment is two-way.
-* ``Edges/edge_features.pt``: a dict of sparse ``[N, N]`` float tensors with one entry ``(u, v)`` per
-  segment (OSM direction only), keyed ``oneway``, ``length`` and then the highway classes present, which
-  are ``numpy.str_`` (from ``np.unique``) and one-hot encoded by *substring* match, so a ``primary_link``
-  segment also has ``primary`` set.
+* The OSM edge list (OSMnx): one row ``(u, v)`` per direction of travel, so a two-way street appears as
+  ``(u, v)`` and ``(v, u)`` (both ``oneway`` 0), except where one direction was clipped away.
+* ``adj_matrix.pt``: an uncoalesced sparse COO float tensor ``[N, N]`` whose values are lengths, with one
+  entry ``(u, v)`` per OSM edge followed by ``(v, u)`` when it is two-way; two-way streets thus give
+  duplicate entries (which ``coalesce()`` sums).
+* ``Edges/edge_features.pt``: a dict of sparse ``[N, N]`` float tensors with one entry ``(u, v)`` per OSM
+  edge, keyed ``oneway``, ``length`` and then the highway classes present, which are ``numpy.str_`` (from
+  ``np.unique``) and one-hot encoded by *substring* match, so a ``primary_link`` edge also has ``primary`` set.
 * ``Edges/edge_features_traffic_{year}.pt``: the same dict plus ``AADT`` (NaN where no count).
 * ``Nodes/node_features_{year}_{month}.csv``: ``node_id,lat,lon,tavg,tmin,tmax,prcp,wspd,pres`` in node
   order, where (as in the release) the column named ``lat`` holds the longitude and ``lon`` the latitude.
@@ -82,14 +84,14 @@ class ReleaseFixture:
     osm_ids: np.ndarray            # [N] int64, node order of the release
     lon: np.ndarray                # [N] float64
     lat: np.ndarray                # [N] float64
-    seg_u: np.ndarray              # [M] int64 node index, OSM direction
+    seg_u: np.ndarray              # [M] int64 node index: the OSM edges (u, v) of the release's edge table
     seg_v: np.ndarray              # [M] int64
     seg_oneway: np.ndarray         # [M] bool
     seg_length: np.ndarray         # [M] float32, metres
     seg_highway: np.ndarray        # [M] object: the OSM highway string
     edge_src: np.ndarray           # [E] int64, release edge order (coalesced adj_matrix.pt)
     edge_dst: np.ndarray           # [E] int64
-    edge_segment: np.ndarray       # [E] int64: the segment each release edge belongs to
+    edge_segment: np.ndarray       # [E] int64: the OSM edge of each release edge (its twin's when it has none)
     acc_year: np.ndarray           # [A] int64
     acc_month: np.ndarray          # [A] int64
     acc_segment: np.ndarray        # [A] int64
@@ -115,11 +117,12 @@ class ReleaseFixture:
 
 def generate_release(state: str, *, num_nodes: int, num_edges: int, years: Iterable[int], seed: int,
                      months: Sequence[int] = tuple(range(1, 13)), accident_rate: float = 0.02,
-                     aadt_coverage: float = 0.3) -> ReleaseFixture:
+                     aadt_coverage: float = 0.3, clipped_rate: float = 0.02) -> ReleaseFixture:
     """Draw a synthetic release with ``num_nodes`` nodes and exactly ``num_edges`` edges in ``adj_matrix.pt``.
 
-    About 60% of the OSM segments are two-way, so ``num_edges / 1.6`` segments carry features. Each month
-    about ``accident_rate`` of the segments get crashes; ``aadt_coverage`` of them get a yearly AADT.
+    ``num_edges / 1.6`` streets are drawn, 60% of them two-way and listed in both directions (``clipped_rate``
+    of those only in one, as at a clipped boundary). Each month about ``accident_rate`` of the OSM edges get crashes;
+    ``aadt_coverage`` of them get a yearly AADT.
     """
     state = state.upper()
     years = tuple(int(year) for year in years)
@@ -131,9 +134,9 @@ def generate_release(state: str, *, num_nodes: int, num_edges: int, years: Itera
     if not years or not months or any(not 1 <= month <= 12 for month in months):
         raise ValueError(f"need at least one year and months within 1..12, got years={years} months={months}")
     rng = np.random.default_rng(seed)
-    num_segments = math.ceil(num_edges / 1.6)
-    num_two_way = num_edges - num_segments
-    if num_segments > num_nodes * (num_nodes - 1) // 2:
+    num_streets = math.ceil(num_edges / 1.6)
+    num_two_way = num_edges - num_streets
+    if num_streets > num_nodes * (num_nodes - 1) // 2:
         raise ValueError(f"{num_edges} edges do not fit a simple road graph on {num_nodes} nodes")
 
     # Nodes: OSM ids in arbitrary (not sorted) order, coordinates around the state's centre.
@@ -143,24 +146,38 @@ def generate_release(state: str, *, num_nodes: int, num_edges: int, years: Itera
     lon = np.round(centre_lon + rng.uniform(-0.8, 0.8, num_nodes), 7)
     lat = np.round(centre_lat + rng.uniform(-0.5, 0.5, num_nodes), 7)
 
-    # Segments: distinct unordered node pairs between nearby indices, randomly oriented.
-    low, high = _distinct_pairs(rng, num_nodes, num_segments)
-    flip = rng.random(num_segments) < 0.5
-    seg_u = np.where(flip, high, low)
-    seg_v = np.where(flip, low, high)
-    seg_oneway = np.ones(num_segments, dtype=bool)
-    seg_oneway[rng.choice(num_segments, num_two_way, replace=False)] = False
-    seg_length = np.round(rng.gamma(2.0, 150.0, num_segments) + 5.0, 3).astype(np.float32)
-    highway_choice = rng.choice(len(_HIGHWAY_STRINGS), num_segments, p=_HIGHWAY_WEIGHTS)
-    seg_highway = np.asarray(_HIGHWAY_STRINGS, dtype=object)[highway_choice]
+    # Streets: distinct unordered node pairs between nearby indices, randomly oriented; a two-way street
+    # is listed in both directions (as OSMnx does), except a few "clipped" ones listed in one direction only.
+    low, high = _distinct_pairs(rng, num_streets, num_nodes)
+    flip = rng.random(num_streets) < 0.5
+    street_u, street_v = np.where(flip, high, low), np.where(flip, low, high)
+    two_way = np.zeros(num_streets, dtype=bool)
+    two_way[rng.choice(num_streets, num_two_way, replace=False)] = True
+    clipped = two_way & (rng.random(num_streets) < clipped_rate)
+    street_length = np.round(rng.gamma(2.0, 150.0, num_streets) + 5.0, 3).astype(np.float32)
+    highway_choice = rng.choice(len(_HIGHWAY_STRINGS), num_streets, p=_HIGHWAY_WEIGHTS)
+    street_highway = np.asarray(_HIGHWAY_STRINGS, dtype=object)[highway_choice]
 
-    # Release edges: (u, v) per segment plus (v, u) for two-way ones, in coalesced (row-major) order.
-    two_way = np.flatnonzero(~seg_oneway)
-    src = np.concatenate([seg_u, seg_v[two_way]])
-    dst = np.concatenate([seg_v, seg_u[two_way]])
-    segment = np.concatenate([np.arange(num_segments), two_way])
+    # OSM edges (the rows of the release's edge table, one feature entry each), in shuffled order.
+    backward = np.flatnonzero(two_way & ~clipped)
+    street = np.concatenate([np.arange(num_streets), backward])
+    seg_u = np.concatenate([street_u, street_v[backward]])
+    seg_v = np.concatenate([street_v, street_u[backward]])
+    shuffle = rng.permutation(street.shape[0])
+    street, seg_u, seg_v = street[shuffle], seg_u[shuffle], seg_v[shuffle]
+    seg_oneway = ~two_way[street]
+    num_segments = street.shape[0]
+
+    # Release edges: distinct directed pairs in coalesced (row-major) order; the (v, u) of a clipped street
+    # has no OSM edge of its own and belongs to its twin (u, v).
+    src = np.concatenate([seg_u, street_v[clipped]])
+    dst = np.concatenate([seg_v, street_u[clipped]])
+    osm_edge_of_street = np.full(num_streets, -1, dtype=np.int64)
+    osm_edge_of_street[street] = np.arange(num_segments)  # exact for clipped streets: they have one OSM edge
+    segment = np.concatenate([np.arange(num_segments), osm_edge_of_street[clipped]])
     order = np.argsort(src * num_nodes + dst, kind="stable")
     edge_src, edge_dst, edge_segment = src[order], dst[order], segment[order]
+    seg_length, seg_highway = street_length[street], street_highway[street]
 
     # Accidents: per month a random set of segments with 1 + Poisson(0.5) crashes.
     periods = [(year, month) for year in years for month in months]
@@ -241,7 +258,8 @@ def write_release(directory: str | os.PathLike, fixture: ReleaseFixture, *, nest
     accidents = pa.table({
         "year": fixture.acc_year[order], "month": fixture.acc_month[order],
         "node_1": node_1[order], "node_2": node_2[order], "acc_count": fixture.acc_count[order],
-        "node_1_idx": fixture.seg_u[fixture.acc_segment][order], "node_2_idx": fixture.seg_v[fixture.acc_segment][order],
+        "node_1_idx": fixture.seg_u[fixture.acc_segment][order],
+        "node_2_idx": fixture.seg_v[fixture.acc_segment][order],
     })
     _write_csv(state_dir / ACCIDENTS_FILE, accidents)
     return state_dir
@@ -257,7 +275,7 @@ def write_release_fixture(directory: str | os.PathLike, state: str, *, num_nodes
 
 
 def zip_release(state_dir: str | os.PathLike, zip_path: str | os.PathLike, *, nested: bool = False) -> Path:
-    """Zip a release state directory as ``{STATE}/...`` or, with ``nested``, ``ML4RoadSafety_graphs_{STATE}/{STATE}/...``."""
+    """Zip a state directory as ``{STATE}/...`` (``ML4RoadSafety_graphs_{STATE}/{STATE}/...`` when ``nested``)."""
     state_dir = Path(state_dir)
     state = state_dir.name
     prefix = f"ML4RoadSafety_graphs_{state}/{state}" if nested else state
@@ -273,7 +291,7 @@ def zip_release(state_dir: str | os.PathLike, zip_path: str | os.PathLike, *, ne
 # --------------------------------------------------------------------------- helpers
 
 
-def _distinct_pairs(rng: np.random.Generator, num_nodes: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_pairs(rng: np.random.Generator, count: int, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """``count`` distinct unordered pairs (low < high) of nearby node indices, in draw order."""
     window = min(num_nodes - 1, 64)
     keys = np.empty(0, dtype=np.int64)
