@@ -147,3 +147,27 @@ def test_version(capsys):
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"gnnbench {__version__}"
+
+
+def test_road_commands_build_and_describe_the_demo_region(tmp_path, capsys):
+    from gnnbench.cli import main
+
+    home = tmp_path / "road"
+    assert main(["build", "road", "--state", "DEMO", "--home", str(home)]) == 0
+    assert main(["info", "road", "--state", "DEMO", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert "accidents" in out and "dropped unmatched: 20" in out and "splits: train 2018-2019" in out
+    assert main(["info", "road", "--state", "DEMO", "--home", str(home), "--json"]) == 0
+    assert '"kind": "build"' in capsys.readouterr().out
+
+
+def test_road_commands_explain_manual_states_and_missing_builds(tmp_path, capsys):
+    from gnnbench.cli import main
+
+    home = tmp_path / "road"
+    assert main(["build", "road", "--state", "MN", "--home", str(home)]) == 2
+    assert "road network" in capsys.readouterr().err
+    assert main(["info", "road", "--state", "MA", "--home", str(home)]) == 2
+    assert "no road build found" in capsys.readouterr().err
+    assert main(["build", "road", "--state", "XX", "--home", str(home)]) == 2
+    assert "unknown state" in capsys.readouterr().err

@@ -170,4 +170,9 @@ def _read_json_page(path: Path) -> pd.DataFrame:
     if columns.exists():
         names = json.loads(columns.read_text())
         frame = frame.rename(columns={key: value for key, value in names.items() if key in frame.columns})
+        # SODA JSON omits null fields, so a page whose rows are all null in a column lacks that key:
+        # the metadata still lists it, so it is a column of nulls (a column gone from the metadata stays missing).
+        for value in names.values():
+            if value not in frame.columns:
+                frame[value] = None
     return frame

@@ -3,14 +3,16 @@
 What the release holds, per state ``{STATE}/`` (from ``datasets/7_dataset_creation.py`` and
 ``ml_for_road_safety/data_loaders.py`` of VirtuosoResearch/ML4RoadSafety):
 
-* ``adj_matrix.pt``: sparse COO float ``[N, N]``, values = segment length; one entry ``(u, v)`` per OSM
-  segment plus ``(v, u)`` for two-way segments. The loader's ``edge_index`` is ``adj.coalesce().indices()``,
-  i.e. the distinct pairs in row-major order: that order is our ``edge_id``.
-* ``Edges/edge_features.pt``: dict of sparse ``[N, N]`` tensors with one entry per segment, in OSM direction
-  only: ``oneway``, ``length`` (OSMnx, metres) and one-hot highway classes. Class keys are ``numpy.str_``,
-  which ``torch.load(weights_only=True)`` refuses unless numpy's scalar/dtype reconstructors are allow-listed
-  (done here, nothing else is). The one-hot encoding used substring matching, so a ``primary_link``
-  segment also has ``primary`` set; we report the most specific class.
+* ``adj_matrix.pt``: sparse COO float ``[N, N]``, values = length, uncoalesced: one entry ``(u, v)`` per row
+  of the OSMnx edge list plus ``(v, u)`` when that row is two-way. OSMnx already lists a two-way street in
+  both directions, so most pairs appear twice (``coalesce()`` would sum their lengths). The loader's
+  ``edge_index`` is ``adj.coalesce().indices()``, i.e. the distinct pairs in row-major order: that order
+  is our ``edge_id``.
+* ``Edges/edge_features.pt``: dict of sparse ``[N, N]`` tensors with one entry per OSMnx edge-list row:
+  ``oneway``, ``length`` (OSMnx, metres) and one-hot highway classes. Class keys are ``numpy.str_``, which
+  ``torch.load(weights_only=True)`` refuses unless numpy's scalar/dtype reconstructors are allow-listed
+  (done here, nothing else is). The one-hot encoding used substring matching, so a ``primary_link`` edge
+  also has ``primary`` set; we report the most specific class.
 * ``Edges/edge_features_traffic_{year}.pt``: the same dict plus ``AADT`` (NaN where no count).
 * ``Nodes/node_features_{year}_{month}.csv``: ``node_id`` (OSM id), ``lat``, ``lon``, ``tavg, tmin, tmax,
   prcp, wspd, pres`` in node order. The creation script renamed OSMnx's ``x, y`` to ``lat, lon``, so the
@@ -18,9 +20,11 @@ What the release holds, per state ``{STATE}/`` (from ``datasets/7_dataset_creati
 * ``accidents_monthly.csv``: ``year, month, node_1, node_2`` (OSM ids), ``acc_count``, ``node_1_idx``,
   ``node_2_idx``.
 
-A reverse edge ``(v, u)`` of a two-way segment has no feature entry of its own; it takes the attributes
-(and AADT) of its segment ``(u, v)``. Accidents are matched to the directed edge ``(node_1_idx,
-node_2_idx)`` first, then to its reverse; anything else is counted as dropped, never silently lost.
+An edge ``(v, u)`` added only by the two-way reversal (its street was listed in one direction, e.g. clipped
+at a boundary; probably why the loader pads NV's features with two zero rows) has no feature entry of its
+own and takes the attributes (and AADT) of its twin ``(u, v)``; the manifest counts these edges. Accidents
+are matched to the directed edge ``(node_1_idx, node_2_idx)`` first, then to its reverse; anything else is
+counted as dropped, never silently lost.
 """
 
 from __future__ import annotations

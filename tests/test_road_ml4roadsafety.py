@@ -1,0 +1,415 @@
+"""ML4RoadSafety release: synthetic fixture round trip, defects, bad inputs, and the Dataverse client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gnnbench.io import ChecksumError, OfflineError, RetryPolicy, offline_mode, sha256_file  # noqa: E402
+from gnnbench.road.manifest import read_manifest  # noqa: E402
+from gnnbench.road.sources.dataverse import (  # noqa: E402
+    ML4ROADSAFETY_DOI,
+    DataverseError,
+    DataverseFile,
+    GuestbookRequiredError,
+    PublishedChecksumError,
+    RestrictedFileError,
+    download_file,
+    list_files,
+)
+from gnnbench.road.sources.ml4roadsafety import (  # noqa: E402
+    ReleaseFormatError,
+    check_imported_duplicates,
+    fetch_release,
+    identical_accident_files,
+    import_release,
+    read_release,
+)
+from gnnbench.road.sources.release_fixture import (  # noqa: E402
+    expected_highway,
+    generate_release,
+    write_release,
+    write_release_fixture,
+    zip_release,
+)
+from gnnbench.road.tables import WEATHER_COLUMNS  # noqa: E402
+
+FAST = RetryPolicy(attempts=3, backoff=0.001, max_wait=0.01, timeout=5.0)
+FILES_PATH = "/api/datasets/:persistentId/versions/:latest-published/files"
+DATASET_PATH = "/api/datasets/:persistentId/"
+
+
+@pytest.fixture(autouse=True)
+def _online(monkeypatch):
+    monkeypatch.delenv("GNNBENCH_OFFLINE", raising=False)
+    monkeypatch.setenv("GNNBENCH_PROGRESS", "0")
+
+
+@pytest.fixture(scope="module")
+def fixture():
+    return generate_release("MA", num_nodes=40, num_edges=90, years=(2019, 2020), months=(1, 2, 3), seed=7,
+                            accident_rate=0.2, aadt_coverage=0.5, clipped_rate=0.25)
+
+
+@pytest.fixture(scope="module")
+def imported(fixture, tmp_path_factory):
+    root = tmp_path_factory.mktemp("release")
+    state_dir = write_release(root / "raw", fixture)
+    out = import_release("MA", state_dir, root / "out" / "MA")
+    return state_dir, out
+
+
+def _table(out: Path, name: str):
+    return pq.read_table(out / f"{name}.parquet")
+
+
+def _edge_of(fixture, src, dst) -> int:
+    match = np.flatnonzero((fixture.edge_src == src) & (fixture.edge_dst == dst))
+    assert match.size == 1
+    return int(match[0])
+
+
+# --------------------------------------------------------------------------- round trip
+
+
+def test_nodes_round_trip(fixture, imported):
+    nodes = _table(imported[1], "nodes").to_pydict()
+    n = fixture.num_nodes
+    assert nodes["node_id"] == list(range(n))
+    assert nodes["osm_id"] == fixture.osm_ids.tolist()
+    np.testing.assert_array_equal(nodes["lon"], fixture.lon)  # the release's 'lat' column holds the longitude
+    np.testing.assert_array_equal(nodes["lat"], fixture.lat)
+    neighbours = [set() for _ in range(n)]
+    for u, v in zip(fixture.seg_u, fixture.seg_v):
+        neighbours[u].add(v)
+        neighbours[v].add(u)
+    assert nodes["degree"] == [len(items) for items in neighbours]
+    assert set(nodes["betweenness"]) == {None}
+
+
+def test_edges_round_trip(fixture, imported):
+    edges = _table(imported[1], "edges").to_pydict()
+    segment = fixture.edge_segment
+    assert edges["edge_id"] == list(range(fixture.num_edges))
+    assert edges["src"] == fixture.edge_src.tolist() and edges["dst"] == fixture.edge_dst.tolist()
+    np.testing.assert_array_equal(edges["length_m"], fixture.seg_length[segment].astype(np.float64))
+    assert edges["oneway"] == fixture.seg_oneway[segment].tolist()
+    assert edges["highway"] == [expected_highway(text) for text in fixture.seg_highway[segment]]
+    for name in ("osm_way_id", "lanes", "maxspeed_kmh", "geometry"):
+        assert set(edges[name]) == {None}
+    assert not any(edges["bridge"]) and not any(edges["tunnel"])
+
+
+@pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants")
+def test_edge_order_is_the_loaders(imported):
+    """edge_id follows ``adj.coalesce().indices()`` as ml_for_road_safety/data_loaders.py builds edge_index."""
+    edge_index = torch.load(imported[0] / "adj_matrix.pt", weights_only=True).coalesce().indices()
+    edges = _table(imported[1], "edges")
+    assert edges.column("src").to_pylist() == edge_index[0].tolist()
+    assert edges.column("dst").to_pylist() == edge_index[1].tolist()
+
+
+def test_highway_prefers_the_most_specific_class(tmp_path):
+    bigger = generate_release("NV", num_nodes=300, num_edges=2000, years=[2020], months=[1], seed=11)
+    edges = read_release(write_release(tmp_path, bigger)).edges.to_pydict()
+    strings = bigger.seg_highway[bigger.edge_segment]
+    links = [i for i, text in enumerate(strings) if text.endswith("_link")]
+    assert len(links) > 20  # one-hot by substring: a 'primary_link' segment has 'primary' set too
+    assert all(edges["highway"][i] == strings[i] for i in links)
+    lists = [i for i, text in enumerate(strings) if text.startswith("[")]
+    assert lists and all(edges["highway"][i] == expected_highway(strings[i]) for i in lists)
+
+
+def test_accidents_round_trip(fixture, imported):
+    expected = {}
+    for year, month, seg, count in zip(fixture.acc_year, fixture.acc_month, fixture.acc_segment, fixture.acc_count):
+        key = (int(year), int(month), _edge_of(fixture, fixture.seg_u[seg], fixture.seg_v[seg]))
+        expected[key] = expected.get(key, 0) + int(count)
+    table = _table(imported[1], "accidents").to_pydict()
+    got = {(y, m, e): c for y, m, e, c in zip(table["year"], table["month"], table["edge_id"], table["count"])}
+    assert got == expected and len(got) > 10
+    assert set(table["fatal"]) == set(table["injury"]) == set(table["property_damage"]) == {None}
+
+
+def test_node_weather_round_trip(fixture, imported):
+    weather = _table(imported[1], "node_weather")
+    assert weather.num_rows == fixture.num_nodes * len(fixture.weather)
+    assert set(weather.column("filled").to_pylist()) == {0}
+    for (year, month), values in fixture.weather.items():
+        rows = weather.filter(pc.and_(pc.equal(weather["year"], year), pc.equal(weather["month"], month))).to_pydict()
+        assert rows["node_id"] == list(range(fixture.num_nodes))
+        for index, name in enumerate(WEATHER_COLUMNS):
+            expected = [None if np.isnan(value) else float(np.float32(value)) for value in values[:, index]]
+            assert rows[name] == expected, (year, month, name)
+
+
+def test_edge_volume_round_trip(fixture, imported):
+    volume = _table(imported[1], "edge_volume").to_pydict()
+    got = {(y, e): a for y, e, a in zip(volume["year"], volume["edge_id"], volume["aadt"])}
+    expected = {}
+    for year, values in fixture.aadt.items():
+        per_edge = values[fixture.edge_segment]  # a reverse edge of a two-way segment shares its AADT
+        for edge in np.flatnonzero(np.isfinite(per_edge)):
+            expected[(year, int(edge))] = float(per_edge[edge])
+    assert got == expected and expected
+    assert set(volume["source"]) == {"ml4roadsafety"} and set(volume["match_distance_m"]) == {None}
+
+
+def test_manifest_records_sources_and_quality(fixture, imported):
+    state_dir, out = imported
+    manifest = read_manifest(out)
+    assert manifest["kind"] == "ml4roadsafety-import" and manifest["state"] == "MA"
+    accidents = manifest["quality"]["accidents"]
+    assert accidents["rows_read"] == accidents["rows_kept"] == len(fixture.acc_count)
+    assert not any(accidents["dropped"].values())
+    digest = sha256_file(state_dir / "accidents_monthly.csv")
+    assert manifest["quality"]["checksums"]["accidents_monthly.csv"] == digest == accidents["file_sha256"]
+    names = {source["name"]: source for source in manifest["sources"]}
+    assert {"adj_matrix.pt", "Edges/edge_features.pt", "Edges/edge_features_traffic_2019.pt",
+            "Nodes/node_features_2020_3.csv"} <= set(names)
+    assert names["adj_matrix.pt"]["sha256"] == sha256_file(state_dir / "adj_matrix.pt")
+    assert manifest["quality"]["nodes"]["coordinates"].startswith("swapped")
+    edges = manifest["quality"]["edges"]
+    clipped = fixture.num_edges - len(fixture.seg_u)  # two-way streets listed in one direction only
+    assert clipped > 0 and edges["attributes_from_reverse_segment"] == clipped
+    assert edges["without_feature_entry"] == 0 and edges["length_missing"] == 0
+    both_ways = int((~fixture.seg_oneway).sum()) - clipped  # OSM edges whose reversal duplicates an entry
+    assert edges["adjacency_duplicate_entries"] == both_ways
+    assert set(manifest["tables"]) == {"nodes", "edges", "accidents", "node_weather", "edge_volume"}
+
+
+def test_import_is_deterministic(imported, tmp_path):
+    again = import_release("MA", imported[0], tmp_path / "MA")
+    assert read_manifest(again)["tables"] == read_manifest(imported[1])["tables"]
+
+
+def test_fixture_is_deterministic_and_uses_numpy_str_keys(tmp_path):
+    first = write_release_fixture(tmp_path / "a", "DE", num_nodes=20, num_edges=30, years=[2021], seed=3, months=[5])
+    second = write_release_fixture(tmp_path / "b", "DE", num_nodes=20, num_edges=30, years=[2021], seed=3, months=[5])
+    for path in sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file()):
+        assert sha256_file(first / path) == sha256_file(second / path), path
+    with pytest.raises(Exception):  # numpy.str_ keys, as published: refused by plain weights_only loading
+        torch.load(first / "Edges" / "edge_features.pt", weights_only=True)
+    assert read_release(first).edges.num_rows == 30
+
+
+# --------------------------------------------------------------------------- defects and bad inputs
+
+
+def test_identical_accident_files_and_imported_duplicates(tmp_path, caplog):
+    dirs = {state: write_release_fixture(tmp_path / "raw", state, num_nodes=25, num_edges=40, years=[2020],
+                                         seed=seed, months=[1, 2])
+            for state, seed in (("MA", 1), ("DE", 2), ("IA", 3))}
+    assert identical_accident_files(dirs) == []
+    # Make DE's accident file MA's (the published defect); give both graphs the same shape so it imports.
+    shutil.rmtree(dirs["DE"])
+    shutil.copytree(dirs["MA"], dirs["DE"])
+    assert identical_accident_files(dirs) == [("DE", "MA")]
+    for state, directory in dirs.items():
+        import_release(state, directory, tmp_path / "out" / state, check_duplicates=False)
+    with caplog.at_level(logging.WARNING, logger="gnnbench.road"):
+        assert check_imported_duplicates(tmp_path / "out") == [("DE", "MA")]
+    assert "DE, MA" in caplog.text and "issue #8" in caplog.text
+
+
+def test_dropped_accident_rows_are_counted(fixture, tmp_path):
+    state_dir = write_release(tmp_path, fixture)
+    path = state_dir / "accidents_monthly.csv"
+    lines = path.read_text().splitlines()
+    n = fixture.num_nodes
+    u, v = int(fixture.seg_u[0]), int(fixture.seg_v[0])
+    linked = set(zip(fixture.edge_src.tolist(), fixture.edge_dst.tolist()))
+    absent = next((a, b) for a in range(n) for b in range(n)
+                  if a != b and (a, b) not in linked and (b, a) not in linked)
+    osm = fixture.osm_ids
+    extra = [
+        f"2020,1,{osm[absent[0]]},{osm[absent[1]]},2,{absent[0]},{absent[1]}",  # no such edge
+        f"2020,13,{osm[u]},{osm[v]},1,{u},{v}",                                # bad month
+        f"abc,1,{osm[u]},{osm[v]},1,{u},{v}",                                  # unparsable year
+        f"2020,2,{osm[u]},{osm[v]},0,{u},{v}",                                 # non-positive count
+        f"2020,2,{osm[u]},{osm[v]},1,{u},{n + 5}",                             # node index out of range
+        f"2020,3,{osm[v]},{osm[u]},4,{v},{u}",                                 # reversed: matched, not dropped
+    ]
+    path.write_text("\n".join(lines + extra) + "\n")
+    release = read_release(state_dir)
+    quality = release.quality["accidents"]
+    assert quality["rows_read"] == len(fixture.acc_count) + 6
+    assert quality["rows_kept"] == len(fixture.acc_count) + 1
+    assert quality["dropped"] == {"bad_date": 2, "bad_node_index": 1, "missing_count": 0, "non_positive_count": 1,
+                                  "non_integer_count": 0, "no_matching_edge": 1}
+    assert quality["matched_reversed"] == int(fixture.seg_oneway[0])  # a two-way segment has the reverse edge
+
+
+def test_missing_file_is_named(fixture, tmp_path):
+    state_dir = write_release(tmp_path, fixture)
+    (state_dir / "Edges" / "edge_features.pt").unlink()
+    with pytest.raises(ReleaseFormatError, match="Edges/edge_features.pt"):
+        read_release(state_dir)
+
+
+def test_missing_columns_and_keys_are_named(fixture, tmp_path):
+    state_dir = write_release(tmp_path, fixture)
+    accidents = state_dir / "accidents_monthly.csv"
+    table = pacsv.read_csv(accidents)
+    pacsv.write_csv(table.drop_columns(["acc_count"]), accidents)
+    with pytest.raises(ReleaseFormatError, match=r"accidents_monthly\.csv.*'acc_count'"):
+        read_release(state_dir)
+
+    state_dir = write_release(tmp_path / "again", fixture)
+    month = state_dir / "Nodes" / "node_features_2020_2.csv"
+    pacsv.write_csv(pacsv.read_csv(month).drop_columns(["wspd"]), month)
+    with pytest.raises(ReleaseFormatError, match=r"node_features_2020_2\.csv.*'wspd'"):
+        read_release(state_dir)
+
+    state_dir = write_release(tmp_path / "third", fixture)
+    features_path = state_dir / "Edges" / "edge_features.pt"
+    loaded = torch.load(features_path, weights_only=False)  # our own fixture file
+    features = {str(key): value for key, value in loaded.items() if key != "length"}
+    torch.save(features, features_path)
+    with pytest.raises(ReleaseFormatError, match=r"edge_features\.pt.*'length'"):
+        read_release(state_dir)
+
+
+@pytest.mark.parametrize("orientation", ["2xE", "Ex2"])
+def test_dense_edge_list_adjacency(fixture, tmp_path, orientation):
+    state_dir = write_release(tmp_path, fixture)
+    edge_index = torch.stack([torch.from_numpy(fixture.edge_src), torch.from_numpy(fixture.edge_dst)])
+    torch.save(edge_index if orientation == "2xE" else edge_index.T.contiguous(), state_dir / "adj_matrix.pt")
+    edges = read_release(state_dir).edges
+    assert edges.column("src").to_pylist() == fixture.edge_src.tolist()
+    torch.save(torch.zeros((3, 5), dtype=torch.long), state_dir / "adj_matrix.pt")
+    with pytest.raises(ReleaseFormatError, match=r"adj_matrix\.pt.*\[2, E\] or \[E, 2\]"):
+        read_release(state_dir)
+
+
+# --------------------------------------------------------------------------- Dataverse client
+
+
+def _entry(file_id: int, name: str, payload: bytes, *, checksum: str = "MD5", restricted: bool = False) -> dict:
+    algorithm = {"MD5": "md5", "SHA-256": "sha256"}[checksum]
+    return {"label": name, "restricted": restricted, "version": 1, "dataFile": {
+        "id": file_id, "filename": name, "filesize": len(payload), "contentType": "application/zip",
+        "md5": hashlib.md5(payload).hexdigest(),
+        "checksum": {"type": checksum, "value": hashlib.new(algorithm, payload).hexdigest()}}}
+
+
+def _serve_listing(httpserver, entries: list[dict]) -> None:
+    httpserver.expect_request(FILES_PATH, query_string={"persistentId": ML4ROADSAFETY_DOI, "limit": "1000",
+                                                        "offset": "0"}).respond_with_json(
+        {"status": "OK", "totalCount": len(entries), "data": entries})
+
+
+def test_list_files_pages(httpserver):
+    entries = [_entry(10 + i, f"S{i}.zip", bytes([i]) * 10) for i in range(5)]
+    for offset in (0, 2, 4):
+        httpserver.expect_request(FILES_PATH, query_string={"persistentId": ML4ROADSAFETY_DOI, "limit": "2",
+                                                            "offset": str(offset)}).respond_with_json(
+            {"status": "OK", "totalCount": 5, "data": entries[offset:offset + 2]})
+    files = list_files(ML4ROADSAFETY_DOI, server=httpserver.url_for(""), retry=FAST, page_size=2)
+    assert [item.id for item in files] == [10, 11, 12, 13, 14]
+    first = files[0]
+    assert (first.filename, first.size, first.checksum_type, first.restricted) == ("S0.zip", 10, "MD5", False)
+    assert first.md5 == hashlib.md5(bytes([0]) * 10).hexdigest()
+
+
+def test_list_files_falls_back_to_dataset_json(httpserver):
+    httpserver.expect_request(FILES_PATH).respond_with_json({"status": "ERROR", "message": "nope"}, status=404)
+    entries = [_entry(7, "MA.zip", b"abc")]
+    httpserver.expect_request(DATASET_PATH, query_string={"persistentId": ML4ROADSAFETY_DOI}).respond_with_json(
+        {"status": "OK", "data": {"latestVersion": {"versionState": "RELEASED", "files": entries}}})
+    files = list_files(ML4ROADSAFETY_DOI, server=httpserver.url_for(""), retry=FAST)
+    assert [(item.id, item.filename) for item in files] == [(7, "MA.zip")]
+
+
+def test_download_verifies_the_published_checksum(httpserver, tmp_path):
+    payload = b"release bytes" * 100
+    good = DataverseFile.from_json(_entry(5, "MA.zip", payload), where="test")
+    httpserver.expect_request("/api/access/datafile/5").respond_with_data(payload)
+    record = download_file(good, tmp_path, server=httpserver.url_for(""), retry=FAST)
+    assert Path(record.path).read_bytes() == payload and record.sha256 == hashlib.sha256(payload).hexdigest()
+
+    wrong = DataverseFile(id=6, filename="DE.zip", directory=None, size=len(payload), checksum_type="MD5",
+                          checksum_value="0" * 32, restricted=False)
+    httpserver.expect_request("/api/access/datafile/6").respond_with_data(payload)
+    with pytest.raises(PublishedChecksumError, match="MD5") as error:
+        download_file(wrong, tmp_path, server=httpserver.url_for(""), retry=FAST)
+    assert isinstance(error.value, ChecksumError) and not (tmp_path / "DE.zip").exists()
+
+    sha = DataverseFile.from_json(_entry(8, "IA.zip", b"other", checksum="SHA-256"), where="test")
+    httpserver.expect_request("/api/access/datafile/8").respond_with_data(b"tampered")
+    with pytest.raises(ChecksumError):
+        download_file(sha, tmp_path, server=httpserver.url_for(""), retry=FAST)
+
+
+def test_download_retries_a_server_error(httpserver, tmp_path):
+    payload = b"x" * 1000
+    item = DataverseFile.from_json(_entry(9, "NV.zip", payload), where="test")
+    httpserver.expect_ordered_request("/api/access/datafile/9").respond_with_data("busy", status=500)
+    httpserver.expect_ordered_request("/api/access/datafile/9").respond_with_data(payload)
+    record = download_file(item, tmp_path, server=httpserver.url_for(""), retry=FAST)
+    assert record.size == len(payload) and len(httpserver.log) == 2
+
+
+def test_restricted_and_guestbook_files(httpserver, tmp_path):
+    restricted = DataverseFile.from_json(_entry(3, "MD.zip", b"x", restricted=True), where="test")
+    with pytest.raises(RestrictedFileError, match="restricted"):
+        download_file(restricted, tmp_path, server=httpserver.url_for(""), retry=FAST)
+    assert len(httpserver.log) == 0
+    guarded = DataverseFile.from_json(_entry(4, "MN.zip", b"x"), where="test")
+    httpserver.expect_request("/api/access/datafile/4").respond_with_json(
+        {"status": "ERROR", "message": "You may not download this file without a Guestbook response."}, status=400)
+    with pytest.raises(GuestbookRequiredError, match="guestbook"):
+        download_file(guarded, tmp_path, server=httpserver.url_for(""), retry=FAST)
+    forbidden = DataverseFile.from_json(_entry(2, "MT.zip", b"x"), where="test")
+    httpserver.expect_request("/api/access/datafile/2").respond_with_json({"status": "ERROR"}, status=403)
+    with pytest.raises(RestrictedFileError, match="403"):
+        download_file(forbidden, tmp_path, server=httpserver.url_for(""), retry=FAST)
+
+
+def test_fetch_release_nested_zip_then_offline_cache(fixture, httpserver, tmp_path, monkeypatch):
+    monkeypatch.setenv("GNNBENCH_HOME", str(tmp_path / "home"))
+    zipped = zip_release(write_release(tmp_path / "src", fixture), tmp_path / "MA.zip", nested=True)
+    payload = zipped.read_bytes()
+    _serve_listing(httpserver, [_entry(1, "DE.zip", b"other"), _entry(2, "MA.zip", payload)])
+    httpserver.expect_request("/api/access/datafile/2").respond_with_data(payload)
+    state_dir = fetch_release("ma", server=httpserver.url_for(""), retry=FAST)
+    assert state_dir == tmp_path / "home" / "raw" / "ml4roadsafety" / "MA"
+    assert (state_dir / "adj_matrix.pt").is_file() and (state_dir / "Nodes").is_dir()
+    assert not (state_dir.parent / "ML4RoadSafety_graphs_MA").exists()
+    requests_made = len(httpserver.log)
+
+    out = import_release("MA", state_dir, tmp_path / "out" / "MA")
+    archive = read_manifest(out)["sources"][0]
+    assert archive["role"] == "release-archive" and archive["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert archive["url"].endswith("/api/access/datafile/2")
+
+    with offline_mode():
+        assert fetch_release("MA", server=httpserver.url_for("")) == state_dir
+        shutil.rmtree(state_dir)  # the zip is still cached: extracted again without the network
+        assert (fetch_release("MA", server=httpserver.url_for("")) / "adj_matrix.pt").is_file()
+        with pytest.raises(OfflineError, match="DE"):
+            fetch_release("DE", server=httpserver.url_for(""))
+    assert len(httpserver.log) == requests_made
+
+
+def test_fetch_release_flat_zip_and_missing_state(fixture, httpserver, tmp_path):
+    zipped = zip_release(write_release(tmp_path / "src", fixture), tmp_path / "MA.zip")
+    payload = zipped.read_bytes()
+    _serve_listing(httpserver, [_entry(2, "MA.zip", payload)])
+    httpserver.expect_request("/api/access/datafile/2").respond_with_data(payload)
+    cache = tmp_path / "cache"
+    state_dir = fetch_release("MA", cache_dir=cache, server=httpserver.url_for(""), retry=FAST)
+    assert state_dir == cache / "MA" and json.loads((cache / "MA.extracted.json").read_text())["file_id"] == 2
+    with pytest.raises(DataverseError, match="IL.zip"):
+        fetch_release("IL", cache_dir=cache, server=httpserver.url_for(""), retry=FAST)

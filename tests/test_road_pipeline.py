@@ -1,0 +1,175 @@
+"""The demo region end to end: loopback download (with faults), offline build, accounting, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gnnbench.io import OfflineError, offline_mode
+from gnnbench.road.build import BuildParameters, RegionPaths
+from gnnbench.road.crashes import CrashSchemaError
+from gnnbench.road.demo.fixtures import DemoFixtures
+from gnnbench.road.demo.region import DEMO_DATASET_ID, DEMO_REGION
+from gnnbench.road.demo.server import Fault, LoopbackPortal
+from gnnbench.road.manifest import read_manifest
+from gnnbench.road.pipeline import build_demo, build_region_from_raw, download_region
+from gnnbench.road.tables import TABLES, read_table
+
+
+@pytest.fixture(scope="module")
+def fixtures():
+    return DemoFixtures.generate(seed=0)
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("road")
+    build_demo(home=home)
+    return home
+
+
+def test_every_crash_record_is_accounted_for(demo_home, fixtures):
+    manifest = read_manifest(RegionPaths.for_region("DEMO", demo_home).tables)
+    crashes = manifest["quality"]["crashes"]
+    expected = fixtures.crashes.expected_quality
+    assert crashes["records_read"] == len(fixtures.crashes.rows)
+    assert crashes["records_read"] == crashes["kept"] + sum(crashes["dropped"].values())
+    for reason, count in expected.items():
+        if reason != "good":
+            assert crashes["dropped"][reason] == count, reason
+    assert crashes["kept"] == expected["good"]
+    assert manifest["quality"]["matching"]["matched"] == expected["good"]
+    accidents = read_table("accidents", RegionPaths.for_region("DEMO", demo_home).tables)
+    assert sum(accidents["count"].to_pylist()) == expected["good"]
+    counts = accidents.to_pandas()
+    assert (counts[["fatal", "injury", "property_damage"]].sum(axis=1) <= counts["count"]).all()
+    for reason, rows in crashes["examples"].items():
+        assert rows and all(":" in row for row in rows)
+
+
+def test_manifest_records_sources_parameters_and_tables(demo_home):
+    manifest = read_manifest(RegionPaths.for_region("DEMO", demo_home).tables)
+    assert manifest["kind"] == "build" and manifest["state"] == "DEMO"
+    assert set(manifest["tables"]) == set(TABLES)
+    assert manifest["tables"]["node_weather"]["rows"] == 96 * 48
+    assert manifest["tables"]["edge_volume"]["rows"] > 0
+    assert manifest["parameters"]["max_distance_m"] == 50.0
+    assert manifest["parameters"]["splits"] == DEMO_REGION.splits
+    roles = {source["role"] for source in manifest["sources"]}
+    assert {"crashes", "osm", "weather", "volume"} <= roles
+    crash_pages = [source for source in manifest["sources"] if source["path"].endswith("-p00000.json")]
+    assert crash_pages and crash_pages[0]["url"].endswith(f"/resource/{DEMO_DATASET_ID}.json")
+    assert all(len(source["sha256"]) == 64 for source in manifest["sources"])
+
+
+def test_rebuilding_from_the_same_raw_files_gives_identical_tables(demo_home, tmp_path):
+    paths = RegionPaths.for_region("DEMO", demo_home)
+    first = {name: (paths.tables / f"{name}.parquet").read_bytes() for name in TABLES}
+    copy = RegionPaths(raw=paths.raw, tables=tmp_path / "again")
+    with offline_mode():
+        build_region_from_raw(DEMO_REGION, copy)
+    for name in TABLES:
+        assert (copy.tables / f"{name}.parquet").read_bytes() == first[name], name
+
+
+def test_an_osm_xml_extract_gives_the_same_network_as_overpass(demo_home, fixtures, tmp_path):
+    extract = tmp_path / "demo.osm"
+    extract.write_text(fixtures.network.osm_xml())
+    paths = RegionPaths.for_region("DEMO", demo_home)
+    out = RegionPaths(raw=paths.raw, tables=tmp_path / "from-xml")
+    with offline_mode():
+        build_region_from_raw(DEMO_REGION, out, osm_file=extract)
+    for name in ("nodes", "edges", "accidents"):
+        assert (out.tables / f"{name}.parquet").read_bytes() == (paths.tables / f"{name}.parquet").read_bytes()
+
+
+def test_build_parameters_change_the_output(demo_home, tmp_path):
+    paths = RegionPaths.for_region("DEMO", demo_home)
+    out = RegionPaths(raw=paths.raw, tables=tmp_path / "tight")
+    with offline_mode():
+        build_region_from_raw(DEMO_REGION, out, parameters=BuildParameters(max_distance_m=5.0, years=(2019,)))
+    manifest = read_manifest(out.tables)
+    crashes = manifest["quality"]["crashes"]
+    assert crashes["dropped"]["unmatched"] > 20 and crashes["dropped"]["outside_years"] > 1000
+    assert set(read_table("accidents", out.tables)["year"].to_pylist()) == {2019}
+
+
+def _serve_and_download(fixtures, home: Path, *, faults=(), drop_columns=(), parts=("crashes",)):
+    paths = RegionPaths.for_region("DEMO", home)
+    with LoopbackPortal() as portal:
+        endpoints = fixtures.serve(portal, home / "scratch", drop_columns=drop_columns)
+        for path, fault in faults:
+            portal.inject(path, fault)
+        from gnnbench.io import loopback_allowed
+
+        with loopback_allowed():
+            download_region(DEMO_REGION, paths, endpoints=endpoints, parts=parts)
+        return paths, list(portal.requests)
+
+
+def test_downloads_survive_server_errors_rate_limits_and_truncated_pages(fixtures, tmp_path, monkeypatch):
+    import gnnbench.io.http as http
+
+    waits = []
+    monkeypatch.setattr(http, "_sleep", waits.append)
+    resource = f"/resource/{DEMO_DATASET_ID}.json"
+    paths, requests = _serve_and_download(fixtures, tmp_path, faults=[
+        (resource, Fault("status", 500)), (resource, Fault("status", 429, retry_after=2)),
+        (resource, Fault("truncate"))])
+    assert 2.0 in waits
+    hits = [path for method, path in requests if path.startswith(resource)]
+    assert len(hits) == 4  # three failures, then the single page
+    pages = json.loads((paths.crashes / "complete.json").read_text())["files"]
+    rows = json.loads((paths.crashes / pages[1]["path"]).read_text())
+    assert len(rows) == len(fixtures.crashes.rows)
+
+
+def test_a_portal_that_lost_a_column_fails_naming_it(fixtures, tmp_path):
+    paths, _ = _serve_and_download(fixtures, tmp_path, drop_columns=("latitude",), parts=("crashes", "network"))
+    with offline_mode(), pytest.raises(CrashSchemaError, match="latitude") as error:
+        build_region_from_raw(DEMO_REGION, paths)
+    assert "demo-c7sh-p00000.json" in str(error.value)
+
+
+def test_offline_mode_names_the_missing_raw_file(tmp_path):
+    paths = RegionPaths.for_region("DEMO", tmp_path)
+    with offline_mode(), pytest.raises(OfflineError, match="crash records of DEMO are missing"):
+        download_region(DEMO_REGION, paths, parts=("crashes",))
+    with pytest.raises(FileNotFoundError, match="road network .* is missing"):
+        build_region_from_raw(DEMO_REGION, paths)
+
+
+def test_a_finished_download_is_not_fetched_again(fixtures, tmp_path):
+    paths, first = _serve_and_download(fixtures, tmp_path, parts=("crashes",))
+    _, second = _serve_and_download(fixtures, tmp_path, parts=("crashes",))
+    assert first and not second
+
+
+def test_a_corrupted_raw_page_is_detected(demo_home, tmp_path):
+    paths = RegionPaths.for_region("DEMO", demo_home)
+    raw = tmp_path / "raw"
+    shutil.copytree(paths.raw, raw)
+    page = next(raw.glob("crashes/*-p00000.json"))
+    page.write_text(page.read_text().replace("Clear", "Clean", 1))
+    with offline_mode(), pytest.raises(ValueError, match="does not match the sha256"):
+        build_region_from_raw(DEMO_REGION, RegionPaths(raw=raw, tables=tmp_path / "t"))
+
+
+def test_manual_crash_files_build_the_same_accidents(demo_home, fixtures, tmp_path):
+    import csv
+
+    columns = fixtures.crashes.columns
+    export = tmp_path / "export.csv"
+    with export.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns.values()))
+        writer.writeheader()
+        for row in fixtures.crashes.rows:
+            writer.writerow({columns[key]: value for key, value in row.items()})
+    paths = RegionPaths.for_region("DEMO", demo_home)
+    out = RegionPaths(raw=paths.raw, tables=tmp_path / "manual")
+    with offline_mode():
+        build_region_from_raw(DEMO_REGION, out, crashes=[export])
+    assert (out.tables / "accidents.parquet").read_bytes() == (paths.tables / "accidents.parquet").read_bytes()
