@@ -18,7 +18,7 @@ def isolated_home(tmp_path, monkeypatch):
 
 def test_quickstart(tmp_path, capsys):
     root = tmp_path / "data"
-    assert main(["quickstart", "--root", str(root)]) == 0
+    assert main(["quickstart", "--root", str(root), "--road-root", str(tmp_path / "road")]) == 0
     out = capsys.readouterr().out
     assert f"gnnbench {__version__} quickstart" in out and "'bfs'" in out
     lines = out.splitlines()
@@ -33,7 +33,11 @@ def test_quickstart(tmp_path, capsys):
     processed = root / "algorithmic_reasoning" / "bfs" / "processed"
     assert str(processed) in out
     assert len(list(processed.glob("*.npz"))) == 3
-    assert not (tmp_path / "home").exists()
+    assert "96 intersections, 325 directed road segments, 48 months" in out
+    assert "crash records: read 2140, kept 2000" in out and "speed-limit heuristic" in out
+    assert (tmp_path / "road" / "tables" / "DEMO" / "manifest.json").exists()
+    home = tmp_path / "home"
+    assert not home.exists() or {path.name for path in home.iterdir()} <= {"numba"}  # compiled kernels only
 
 
 def test_quickstart_other_algorithm_and_bad_name(tmp_path, capsys):
