@@ -273,7 +273,8 @@ def _il_spaced(oid, icn, date_text, severity, lat=None, lon=None) -> dict[str, A
 
 def _il_camel(oid, icn, crash_date, severity, ts=(None, None), point=None) -> dict[str, Any]:
     """2020+ layers: camel names, ``TSCrashLatitude``/``TSCrashLongitude`` (blank without a location)."""
-    attributes = {"OBJECTID": oid, "ICN": icn, "CrashID": 900000 + oid, "CrashYr": 21, "CrashDate": crash_date,
+    attributes = {"OBJECTID": oid, "ICN": icn, "CrashID": 900000 + oid, "CrashYr": icn // 1000000 % 100,
+                  "CrashDate": crash_date,
                   "CrashSeverity": severity, "CrashInjurySeverity": "No injuries", "TSCrashCoordinateX": None,
                   "TSCrashCoordinateY": None, "TSCrashLatitude": ts[0], "TSCrashLongitude": ts[1]}
     return feature(attributes, *(point or (None, None)))

@@ -226,7 +226,9 @@ def _info_road(args: argparse.Namespace) -> int:
         print(f"  {name:13s} {table['rows']:>12,d} rows")
     parameters = manifest["parameters"]
     if parameters.get("splits"):
-        print("  splits: " + "; ".join(f"{k} {v[0]}-{v[-1]}" for k, v in parameters["splits"].items()))
+        splits = parameters["splits"]
+        print("  splits: " + "; ".join(f"{name} {splits[name][0]}-{splits[name][-1]}"
+                                       for name in ("train", "valid", "test") if name in splits))
     crashes = manifest["quality"].get("crashes") or manifest["quality"].get("accidents") or {}
     if crashes:
         print(f"  crash records: read {crashes.get('records_read', crashes.get('rows_read'))}, "
