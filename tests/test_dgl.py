@@ -43,3 +43,20 @@ def test_to_dgl_batches(tmp_path):
     batch = dgl.batch(graphs)
     assert batch.num_nodes() == 24
     assert batch.ndata["pi"].shape == (24,)
+
+
+def test_road_dgl_twin_has_the_same_content(tmp_path):
+    from gnnbench.datasets import RoadAccidentDataset
+    from gnnbench.datasets.dgl import RoadAccidentDGLDataset
+
+    pyg = RoadAccidentDataset(tmp_path, "DEMO", "accident_count")
+    twin = RoadAccidentDGLDataset(tmp_path, "DEMO", "accident_count")
+    assert len(twin) == 1 and twin.get_split() == pyg.get_split() and twin.months == pyg.months
+    static = twin[0]
+    src, dst = static.edges()
+    assert torch.equal(torch.stack([src, dst]), pyg[0].edge_index)
+    assert torch.equal(static.ndata["feat"], pyg[0].x) and torch.equal(static.edata["feat"], pyg[0].edge_attr)
+    for year, month in [(2018, 3), (2021, 11)]:
+        graph, data = twin.snapshot(year, month), pyg.snapshot(year, month)
+        assert torch.equal(graph.ndata["feat"], data.x)
+        assert torch.equal(graph.edata["label"], data.y) and torch.equal(graph.edata["eval_mask"], data.eval_mask)

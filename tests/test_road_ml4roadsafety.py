@@ -411,5 +411,26 @@ def test_fetch_release_flat_zip_and_missing_state(fixture, httpserver, tmp_path)
     cache = tmp_path / "cache"
     state_dir = fetch_release("MA", cache_dir=cache, server=httpserver.url_for(""), retry=FAST)
     assert state_dir == cache / "MA" and json.loads((cache / "MA.extracted.json").read_text())["file_id"] == 2
+    before = len(httpserver.log)
+    assert fetch_release("MA", cache_dir=cache, server=httpserver.url_for(""), retry=FAST, refresh=True) == state_dir
+    assert len(httpserver.log) == before + 1  # listed again; the cached zip still matches, so not re-downloaded
     with pytest.raises(DataverseError, match="IL.zip"):
         fetch_release("IL", cache_dir=cache, server=httpserver.url_for(""), retry=FAST)
+
+
+def test_imported_release_loads_as_a_dataset(fixture, tmp_path):
+    """The importer's tables feed RoadAccidentDataset(source="ml4roadsafety") with the release's monthly counts."""
+    from gnnbench.datasets import RoadAccidentDataset
+
+    home = tmp_path / "road"
+    state_dir = write_release(tmp_path / "raw", fixture)
+    import_release("MA", state_dir, home / "ml4roadsafety" / "tables" / "MA")
+    dataset = RoadAccidentDataset(home, "MA", task="accident_count", source="ml4roadsafety")
+    assert dataset[0].edge_index.shape[1] == len(fixture.edge_src)
+    assert dataset.get_split()["train"] == [] and dataset.get_split()["test"] == [
+        (year, month) for year in (2019, 2020) for month in (1, 2, 3)]  # MA's test years 2016-2022
+    table = _table(home / "ml4roadsafety" / "tables" / "MA", "accidents").to_pandas()
+    for (year, month), rows in table.groupby(["year", "month"]):
+        data = dataset.snapshot(int(year), int(month))
+        # each road segment is counted once, whichever direction the release listed the crash on
+        assert float(data.y[data.eval_mask].sum()) == rows["count"].sum()

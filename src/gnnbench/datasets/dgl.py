@@ -4,6 +4,8 @@ Each DGL item holds exactly the tensors of the PyTorch Geometric item: node fiel
 in ``g.ndata``, edge fields in ``g.edata`` (same edge order: every ordered pair,
 row-major), graph fields and ``num_steps`` in a dict returned beside the graph.
 Pointers stay per-graph node indices (``dgl.batch`` does not offset them).
+Road graphs keep node features in ``ndata["feat"]`` and edge features, labels and the
+evaluation mask in ``edata["feat"]``, ``edata["label"]`` and ``edata["eval_mask"]``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from ..algo.specs import SPECS, Location
 from .algorithmic_reasoning import AlgorithmicReasoningDataset
+from .road_accidents import RoadAccidentDataset
 
 
 def to_dgl(data: Any, algorithm: str) -> tuple[dgl.DGLGraph, dict[str, torch.Tensor]]:
@@ -60,3 +63,47 @@ class AlgorithmicReasoningDGLDataset(DGLDataset):
 
     def __len__(self) -> int:
         return len(self.source)
+
+
+def road_to_dgl(data: Any) -> dgl.DGLGraph:
+    """Convert a road graph or monthly snapshot (PyG ``Data``) to a DGL graph with the same tensors."""
+    graph = dgl.graph((data.edge_index[0], data.edge_index[1]), num_nodes=int(data.num_nodes))
+    graph.ndata["feat"] = data.x
+    graph.edata["feat"] = data.edge_attr
+    graph.edata["eval_mask"] = data.eval_mask
+    if getattr(data, "y", None) is not None:
+        graph.edata["label"] = data.y
+    return graph
+
+
+class RoadAccidentDGLDataset(DGLDataset):
+    """DGL view of :class:`~gnnbench.datasets.RoadAccidentDataset` (same arguments, same tables and cache):
+    ``dataset[0]`` is the static graph, ``snapshot(year, month)`` one month, ``get_split()`` the splits."""
+
+    def __init__(self, root: str | Path | None = None, state: str = "DEMO", task: str = "accident_occurrence", *,
+                 force_reload: bool = False) -> None:
+        self._source_args = (root, state, task)
+        self._force_reload = force_reload
+        super().__init__(name=f"gnnbench_road_{state}_{task}", verbose=False)
+
+    def process(self) -> None:
+        self.source = RoadAccidentDataset(*self._source_args, force_reload=self._force_reload)
+
+    def has_cache(self) -> bool:
+        return False  # the PyG dataset owns the cache; process() only opens it
+
+    def __getitem__(self, idx: int) -> dgl.DGLGraph:
+        return road_to_dgl(self.source[idx])
+
+    def __len__(self) -> int:
+        return 1
+
+    def snapshot(self, year: int, month: int | None = None) -> dgl.DGLGraph:
+        return road_to_dgl(self.source.snapshot(year, month))
+
+    def get_split(self) -> dict[str, list]:
+        return self.source.get_split()
+
+    @property
+    def months(self) -> list[tuple[int, int]]:
+        return self.source.months

@@ -20,6 +20,7 @@ from ..road.snapshots import SnapshotStore, write_snapshot_store
 logger = logging.getLogger(__name__)
 
 TASKS = ("accident_occurrence", "accident_count", "traffic_volume")
+SOURCES = ("build", "ml4roadsafety")
 
 
 class RoadAccidentDataset(Dataset):
@@ -36,9 +37,11 @@ class RoadAccidentDataset(Dataset):
     :class:`gnnbench.road.Evaluator` expects). :meth:`get_split` returns the months (or years,
     for traffic volume) of train/valid/test, ML4RoadSafety's year splits by default.
 
-    The tables come from ``gnnbench build road`` or ``gnnbench import ml4roadsafety`` under
-    ``root/tables/STATE``; ``root`` defaults to ``$GNNBENCH_HOME/road``. The demo region
-    (``state="DEMO"``) is generated and built offline on first use.
+    ``root`` is the road data directory (default ``$GNNBENCH_HOME/road``). With ``source="build"``
+    the tables come from ``gnnbench build road`` (``root/tables/STATE``); with
+    ``source="ml4roadsafety"`` from ``gnnbench import ml4roadsafety``
+    (``root/ml4roadsafety/tables/STATE``). The demo region (``state="DEMO"``) is generated and
+    built offline on first use.
 
     .. list-table:: STATS (demo region, seed 0)
         :header-rows: 1
@@ -56,12 +59,17 @@ class RoadAccidentDataset(Dataset):
     """
 
     def __init__(self, root: str | Path | None = None, state: str = "DEMO", task: str = "accident_occurrence", *,
-                 transform: Callable | None = None, force_reload: bool = False) -> None:
+                 source: str = "build", transform: Callable | None = None, force_reload: bool = False) -> None:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
         self.state = str(state).upper()
         self.task = task
+        self.source = source
         root = Path(root) if root is not None else gnnbench_home() / "road"
+        if source == "ml4roadsafety":
+            root = root / "ml4roadsafety"
         super().__init__(str(root), transform=transform, force_reload=force_reload)
         self.store = SnapshotStore(self.processed_dir)
         if self._stale():
@@ -91,6 +99,9 @@ class RoadAccidentDataset(Dataset):
     def download(self) -> None:
         from ..road.pipeline import build_demo
 
+        if self.source == "ml4roadsafety":
+            raise FileNotFoundError(f"no imported ML4RoadSafety tables for {self.state} under {self.raw_dir}; run "
+                                    f"`gnnbench import ml4roadsafety --state {self.state}`")
         if self.state != "DEMO":
             raise FileNotFoundError(
                 f"no road tables for {self.state} under {self.raw_dir}. Build them with `gnnbench download road "

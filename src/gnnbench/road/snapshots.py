@@ -39,7 +39,7 @@ def write_snapshot_store(tables_dir: str | os.PathLike, out_dir: str | os.PathLi
                          months: list[tuple[int, int]] | None = None) -> Path:
     """Convert the tables in ``tables_dir`` into the array layout in ``out_dir`` (written last: ``meta.json``).
 
-    ``months`` defaults to every month of the years in the build parameters.
+    ``months`` defaults to the months the manifest lists (imports), else every month of its years.
     """
     from .matching import segment_ids
 
@@ -67,23 +67,27 @@ def write_snapshot_store(tables_dir: str | os.PathLike, out_dir: str | os.PathLi
     arrays["segment"] = segment_ids(edges) if has_geometry else _reverse_twins(arrays["edge_index"])
 
     years = sorted(manifest["parameters"].get("years") or [])
+    if months is None and manifest["parameters"].get("months"):
+        months = [tuple(pair) for pair in manifest["parameters"]["months"]]  # an import lists the months it has
     if months is None:
         months = [(year, month) for year in years for month in range(1, 13)]
     arrays["months"] = np.array(months, dtype=np.int64).reshape(-1, 2)
     month_of = {tuple(pair): i for i, pair in enumerate(months)}
 
-    accidents = read_table("accidents", tables_dir)
-    position = np.array([month_of.get((y, m), -1) for y, m in zip(accidents["year"].to_pylist(),
-                                                                     accidents["month"].to_pylist())],
-                        dtype=np.int64)
-    inside = position >= 0
-    order = np.argsort(position[inside], kind="stable")
-    arrays["accident_ptr"] = np.concatenate([[0], np.cumsum(np.bincount(position[inside], minlength=len(months)))])
-    arrays["accident_edge"] = accidents["edge_id"].to_numpy()[inside][order].astype(np.int64)
-    arrays["accident_count"] = accidents["count"].to_numpy()[inside][order].astype(np.int32)
-    severity = np.stack([accidents[name].to_numpy(zero_copy_only=False) for name in SEVERITY_COLUMNS], axis=1) \
-        if accidents.num_rows and accidents["fatal"].null_count == 0 else np.zeros((0, 3))
-    arrays["accident_severity"] = (severity[inside][order] if len(severity) else np.zeros((0, 3))).astype(np.int32)
+    # Accidents per (month, segment): imports may list either direction of a two-way road, builds the canonical one.
+    accidents = read_table("accidents", tables_dir).to_pandas()
+    accidents["position"] = [month_of.get((y, m), -1) for y, m in zip(accidents["year"], accidents["month"])]
+    accidents = accidents[accidents["position"] >= 0]
+    accidents["segment"] = arrays["segment"][accidents["edge_id"].to_numpy()]
+    has_severity = bool(len(accidents)) and not accidents["fatal"].isna().any()
+    summed = ["count", *SEVERITY_COLUMNS] if has_severity else ["count"]
+    per_segment = accidents.groupby(["position", "segment"], sort=True)[summed].sum().reset_index()
+    arrays["accident_ptr"] = np.concatenate([[0], np.cumsum(np.bincount(per_segment["position"].to_numpy(),
+                                                                          minlength=len(months)))])
+    arrays["accident_edge"] = per_segment["segment"].to_numpy(np.int64)
+    arrays["accident_count"] = per_segment["count"].to_numpy(np.int32)
+    arrays["accident_severity"] = (per_segment[list(SEVERITY_COLUMNS)].to_numpy(np.int32) if has_severity
+                                   else np.zeros((0, 3), dtype=np.int32))
 
     weather_table = read_table("node_weather", tables_dir)
     weather = np.zeros((len(months), num_nodes, len(WEATHER_COLUMNS)), dtype=np.float32)

@@ -20,8 +20,15 @@ from typing import Any
 
 import pandas as pd
 
-from ...io import (OfflineError, arcgis_features, atomic_path, network_refused, sha256_file, socrata_columns,
-                   socrata_rows)
+from ...io import (
+    OfflineError,
+    arcgis_features,
+    atomic_path,
+    network_refused,
+    sha256_file,
+    socrata_columns,
+    socrata_rows,
+)
 from ..crashes import GEOMETRY_X, GEOMETRY_Y
 from ..states import StateEntry
 

@@ -46,8 +46,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ...io import OfflineError, RetryPolicy, file_lock, gnnbench_home, is_offline, safe_extract, sha256_file
+from ...io import (
+    OfflineError,
+    RetryPolicy,
+    atomic_path,
+    file_lock,
+    gnnbench_home,
+    is_offline,
+    safe_extract,
+    sha256_file,
+)
 from ..manifest import read_manifest, write_manifest
+from ..states import STATES
 from ..tables import SCHEMAS, TABLES, WEATHER_COLUMNS, write_table
 from .dataverse import DEFAULT_SERVER, ML4ROADSAFETY_DOI, DataverseError, dataset_url, download_file, list_files
 
@@ -136,9 +146,7 @@ def fetch_release(state: str, *, cache_dir: str | os.PathLike | None = None, doi
             if len(matches) > 1:
                 raise DataverseError(f"dataset {doi} on {server} lists {len(matches)} files named {wanted} "
                                      f"(ids {[entry.id for entry in matches]}); cannot choose one")
-            if refresh:
-                zip_path.unlink(missing_ok=True)
-                Path(f"{zip_path}.download.json").unlink(missing_ok=True)
+            # a cached zip is kept when it still matches the published checksum, else downloaded again
             record = download_file(matches[0], root, server=server, session=session, retry=retry,
                                    progress=progress)
             origin.update(record.to_dict(), file_id=matches[0].id,
@@ -146,7 +154,8 @@ def fetch_release(state: str, *, cache_dir: str | os.PathLike | None = None, doi
         _extract_state(zip_path, root, state)
         origin["path"] = str(zip_path)
         origin["zip_sha256"] = origin.get("sha256") or sha256_file(zip_path)
-        marker.write_text(json.dumps(origin, indent=2, sort_keys=True, default=str) + "\n")
+        with atomic_path(marker) as temporary:
+            temporary.write_text(json.dumps(origin, indent=2, sort_keys=True, default=str) + "\n")
         return state_dir
 
 
@@ -258,7 +267,8 @@ def import_release(state: str, state_dir: str | os.PathLike, out_dir: str | os.P
     release = read_release(state_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # tables being replaced are not a finished import
-    for name, table in release.tables().items():
+    tables = release.tables()
+    for name, table in tables.items():
         write_table(name, table, out_dir)
     sources = list(release.sources)
     marker = state_dir.parent / f"{state_dir.name}{_EXTRACTED_SUFFIX}"
@@ -277,6 +287,13 @@ def import_release(state: str, state_dir: str | os.PathLike, out_dir: str | os.P
         "degree": "distinct neighbours, ignoring direction and self-loops",
         "length_unit": "m",
     }
+    years = sorted({int(year) for name in ("accidents", "node_weather")
+                    for year in tables[name].column("year").to_pylist()})
+    parameters["years"] = years
+    parameters["months"] = sorted({(int(y), int(m)) for name in ("accidents", "node_weather")
+                                   for y, m in zip(tables[name].column("year").to_pylist(),
+                                                   tables[name].column("month").to_pylist())})
+    parameters["splits"] = STATES[state].splits if state in STATES else None
     write_manifest(out_dir, kind=IMPORT_KIND, state=state, parameters=parameters, sources=sources,
                    tables=TABLES, quality=release.quality)
     log.info("imported ML4RoadSafety %s from %s into %s (%d nodes, %d edges, %d accident rows)", state, state_dir,
