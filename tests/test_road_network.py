@@ -14,15 +14,22 @@ from gnnbench.road.centrality import betweenness
 from gnnbench.road.demo.region import generate_network
 from gnnbench.road.geo import project, utm_epsg
 from gnnbench.road.matching import SegmentIndex, segment_ids
-from gnnbench.road.sources.osm import (HIGHWAY_CLASSES, edge_classes, highway_class, load_osm_xml, network_tables,
-                                       parse_lanes, parse_maxspeed)
+from gnnbench.road.sources.osm import (
+    HIGHWAY_CLASSES,
+    edge_classes,
+    highway_class,
+    load_osm_xml,
+    network_tables,
+    parse_lanes,
+    parse_maxspeed,
+)
 from gnnbench.road.tables import TableError, conform, read_table, write_table
 
 
 @pytest.mark.parametrize(("value", "expected"), [
     ("50", 50.0), ("30 mph", 30 * 1.609344), ("30mph", 30 * 1.609344), ("50;70", 70.0), ("50|60", 60.0),
-    (["40", "25 mph"], 25 * 1.609344), ("10 knots", 18.52), ("60 km/h", 60.0), ("none", math.nan), ("signals", math.nan),
-    ("RU:urban", math.nan), (None, math.nan), (float("nan"), math.nan), ("", math.nan)])
+    (["40", "25 mph"], 25 * 1.609344), ("10 knots", 18.52), ("60 km/h", 60.0), ("none", math.nan),
+    ("signals", math.nan), ("RU:urban", math.nan), (None, math.nan), (float("nan"), math.nan), ("", math.nan)])
 def test_maxspeed_is_parsed_to_kmh(value, expected):
     result = parse_maxspeed(value)
     assert (math.isnan(result) and math.isnan(expected)) or result == pytest.approx(expected)

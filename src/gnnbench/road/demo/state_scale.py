@@ -23,8 +23,11 @@ Nothing here is real data. :func:`generate_state_scale` draws, with vectorised n
 * optionally the network as an osmnx GraphML file, so the build's ``network_stage`` can be run on it.
 
 Betweenness is left null in the generated ``nodes`` table unless ``betweenness_sources`` is given
-(the sampled estimate over 300k nodes takes minutes on two cores; the build-memory benchmark times
-it separately through :func:`gnnbench.road.sources.osm.node_table`).
+(256 sampled sources over the 300k-node graph add about 11 s on two cores); the build-memory
+benchmark computes and times it as part of the network stage, which it runs on the GraphML file.
+
+The benchmarks use :func:`benchmark_region`: :data:`FULL_SIZES` (the state scale) or
+:data:`QUICK_SIZES` (a CI smoke run), generated once into a work directory and reused.
 
 The output is cached: a directory holding ``state_scale.json`` with the same parameters is reused.
 """
@@ -85,6 +88,10 @@ BAD_KINDS = ("missing_coordinates", "zero_coordinates", "swapped_lat_lon", "outs
              "duplicate", "unmatched")
 
 
+FULL_SIZES = {"num_nodes": 300_000, "num_edges": 700_000, "num_crashes": 3_000_000}
+QUICK_SIZES = {"num_nodes": 20_000, "num_edges": 46_000, "num_crashes": 200_000}
+
+
 @dataclass
 class StateScaleRegion:
     """Where :func:`generate_state_scale` put everything, and what the build must report."""
@@ -105,9 +112,11 @@ class StateScaleRegion:
         return list(self.parameters["years"])
 
     def crash_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(lon, lat, canonical edge it was drawn on) of the good crashes."""
+        """(lon, lat, canonical edge it was drawn on) of every crash the build map-matches: the good ones,
+        then those placed far from every road (edge -1), which must come out unmatched."""
         with np.load(self.points) as data:
-            return data["lon"], data["lat"], data["edge"]
+            return (np.concatenate([data["lon"], data["far_lon"]]), np.concatenate([data["lat"], data["far_lat"]]),
+                    np.concatenate([data["edge"], np.full(len(data["far_lon"]), -1, dtype=np.int64)]))
 
 
 def state_scale_entry(bbox: tuple[float, float, float, float], years: tuple[int, ...]) -> StateEntry:
@@ -183,16 +192,16 @@ def generate_state_scale(directory: str | os.PathLike, *, num_nodes: int = 300_0
     paths = _write_crash_files(crash_dir, crashes, crash_files, rng)
     points = directory / "crash_points.npz"
     good = crashes["good"]
-    np.savez(points, lon=crashes["lon"][:good], lat=crashes["lat"][:good],
-             edge=network["canonical"][crashes["segment"]])
+    np.savez(points, lon=crashes["lon"], lat=crashes["lat"], edge=network["canonical"][crashes["segment"]],
+             far_lon=crashes["far_lon"], far_lat=crashes["far_lat"])
 
     periods = [(int(year), month) for year in years for month in range(1, 13)]
     weather, missing = _weather(rng, len(network["lon"]), periods)
     aadt = _aadt(rng, network, tuple(years))
     accidents = _truth_accidents(network, crashes)
     _write_other_tables(tables_dir, network, accidents, weather, missing, periods, aadt)
-    from ..tables import TABLES
     from ..manifest import write_manifest
+    from ..tables import TABLES
 
     write_manifest(tables_dir, kind="synthetic-state-scale", state=STATE_SCALE_CODE,
                    parameters={"years": list(region.years) or [int(y) for y in years], "splits": region.splits,
@@ -210,12 +219,19 @@ def generate_state_scale(directory: str | os.PathLike, *, num_nodes: int = 300_0
     stats = {"nodes": int(len(network["lon"])), "edges": int(len(network["src"])),
              "segments": int(len(network["seg_u"])), "one_way_segments": int(network["seg_oneway"].sum()),
              "crash_rows": int(crashes["rows"]), "good_crashes": int(good),
-             "accident_rows": int(len(accidents["edge"])), "bbox": list(region.bbox)}
-    record = {"parameters": parameters, "bbox": list(region.bbox), "stats": stats,
+             "accident_rows": int(len(accidents["edge"])), "bbox": [float(value) for value in region.bbox]}
+    record = {"parameters": parameters, "bbox": stats["bbox"], "stats": stats,
               "expected_quality": crashes["expected"], "crash_files": [path.name for path in paths],
               "network_file": str(network_file.relative_to(directory)) if network_file else None}
     marker.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return _from_record(directory, record)
+
+
+def benchmark_region(work: str | os.PathLike, *, quick: bool = False, **options: Any) -> StateScaleRegion:
+    """The region the road benchmarks run on, generated into ``work/full`` or ``work/quick`` and reused."""
+    sizes = QUICK_SIZES if quick else FULL_SIZES
+    options = {**sizes, "graphml": True, "release": True, **options}  # one cache serves all three benchmarks
+    return generate_state_scale(Path(work) / ("quick" if quick else "full"), **options)
 
 
 def _from_record(directory: Path, record: dict[str, Any]) -> StateScaleRegion:
@@ -445,6 +461,7 @@ def _crashes(rng: np.random.Generator, network: dict[str, np.ndarray], num_crash
     bad_date = kind == BAD_KINDS.index("unparseable_date")
     expected = {"records_read": rows, "kept": good, **{name: per_kind for name in BAD_KINDS}}
     return {"rows": rows, "good": good, "segment": segment, "lon": lon[:good], "lat": lat[:good],
+            "far_lon": lon[good:], "far_lat": lat[good:],
             "row_lat": row_lat, "row_lon": row_lon, "missing": missing, "bad_date": bad_date,
             "when": when[copies], "severity": severity[copies], "copies": copies,
             "county": (px[copies.clip(max=good - 1)] > np.median(px)).astype(np.int64) +
