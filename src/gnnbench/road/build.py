@@ -87,7 +87,8 @@ def crash_stage(region: StateEntry, files: Sequence[str | os.PathLike], *, root:
     quality = CrashQuality()
     frames = []
     for name, raw in read_crash_files(files, root=root):
-        kept, file_quality = normalise_crashes(raw, region, source_file=name, years=years)
+        portal_page = name.endswith(".json")  # downloaded pages keep the portal's full schema
+        kept, file_quality = normalise_crashes(raw, region, source_file=name, years=years, strict=portal_page)
         quality.merge(file_quality)
         frames.append(kept)
     if not frames:

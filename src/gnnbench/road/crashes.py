@@ -57,6 +57,7 @@ class CrashQuality:
     dropped: dict[str, int] = field(default_factory=lambda: {reason: 0 for reason in DROP_REASONS})
     examples: dict[str, list[str]] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def drop(self, reason: str, frame: pd.DataFrame, mask: np.ndarray) -> None:
         """Count ``frame[mask]`` as dropped for ``reason`` and remember a few examples."""
@@ -80,6 +81,7 @@ class CrashQuality:
             mine = self.examples.setdefault(reason, [])
             mine.extend(rows[: max(0, _EXAMPLES - len(mine))])
         self.files.update(other.files)
+        self.notes.extend(other.notes)
 
     def check(self) -> None:
         """Raise if any record is unaccounted for."""
@@ -93,17 +95,19 @@ class CrashQuality:
         return {"records_read": self.records_read, "kept": self.kept,
                 "dropped": {reason: count for reason, count in self.dropped.items()},
                 "examples": {reason: rows for reason, rows in sorted(self.examples.items())},
-                "files": dict(sorted(self.files.items()))}
+                "files": dict(sorted(self.files.items())), "notes": list(self.notes)}
 
 
 def normalise_crashes(raw: pd.DataFrame, state: StateEntry, *, source_file: str,
-                      years: Sequence[int] | None = None) -> tuple[pd.DataFrame, CrashQuality]:
+                      years: Sequence[int] | None = None, strict: bool = True) -> tuple[pd.DataFrame, CrashQuality]:
     """Map one raw file's records into the common schema; return the kept crashes and the accounting.
 
     ``raw`` holds the records with their original column names (and, for sources with point
     geometry, ``__geometry_x``/``__geometry_y`` in WGS84). Rows outside ``years`` (when given)
     are dropped as ``outside_years``. Duplicates are only detected within this file; use
-    :func:`drop_duplicates` over the concatenation of all files.
+    :func:`drop_duplicates` over the concatenation of all files. ``strict`` (portal downloads)
+    requires the id and severity columns; otherwise (files exported by hand) a missing id column
+    gives composite ids and a missing severity column unknown severity, each noted in the report.
     """
     mapping = state.columns
     frame = pd.DataFrame({"source_file": np.full(len(raw), source_file, dtype=object),
@@ -130,7 +134,7 @@ def normalise_crashes(raw: pd.DataFrame, state: StateEntry, *, source_file: str,
     quality.drop("outside_state", frame, outside)
     keep &= ~outside
 
-    year, month, day, stamp = _dates(raw, mapping, source_file)
+    year, month, day, stamp = _dates(raw, mapping, source_file, state.timezone)
     bad_date = keep & ((year < _FIRST_YEAR) | (year > pd.Timestamp.now().year + 1))
     quality.drop("unparseable_date", frame, bad_date)
     keep &= ~bad_date
@@ -140,8 +144,8 @@ def normalise_crashes(raw: pd.DataFrame, state: StateEntry, *, source_file: str,
         keep &= ~wanted
 
     frame["year"], frame["month"], frame["day"] = year, month, day
-    frame["severity"] = _severity(raw, mapping, source_file)
-    frame["crash_id"] = _crash_ids(raw, mapping, source_file, stamp, lat, lon)
+    frame["severity"] = _severity(raw, mapping, source_file, quality, strict)
+    frame["crash_id"] = _crash_ids(raw, mapping, source_file, stamp, lat, lon, quality, strict)
     kept = frame.loc[keep, list(CRASH_COLUMNS)].reset_index(drop=True)
     kept = kept.astype({"year": np.int16, "month": np.int8, "day": np.int8})
     return kept, quality
@@ -205,7 +209,7 @@ def _inside(lat: np.ndarray, lon: np.ndarray, bbox: tuple[float, float, float, f
         return (lon >= lon_min) & (lon <= lon_max) & (lat >= lat_min) & (lat <= lat_max)
 
 
-def _dates(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str):
+def _dates(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str, timezone: str):
     """(year, month, day, timestamp text) per row; unparseable dates give year 0."""
     n = len(raw)
     if mapping.date_format == "year+month_name":
@@ -218,7 +222,7 @@ def _dates(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str):
         stamp = pd.Series([f"{y:04d}-{m:02d}" for y, m in zip(year, month)], dtype=object)
         return year, month, np.zeros(n, dtype=np.int64), stamp
     column = raw[resolve_column(raw, mapping.date[0], "date", source_file)]
-    parsed = _parse_dates(column, mapping.date_format)
+    parsed = _parse_dates(column, mapping.date_format, timezone)
     good = parsed.notna().to_numpy()
     year = np.where(good, parsed.dt.year.to_numpy(dtype=np.float64, na_value=0), 0).astype(np.int64)
     month = np.where(good, parsed.dt.month.to_numpy(dtype=np.float64, na_value=0), 0).astype(np.int64)
@@ -227,27 +231,37 @@ def _dates(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str):
     return year, month, day, stamp
 
 
-def _parse_dates(column: pd.Series, date_format: str) -> pd.Series:
-    """Naive timestamps (local wall-clock as published); NaT where nothing parses."""
+def _parse_dates(column: pd.Series, date_format: str, timezone: str) -> pd.Series:
+    """Naive local timestamps; NaT where nothing parses.
+
+    Values are taken as the published wall-clock time, except ISO texts ending in ``Z`` (UTC),
+    which are converted to the state's ``timezone`` before the date is taken.
+    """
     if date_format == "epoch_ms":
         numbers = pd.to_numeric(column, errors="coerce")
+        numbers = numbers.where(numbers.abs() >= 1e11)  # smaller numbers are not epoch ms (e.g. 20130105)
         if numbers.notna().any():
             parsed = pd.to_datetime(numbers, unit="ms", errors="coerce")
             rest = numbers.isna() & column.notna()
             if rest.any():
-                parsed[rest] = _parse_text_dates(column[rest])
+                parsed[rest] = _parse_text_dates(column[rest], timezone)
             return parsed
-        return _parse_text_dates(column)
+        return _parse_text_dates(column, timezone)
     if date_format == "yyyymmdd":
         return pd.to_datetime(column.astype(str).str.slice(0, 8), format="%Y%m%d", errors="coerce")
     if date_format in ("auto", "iso"):
-        return _parse_text_dates(column)
+        return _parse_text_dates(column, timezone)
     return pd.to_datetime(column.astype(str).str.strip(), format=date_format, errors="coerce")
 
 
-def _parse_text_dates(column: pd.Series) -> pd.Series:
+def _parse_text_dates(column: pd.Series, timezone: str) -> pd.Series:
     """Try the known portal formats one after another, vectorised; numbers like 20150118 are YYYYMMDD."""
     text = column.astype(str).str.strip()
+    utc = text.str.fullmatch(r"\d{4}-\d{2}-\d{2}T[\d:.]+Z")
+    if utc.any():  # instants in UTC: the local date is what counts
+        instants = pd.to_datetime(text[utc], utc=True, errors="coerce", format="ISO8601")
+        text = text.copy()
+        text[utc] = instants.dt.tz_convert(timezone).dt.strftime("%Y-%m-%dT%H:%M:%S").fillna("NaT")
     text = text.where(~text.str.fullmatch(r"\d{8}(\.0)?"), text.str.slice(0, 8))
     result = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns]")
     todo = column.notna() & (text != "") & ~text.isin(["NA", "nan", "None", "NaT"])
@@ -264,10 +278,17 @@ def _parse_text_dates(column: pd.Series) -> pd.Series:
     return result
 
 
-def _severity(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str) -> np.ndarray:
-    if not mapping.severity:
+def _severity(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str, quality: CrashQuality,
+              strict: bool) -> np.ndarray:
+    present = [name for name in mapping.severity if name in raw.columns]
+    if mapping.severity and strict:
+        present = [resolve_column(raw, mapping.severity, "severity", source_file)]
+    if not present:
+        if mapping.severity:  # e.g. a hand-made export without the portal's severity column
+            quality.notes.append(f"{source_file}: no severity column ({', '.join(mapping.severity)}); "
+                                 f"its crashes count as severity unknown")
         return np.full(len(raw), "unknown", dtype=object)
-    column = raw[resolve_column(raw, mapping.severity, "severity", source_file)]
+    column = raw[present[0]]
     values = pd.Series(column.astype(str).str.strip().str.upper().str.removesuffix(".0"), dtype=object)
     codes, uniques = pd.factorize(values)
     table = np.array([mapping.severity_values.get(value, "unknown") for value in uniques] + ["unknown"],
@@ -276,9 +297,16 @@ def _severity(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str) -> np
     return table[codes]
 
 
-def _crash_ids(raw, mapping: ColumnMapping, source_file: str, stamp: pd.Series, lat, lon) -> np.ndarray:
-    if mapping.crash_id:
-        column = raw[resolve_column(raw, mapping.crash_id, "crash id", source_file)]
+def _crash_ids(raw, mapping: ColumnMapping, source_file: str, stamp: pd.Series, lat, lon,
+               quality: CrashQuality, strict: bool) -> np.ndarray:
+    present = [name for name in mapping.crash_id if name in raw.columns]
+    if mapping.crash_id and strict:
+        present = [resolve_column(raw, mapping.crash_id, "crash id", source_file)]
+    elif mapping.crash_id and not present:
+        quality.notes.append(f"{source_file}: no crash id column ({', '.join(mapping.crash_id)}); "
+                             f"composite ids of time and place are used")
+    if present:
+        column = raw[present[0]]
         text = column.astype(str).str.strip().str.removesuffix(".0")
         missing = column.isna() | (text == "") | text.isin(["nan", "None", "NA"])
         if missing.any():  # a record without an id gets a composite one

@@ -154,8 +154,9 @@ _ENTRIES = [
             years=(2015, 2024),
             licence="Iowa DOT terms of use (service may change without notice); no open licence found"),
         columns=ColumnMapping(
-            crash_id=("CRASH_KEY", "CASENUMBER"), date=(("CRASH_DATE",),), date_format="epoch_ms",
-            lat=("geometry",), lon=("geometry",), severity=("CSEV",),
+            crash_id=("CRASH_KEY", "CASENUMBER"), date=(("CRASH_DATE", "Date of Crash"),), date_format="epoch_ms",
+            lat=("geometry", "Latitude", "LATITUDE"), lon=("geometry", "Longitude", "LONGITUDE"),
+            severity=("CSEV",),
             severity_values={"1": "fatal", "2": "injury", "3": "injury", "4": "injury", "5": "property_damage"}),
         _splits=_splits((2013, 2016), (2017, 2019), (2020, 2022)),
         osm_extract_url=_GEOFABRIK.format("iowa"),

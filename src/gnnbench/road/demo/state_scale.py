@@ -55,7 +55,7 @@ STATE_SCALE_EPSG = 32619           # WGS84 / UTM zone 19N (central meridian 69 W
 _ORIGIN_M = (350_000.0, 3_930_000.0)  # south-west corner of the grid (easting, northing): about 36.3 N, 70.7 W
 _BBOX_MARGIN_DEG = 0.1
 MARKER = "state_scale.json"
-FORMAT = 1
+FORMAT = 2
 
 _CLASSES = ("motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link", "secondary",
             "secondary_link", "tertiary", "tertiary_link", "unclassified", "residential")
