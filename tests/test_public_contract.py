@@ -79,3 +79,37 @@ def test_unknown_algorithm_lists_valid_names():
 def test_exports():
     for name in ("ALGORITHMS", "SPECS", "run_algorithm", "sample", "Trace", "TraceSet", "Evaluator"):
         assert hasattr(algo, name)
+
+
+# --------------------------------------------------------------------------- road (issue 3)
+
+ML4RS_SPLITS = {
+    "DE": ((2009, 2012), (2013, 2017), (2018, 2022)), "IA": ((2013, 2016), (2017, 2019), (2020, 2022)),
+    "IL": ((2012, 2014), (2015, 2017), (2018, 2021)), "MA": ((2002, 2008), (2009, 2015), (2016, 2022)),
+    "MD": ((2015, 2017), (2018, 2019), (2020, 2022)), "MN": ((2015, 2017), (2018, 2019), (2020, 2022)),
+    "MT": ((2016, 2017), (2018, 2018), (2019, 2020)), "NV": ((2016, 2017), (2018, 2018), (2019, 2020)),
+}
+
+
+@pytest.mark.parametrize("code", sorted(ML4RS_SPLITS))
+def test_road_state_registry_splits(code):
+    from gnnbench.road import STATES
+
+    assert set(STATES) == set(ML4RS_SPLITS)
+    expected = {name: list(range(first, last + 1))
+                for name, (first, last) in zip(("train", "valid", "test"), ML4RS_SPLITS[code])}
+    assert STATES[code].splits == expected and type(STATES[code].splits) is dict
+
+
+def test_road_dataset_and_evaluator_signatures():
+    import inspect
+
+    from gnnbench.datasets import RoadAccidentDataset
+    from gnnbench.road import Evaluator
+
+    parameters = list(inspect.signature(RoadAccidentDataset).parameters)
+    assert parameters[:3] == ["root", "state", "task"]
+    assert inspect.signature(RoadAccidentDataset).parameters["task"].default == "accident_occurrence"
+    assert callable(RoadAccidentDataset.get_split) and callable(RoadAccidentDataset.snapshot)
+    for task in ("accident_occurrence", "accident_count", "traffic_volume"):
+        assert Evaluator(task).task == task
