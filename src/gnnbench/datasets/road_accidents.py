@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, Dataset
 
+from ..io import file_lock
 from ..io.cache import gnnbench_home
 from ..road.manifest import read_manifest
 from ..road.snapshots import SnapshotStore, write_snapshot_store
@@ -110,11 +111,12 @@ class RoadAccidentDataset(Dataset):
         build_demo(home=Path(self.root))
 
     def process(self) -> None:
-        staging = Path(self.processed_dir + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        write_snapshot_store(self.raw_dir, staging)
-        shutil.rmtree(self.processed_dir, ignore_errors=True)
-        staging.rename(self.processed_dir)
+        with file_lock(self.processed_dir):  # two processes never write the same arrays
+            staging = Path(self.processed_dir + ".tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            write_snapshot_store(self.raw_dir, staging)
+            shutil.rmtree(self.processed_dir, ignore_errors=True)
+            staging.rename(self.processed_dir)
 
     def _stale(self) -> bool:
         return read_manifest(self.raw_dir)["tables"] != self.store.meta["tables"]

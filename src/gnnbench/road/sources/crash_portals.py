@@ -24,6 +24,7 @@ from ...io import (
     OfflineError,
     arcgis_features,
     atomic_path,
+    file_lock,
     network_refused,
     sha256_file,
     socrata_columns,
@@ -58,15 +59,18 @@ def fetch_crashes(state: StateEntry, raw_dir: str | os.PathLike, *, years: Seque
         raise OfflineError(f"offline mode: the crash records of {state.code} are missing ({done} does not exist); "
                            f"they come from {source.portal}")
     raw_dir.mkdir(parents=True, exist_ok=True)
-    if source.kind == "socrata":
-        records = _fetch_socrata(state, raw_dir, base_url=base_url, session=session, page_size=page_size)
-    elif source.kind == "arcgis":
-        records = _fetch_arcgis(state, raw_dir, years=years, base_url=base_url, session=session,
-                                page_size=page_size)
-    else:
-        raise ValueError(f"{state.code}: unknown crash source kind {source.kind!r}")
-    with atomic_path(done) as temporary:
-        temporary.write_text(json.dumps({"state": state.code, "files": records}, indent=1, sort_keys=True))
+    with file_lock(raw_dir):  # a second process waits, then finds the finished download
+        if done.exists():
+            return json.loads(done.read_text())["files"]
+        if source.kind == "socrata":
+            records = _fetch_socrata(state, raw_dir, base_url=base_url, session=session, page_size=page_size)
+        elif source.kind == "arcgis":
+            records = _fetch_arcgis(state, raw_dir, years=years, base_url=base_url, session=session,
+                                    page_size=page_size)
+        else:
+            raise ValueError(f"{state.code}: unknown crash source kind {source.kind!r}")
+        with atomic_path(done) as temporary:
+            temporary.write_text(json.dumps({"state": state.code, "files": records}, indent=1, sort_keys=True))
     return records
 
 
