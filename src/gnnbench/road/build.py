@@ -13,6 +13,7 @@ directory (atomically: a temporary directory renamed into place) under a file lo
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -77,8 +78,11 @@ class RegionPaths:
 def network_stage(network_file: str | os.PathLike, parameters: BuildParameters) -> tuple[pa.Table, pa.Table]:
     """The ``nodes`` and ``edges`` tables of a road network file."""
     graph = load_network(network_file)
-    return network_tables(graph, betweenness_sources=parameters.betweenness_sources, seed=parameters.seed,
-                          exact_below=parameters.betweenness_exact_below)
+    tables = network_tables(graph, betweenness_sources=parameters.betweenness_sources, seed=parameters.seed,
+                            exact_below=parameters.betweenness_exact_below)
+    del graph
+    gc.collect()  # networkx graphs hold reference cycles: free the gigabytes of a state graph now
+    return tables
 
 
 def crash_stage(region: StateEntry, files: Sequence[str | os.PathLike], *, root: str | os.PathLike | None = None,

@@ -265,7 +265,7 @@ def _parse_text_dates(column: pd.Series, timezone: str) -> pd.Series:
     text = text.where(~text.str.fullmatch(r"\d{8}(\.0)?"), text.str.slice(0, 8))
     result = pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns]")
     todo = column.notna() & (text != "") & ~text.isin(["NA", "nan", "None", "NaT"])
-    for date_format in _DATE_FORMATS:
+    for date_format in _formats_by_fit(text[todo]):
         if not todo.any():
             break
         parsed = pd.to_datetime(text[todo], format=date_format, errors="coerce")
@@ -276,6 +276,14 @@ def _parse_text_dates(column: pd.Series, timezone: str) -> pd.Series:
             result.loc[hit[hit].index] = parsed[hit].astype("datetime64[ns]")
             todo.loc[hit[hit].index] = False
     return result
+
+
+def _formats_by_fit(text: pd.Series, sample_size: int = 1000) -> list[str]:
+    """The known formats, those that parse most of a sample first (a file usually has one format)."""
+    sample = text.head(sample_size)
+    hits = {date_format: int(pd.to_datetime(sample, format=date_format, errors="coerce").notna().sum())
+            for date_format in _DATE_FORMATS}
+    return sorted(_DATE_FORMATS, key=lambda date_format: -hits[date_format])
 
 
 def _severity(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str, quality: CrashQuality,

@@ -208,7 +208,6 @@ def generate_state_scale(directory: str | os.PathLike, *, num_nodes: int = 300_0
                                "seed": int(seed), "generator": "gnnbench.road.demo.state_scale"},
                    sources=[], tables=TABLES, quality={"crashes": crashes["expected"]})
 
-    release_dir = directory / "release" / STATE_SCALE_CODE
     if release:
         _write_release(directory / "release", network, accidents, weather, missing, periods, aadt, tuple(years))
     network_file = None
