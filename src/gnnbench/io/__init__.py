@@ -1,49 +1,35 @@
-"""Files, caches and downloads shared by every gnnbench component."""
+"""Files, caches and downloads shared by every gnnbench component.
 
-from .archive import UnsafeArchiveError, safe_extract
-from .cache import gnnbench_home
-from .files import atomic_path, sha256_file
-from .http import (
-    ChecksumError,
-    DownloadError,
-    DownloadRecord,
-    OfflineError,
-    RetryPolicy,
-    download,
-    get,
-    get_json,
-    is_offline,
-    loopback_allowed,
-    make_session,
-    network_refused,
-    offline_mode,
-    set_offline,
-)
-from .lock import file_lock
-from .paginate import arcgis_features, socrata_columns, socrata_rows
+The HTTP layer (``requests``, ``tqdm``) is imported on first use, so that caches and atomic
+files work in environments without it (e.g. the CLRS-30 reference environment).
+"""
 
-__all__ = [
-    "ChecksumError",
-    "DownloadError",
-    "DownloadRecord",
-    "OfflineError",
-    "RetryPolicy",
-    "UnsafeArchiveError",
-    "arcgis_features",
-    "atomic_path",
-    "download",
-    "file_lock",
-    "get",
-    "get_json",
-    "gnnbench_home",
-    "is_offline",
-    "loopback_allowed",
-    "make_session",
-    "network_refused",
-    "offline_mode",
-    "safe_extract",
-    "set_offline",
-    "sha256_file",
-    "socrata_columns",
-    "socrata_rows",
-]
+from importlib import import_module
+from typing import Any
+
+from .cache import gnnbench_home as gnnbench_home
+from .files import atomic_path as atomic_path, sha256_file as sha256_file
+
+_LAZY = {
+    "UnsafeArchiveError": "archive", "safe_extract": "archive",
+    "ChecksumError": "http", "DownloadError": "http", "DownloadRecord": "http", "OfflineError": "http",
+    "RetryPolicy": "http", "download": "http", "get": "http", "get_json": "http", "is_offline": "http",
+    "loopback_allowed": "http", "make_session": "http", "network_refused": "http", "offline_mode": "http",
+    "set_offline": "http",
+    "file_lock": "lock",
+    "arcgis_features": "paginate", "socrata_columns": "paginate", "socrata_rows": "paginate",
+}
+
+__all__ = sorted(["atomic_path", "gnnbench_home", "sha256_file", *_LAZY])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
