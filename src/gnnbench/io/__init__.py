@@ -8,7 +8,8 @@ from importlib import import_module
 from typing import Any
 
 from .cache import gnnbench_home as gnnbench_home
-from .files import atomic_path as atomic_path, sha256_file as sha256_file
+from .files import atomic_path as atomic_path
+from .files import sha256_file as sha256_file
 
 _LAZY = {
     "UnsafeArchiveError": "archive", "safe_extract": "archive",
