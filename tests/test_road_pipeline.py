@@ -173,3 +173,9 @@ def test_manual_crash_files_build_the_same_accidents(demo_home, fixtures, tmp_pa
     with offline_mode():
         build_region_from_raw(DEMO_REGION, out, crashes=[export])
     assert (out.tables / "accidents.parquet").read_bytes() == (paths.tables / "accidents.parquet").read_bytes()
+
+
+def test_weather_needs_the_network_first(tmp_path):
+    paths = RegionPaths.for_region("DEMO", tmp_path)
+    with pytest.raises(FileNotFoundError, match="download the network first"):
+        download_region(DEMO_REGION, paths, parts=("weather",))

@@ -81,7 +81,11 @@ def _node_positions(paths: RegionPaths, osm_file, parameters: BuildParameters) -
     """Node coordinates for choosing weather stations (the network must be downloaded first)."""
     from .sources.osm import load_network
 
-    graph = load_network(osm_file or paths.network / NETWORK_FILE)
+    network_file = Path(osm_file or paths.network / NETWORK_FILE)
+    if not network_file.exists():
+        raise FileNotFoundError(f"weather stations are chosen by the road network's nodes, but {network_file} is "
+                                f"missing: download the network first (or pass --osm)")
+    graph = load_network(network_file)
     ids = sorted(graph.nodes)
     return pa.table({"node_id": list(range(len(ids))), "lon": [float(graph.nodes[i]["x"]) for i in ids],
                      "lat": [float(graph.nodes[i]["y"]) for i in ids]})
