@@ -434,3 +434,43 @@ def test_imported_release_loads_as_a_dataset(fixture, tmp_path):
         data = dataset.snapshot(int(year), int(month))
         # each road segment is counted once, whichever direction the release listed the crash on
         assert float(data.y[data.eval_mask].sum()) == rows["count"].sum()
+
+
+def test_import_command_through_a_loopback_dataverse_with_faults(fixture, tmp_path, monkeypatch, capsys):
+    """`gnnbench import ml4roadsafety` against the loopback portal imitating Dataverse: a 500, a truncated
+    body (resumed), then `gnnbench info road --source ml4roadsafety` on the result."""
+    import gnnbench.io.http as http
+    from gnnbench.cli import main
+    from gnnbench.io import loopback_allowed
+    from gnnbench.road.demo.server import Fault, LoopbackPortal
+
+    monkeypatch.setattr(http, "_sleep", lambda seconds: None)
+    payload = zip_release(write_release(tmp_path / "src", fixture), tmp_path / "MA.zip").read_bytes()
+    listing = {"status": "OK", "totalCount": 1, "data": [_entry(42, "MA.zip", payload)]}
+    home = tmp_path / "road"
+    with LoopbackPortal() as portal, loopback_allowed():
+        portal.add_json(FILES_PATH, listing)
+        portal.add_file("/api/access/datafile/42", payload, "application/zip")
+        portal.inject("/api/access/datafile/42", Fault("status", 500), Fault("truncate"))
+        assert main(["import", "ml4roadsafety", "--state", "MA", "--server", portal.url, "--home", str(home)]) == 0
+        ranges = [path for method, path in portal.requests if path.startswith("/api/access/datafile/42")]
+    assert len(ranges) == 3  # the 500, the truncated body, then the resumed rest
+    assert main(["info", "road", "--state", "MA", "--source", "ml4roadsafety", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert "MA (ml4roadsafety-import" in out and "accidents" in out
+
+
+def test_a_corrupted_release_download_is_refused(fixture, tmp_path, monkeypatch):
+    import gnnbench.io.http as http
+    from gnnbench.io import loopback_allowed
+    from gnnbench.road.demo.server import Fault, LoopbackPortal
+
+    monkeypatch.setattr(http, "_sleep", lambda seconds: None)
+    payload = zip_release(write_release(tmp_path / "src", fixture), tmp_path / "MA.zip").read_bytes()
+    with LoopbackPortal() as portal, loopback_allowed():
+        portal.add_json(FILES_PATH, {"status": "OK", "totalCount": 1, "data": [_entry(7, "MA.zip", payload)]})
+        portal.add_file("/api/access/datafile/7", payload, "application/zip")
+        portal.inject("/api/access/datafile/7", Fault("corrupt"), Fault("corrupt"))
+        with pytest.raises(ChecksumError, match="MA.zip"):
+            fetch_release("MA", cache_dir=tmp_path / "cache", server=portal.url, retry=FAST)
+    assert not (tmp_path / "cache" / "MA").exists() and not (tmp_path / "cache" / "MA.zip").exists()

@@ -133,6 +133,8 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
     ml4rs.add_argument("--release-dir", type=Path, default=None,
                        help="an extracted release state directory (skips the download)")
     ml4rs.add_argument("--doi", default=None, help="Dataverse DOI (default: doi:10.7910/DVN/V71K5R)")
+    ml4rs.add_argument("--server", default=None,
+                       help="Dataverse installation (default: https://dataverse.harvard.edu)")
     ml4rs.add_argument("--home", **home)
     ml4rs.set_defaults(handler=_import_ml4roadsafety)
 
@@ -203,11 +205,13 @@ def _build_road(args: argparse.Namespace) -> int:
 
 
 def _import_ml4roadsafety(args: argparse.Namespace) -> int:
+    from .road.sources.dataverse import DEFAULT_SERVER
     from .road.sources.ml4roadsafety import ML4ROADSAFETY_DOI, fetch_release, import_release
 
     state = args.state.upper()
     root = _road_home(args) / "ml4roadsafety"
-    state_dir = args.release_dir or fetch_release(state, cache_dir=root / "raw", doi=args.doi or ML4ROADSAFETY_DOI)
+    state_dir = args.release_dir or fetch_release(state, cache_dir=root / "raw", doi=args.doi or ML4ROADSAFETY_DOI,
+                                                  server=args.server or DEFAULT_SERVER)
     out = import_release(state, state_dir, root / "tables" / state)
     print(f"{state}: imported tables at {out}")
     return 0
