@@ -179,3 +179,25 @@ def test_weather_needs_the_network_first(tmp_path):
     paths = RegionPaths.for_region("DEMO", tmp_path)
     with pytest.raises(FileNotFoundError, match="download the network first"):
         download_region(DEMO_REGION, paths, parts=("weather",))
+
+
+def test_state_dot_counts_replace_a_years_hpms_volume(demo_home, tmp_path):
+    import json as _json
+
+    network = read_table("edges", RegionPaths.for_region("DEMO", demo_home).tables).to_pylist()
+    import shapely
+
+    first = shapely.from_wkb(network[0]["geometry"])
+    counts = tmp_path / "dot-2019.geojson"
+    counts.write_text(_json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": _json.loads(shapely.to_geojson(first)), "properties": {"AADT": 1234}}]}))
+    paths = RegionPaths(raw=RegionPaths.for_region("DEMO", demo_home).raw, tables=tmp_path / "dot")
+    with offline_mode():
+        build_region_from_raw(DEMO_REGION, paths, volume_files={2019: counts})
+    volume = read_table("edge_volume", paths.tables).to_pandas()
+    in_2019 = volume[volume.year == 2019]
+    assert set(in_2019.source) == {"dot-2019.geojson 2019"} and 1234.0 in set(in_2019.aadt)
+    assert set(volume[volume.year == 2018].source) == {"HPMS 2018"}
+    with pytest.raises(ValueError, match="YEAR=GEOJSON"):
+        from gnnbench.cli import _aadt_files
+        _aadt_files(["2019:x.geojson"])

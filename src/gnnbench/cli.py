@@ -113,6 +113,9 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
                       help="crash files downloaded by hand (CSV, or a directory of them) instead of the portal "
                            "download; required for MN and MT")
     road.add_argument("--osm", type=Path, default=None, help="OSM XML extract (default: the downloaded network)")
+    road.add_argument("--aadt", action="append", default=[], metavar="YEAR=GEOJSON",
+                      help="traffic counts of a year (GeoJSON lines with an 'aadt' property, e.g. a state DOT's) "
+                           "to use instead of that year's HPMS download; repeatable")
     road.add_argument("--max-distance", type=float, default=50.0,
                       help="map-matching distance in metres (default: 50)")
     road.add_argument("--years", type=int, nargs="+", default=None, help="years (default: the state's splits)")
@@ -192,7 +195,7 @@ def _build_road(args: argparse.Namespace) -> int:
                                      years=tuple(args.years) if args.years else None)
         try:
             out = build_region_from_raw(entry, paths, crashes=args.crashes or (), osm_file=args.osm,
-                                        parameters=parameters)
+                                        parameters=parameters, volume_files=_aadt_files(args.aadt))
         except (FileNotFoundError, OSError) as error:
             if len(codes) == 1:
                 raise ValueError(str(error)) from None
@@ -202,6 +205,16 @@ def _build_road(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"gnnbench: skipped {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _aadt_files(values: list[str]) -> dict[int, Path]:
+    files = {}
+    for value in values:
+        year, separator, path = value.partition("=")
+        if not separator or not year.strip().isdigit():
+            raise ValueError(f"--aadt expects YEAR=GEOJSON, got {value!r}")
+        files[int(year)] = Path(path)
+    return files
 
 
 def _import_ml4roadsafety(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -124,8 +124,13 @@ def _write_sections(target: Path, sections: Sequence[Any], url: str) -> None:
 def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Sequence[str | os.PathLike] = (),
                           osm_file: str | os.PathLike | None = None,
                           parameters: BuildParameters = BuildParameters(),
-                          meteostat_url: str | None = None) -> Path:
-    """Build ``region``'s tables from what :func:`download_region` fetched (and/or user files), offline."""
+                          meteostat_url: str | None = None,
+                          volume_files: Mapping[int, str | os.PathLike] | None = None) -> Path:
+    """Build ``region``'s tables from what :func:`download_region` fetched (and/or user files), offline.
+
+    ``volume_files`` maps a year to a GeoJSON of road sections with an ``aadt`` property (e.g. a state
+    DOT's counts), used instead of that year's HPMS download.
+    """
     network_file = Path(osm_file) if osm_file else paths.network / NETWORK_FILE
     if not network_file.exists():
         raise FileNotFoundError(f"{region.code}: road network {network_file} is missing; run `gnnbench download "
@@ -153,11 +158,13 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
 
         tables, report = [], {}
         for year in years:
-            path = paths.raw / "volume" / f"hpms-{year}.geojson"
+            user_file = (volume_files or {}).get(year)
+            path = Path(user_file) if user_file else paths.raw / "volume" / f"hpms-{year}.geojson"
             if not path.exists():
-                report[str(year)] = {"skipped": f"{path.name} not downloaded"}
+                report[str(year)] = {"skipped": f"{path} not downloaded"}
                 continue
-            table, report[str(year)] = match_volume(edges, read_aadt_file(path), year=year, source=f"HPMS {year}",
+            source = f"{path.name} {year}" if user_file else f"HPMS {year}"
+            table, report[str(year)] = match_volume(edges, read_aadt_file(path), year=year, source=source,
                                                     epsg=region.utm_epsg,
                                                     max_distance_m=parameters.volume_max_distance_m)
             tables.append(table)
@@ -168,7 +175,7 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
         return pa.concat_tables(tables), report
 
     has_weather = (paths.raw / "weather" / "stations.db").exists()
-    has_volume = (paths.raw / "volume").exists()
+    has_volume = (paths.raw / "volume").exists() or bool(volume_files)
     return build_region(region, network_file=network_file, crash_paths=crash_paths, crash_root=crash_root,
                         out_dir=paths.tables, parameters=parameters, sources=raw_sources(paths.raw),
                         weather=weather if has_weather else None, volume=volume if has_volume else None)
