@@ -63,6 +63,10 @@ def test_manifest_records_sources_parameters_and_tables(demo_home):
     crash_pages = [source for source in manifest["sources"] if source["path"].endswith("-p00000.json")]
     assert crash_pages and crash_pages[0]["url"].endswith(f"/resource/{DEMO_DATASET_ID}.json")
     assert all(len(source["sha256"]) == 64 for source in manifest["sources"])
+    volume = manifest["quality"]["edge_volume"]["2018"]
+    assert volume["download"]["skipped_without_aadt_or_geometry"] == 0 and volume["download"]["sections"] == 7
+    weather = manifest["quality"]["node_weather"]
+    assert sum(weather["filled"]["tavg"].values()) == 96 * 48  # every node-month observed or filled
 
 
 def test_rebuilding_from_the_same_raw_files_gives_identical_tables(demo_home, tmp_path):

@@ -103,13 +103,14 @@ def _download_volume(region: StateEntry, paths: RegionPaths, years: Sequence[int
         base = endpoints.hpms or HPMS_BASE_URL
         layer = (hpms_layer_url(region.code, year, base_url=base) if region.code in STATES
                  else f"{base.rstrip('/')}/HPMS_FULL_{region.code}_{year}/FeatureServer/0")
-        sections = fetch_hpms_sections(region.code, year, layer_url=layer)
-        _write_sections(target, sections, layer)
-        fetched[year] = len(sections)
+        counts: dict[str, Any] = {}
+        sections = fetch_hpms_sections(region.code, year, layer_url=layer, report=counts)
+        _write_sections(target, sections, layer, counts)
+        fetched[year] = counts
     return fetched
 
 
-def _write_sections(target: Path, sections: Sequence[Any], url: str) -> None:
+def _write_sections(target: Path, sections: Sequence[Any], url: str, counts: dict[str, Any]) -> None:
     import shapely
 
     features = [{"type": "Feature", "geometry": json.loads(shapely.to_geojson(section.geometry)),
@@ -117,8 +118,8 @@ def _write_sections(target: Path, sections: Sequence[Any], url: str) -> None:
                                 "begin_point": section.begin_point, "end_point": section.end_point,
                                 "f_system": section.f_system}} for section in sections]
     with atomic_path(target) as temporary:
-        temporary.write_text(json.dumps({"type": "FeatureCollection", "source": url, "features": features},
-                                        sort_keys=True))
+        temporary.write_text(json.dumps({"type": "FeatureCollection", "source": url, "download": counts,
+                                         "features": features}, sort_keys=True))
 
 
 def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Sequence[str | os.PathLike] = (),
@@ -164,9 +165,11 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
                 report[str(year)] = {"skipped": f"{path} not downloaded"}
                 continue
             source = f"{path.name} {year}" if user_file else f"HPMS {year}"
+            downloaded = {} if user_file else json.loads(path.read_text()).get("download", {})
             table, report[str(year)] = match_volume(edges, read_aadt_file(path), year=year, source=source,
                                                     epsg=region.utm_epsg,
                                                     max_distance_m=parameters.volume_max_distance_m)
+            report[str(year)]["download"] = downloaded  # sections the layer served without AADT or geometry
             tables.append(table)
         if not tables:
             from .tables import SCHEMAS

@@ -117,12 +117,13 @@ def _polyline(paths: Any, where: str) -> Any:
 
 def fetch_hpms_sections(state: str, year: int, *, base_url: str = HPMS_BASE_URL, layer_url: str | None = None,
                         where: str = "1=1", session: requests.Session | None = None,
-                        retry: RetryPolicy | None = None) -> list[HpmsSection]:
+                        retry: RetryPolicy | None = None, report: dict[str, Any] | None = None) -> list[HpmsSection]:
     """All HPMS sections of ``state`` and ``year`` with their AADT, geometry in WGS84 (``outSR=4326``).
 
     ``layer_url`` overrides :func:`hpms_layer_url`. Field names are matched case-insensitively; a layer without
     ``aadt`` raises :class:`VolumeSourceError` naming the layer and its fields (the other fields are optional and
-    come back as None). Sections with a null or negative AADT or no geometry are skipped (logged).
+    come back as None). Sections with a null or negative AADT or no geometry are skipped (logged, and counted
+    in ``report`` when given).
     """
     url = (layer_url or hpms_layer_url(state, year, base_url=base_url)).rstrip("/")
     retry = retry or RetryPolicy()
@@ -163,6 +164,8 @@ def fetch_hpms_sections(state: str, year: int, *, base_url: str = HPMS_BASE_URL,
                 sections.append(section)
     if skipped:
         logger.info("HPMS layer %s: skipped %d sections without AADT or geometry", url, skipped)
+    if report is not None:  # the caller keeps the count of skipped sections with its records
+        report.update(layer=url, sections=len(sections), skipped_without_aadt_or_geometry=skipped)
     logger.info("HPMS layer %s: %d sections", url, len(sections))
     return sections
 
