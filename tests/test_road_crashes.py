@@ -31,7 +31,7 @@ def test_a_hand_made_export_without_id_or_severity_is_accepted_with_notes():
     assert kept[["month", "day"]].values.tolist() == [[1, 5], [1, 5], [2, 7]]
     assert any("no crash id column" in note for note in quality.notes)
     assert any("no severity column" in note for note in quality.notes)
-    kept = drop_duplicates(kept, quality, composite_ids=False)
+    kept = drop_duplicates(kept, quality, month_resolution=False)
     assert len(kept) == 2 and quality.to_dict()["dropped"]["duplicate"] == 1
     with pytest.raises(CrashSchemaError, match="severity"):
         normalise_crashes(raw, STATES["IA"], source_file="page.json", strict=True)
@@ -60,7 +60,7 @@ def test_accounting_holds_for_every_reason_at_once():
         "LONGITUDE": ["-75.5", "-75.5", "-75.5", "-75.5", "39.1", "-75.5", "-75.5", "-75.5"],
         "CRASH CLASSIFICATION DESCRIPTION": ["Fatality Crash"] * 8})
     kept, quality = normalise_crashes(raw, STATES["DE"], source_file="f.csv", years=[2019])
-    kept = drop_duplicates(kept, quality, composite_ids=False)
+    kept = drop_duplicates(kept, quality, month_resolution=False)
     report = quality.to_dict()
     assert report["records_read"] == 8 and report["kept"] == 1
     assert {reason: count for reason, count in report["dropped"].items() if count} == {

@@ -98,7 +98,7 @@ def crash_stage(region: StateEntry, files: Sequence[str | os.PathLike], *, root:
     if not frames:
         raise ValueError(f"{region.code}: no crash files given")
     crashes = pd.concat(frames, ignore_index=True)
-    crashes = drop_duplicates(crashes, quality, composite_ids=not region.columns.day_resolution)
+    crashes = drop_duplicates(crashes, quality, month_resolution=not region.columns.day_resolution)
     quality.check()
     return crashes, quality
 

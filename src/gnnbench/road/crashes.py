@@ -151,13 +151,13 @@ def normalise_crashes(raw: pd.DataFrame, state: StateEntry, *, source_file: str,
     return kept, quality
 
 
-def drop_duplicates(crashes: pd.DataFrame, quality: CrashQuality, *, composite_ids: bool) -> pd.DataFrame:
+def drop_duplicates(crashes: pd.DataFrame, quality: CrashQuality, *, month_resolution: bool) -> pd.DataFrame:
     """Drop repeated crash ids (keeping the first by source file and row), counting them as ``duplicate``.
 
-    Composite ids of month-resolution sources (no time of day) are not unique keys, so they
-    are never deduplicated.
+    Sources with ``month_resolution`` (no day or time, hence composite ids of month and place) have no
+    unique key, so their records are never deduplicated.
     """
-    if crashes.empty or composite_ids:
+    if crashes.empty or month_resolution:
         return crashes
     repeated = crashes.duplicated("crash_id", keep="first").to_numpy()
     quality.drop("duplicate", crashes, repeated)
