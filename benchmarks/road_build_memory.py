@@ -183,8 +183,9 @@ def feature_stages(region, recorder: _Recorder):
     import shapely
 
     from gnnbench.io import offline_mode
+    from gnnbench.road.demo.meteostat_files import write_meteostat_fixture
     from gnnbench.road.sources.traffic_volume import HpmsSection, match_volume
-    from gnnbench.road.sources.weather import monthly_weather, write_meteostat_fixture
+    from gnnbench.road.sources.weather import monthly_weather
     from gnnbench.road.tables import read_table
 
     cache = region.directory / "raw" / "weather"

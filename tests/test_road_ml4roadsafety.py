@@ -17,6 +17,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from gnnbench.io import ChecksumError, OfflineError, RetryPolicy, offline_mode, sha256_file  # noqa: E402
+from gnnbench.road.demo.release_fixture import (  # noqa: E402
+    expected_highway,
+    generate_release,
+    write_release,
+    write_release_fixture,
+    zip_release,
+)
 from gnnbench.road.manifest import read_manifest  # noqa: E402
 from gnnbench.road.sources.dataverse import (  # noqa: E402
     ML4ROADSAFETY_DOI,
@@ -35,13 +42,6 @@ from gnnbench.road.sources.ml4roadsafety import (  # noqa: E402
     identical_accident_files,
     import_release,
     read_release,
-)
-from gnnbench.road.sources.release_fixture import (  # noqa: E402
-    expected_highway,
-    generate_release,
-    write_release,
-    write_release_fixture,
-    zip_release,
 )
 from gnnbench.road.tables import WEATHER_COLUMNS  # noqa: E402
 

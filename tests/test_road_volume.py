@@ -15,15 +15,14 @@ pytest.importorskip("pytest_httpserver")
 from werkzeug import Response  # noqa: E402
 
 from gnnbench.io import DownloadError, RetryPolicy  # noqa: E402
+from gnnbench.road.demo.hpms_layers import hpms_fixture_response, write_hpms_fixture  # noqa: E402
 from gnnbench.road.sources.traffic_volume import (  # noqa: E402
     HpmsSection,
     VolumeSourceError,
     fetch_hpms_sections,
-    hpms_fixture_response,
     hpms_layer_url,
     match_volume,
     read_aadt_file,
-    write_hpms_fixture,
 )
 from gnnbench.road.tables import conform  # noqa: E402
 

@@ -16,15 +16,17 @@ pytest.importorskip("pyproj")
 from werkzeug import Response  # noqa: E402
 
 from gnnbench.io import OfflineError, RetryPolicy, offline_mode  # noqa: E402
+from gnnbench.road.demo.meteostat_files import (  # noqa: E402
+    write_daily_csv,
+    write_meteostat_fixture,
+    write_monthly_csv,
+    write_stations_db,
+)
 from gnnbench.road.sources.weather import (  # noqa: E402
     WeatherSourceError,
     load_stations,
     monthly_weather,
     nearest_stations,
-    write_daily_csv,
-    write_meteostat_fixture,
-    write_monthly_csv,
-    write_stations_db,
 )
 from gnnbench.road.tables import WEATHER_COLUMNS, conform  # noqa: E402
 

@@ -42,7 +42,7 @@ class DemoFixtures:
     def serve(self, portal: Any, scratch: Path, *, drop_columns: tuple[str, ...] = ()) -> Any:
         """Register every route on a running ``LoopbackPortal``; return the matching ``Endpoints``."""
         from ..pipeline import Endpoints
-        from ..sources.weather import write_meteostat_fixture
+        from .meteostat_files import write_meteostat_fixture
 
         portal.add_socrata(DEMO_DATASET_ID, self.crashes.rows, self.crashes.columns, drop_columns=drop_columns)
         portal.add_overpass(self.network.overpass_json(), prefix="/api")
