@@ -67,3 +67,14 @@ def test_accounting_holds_for_every_reason_at_once():
         "unparseable_date": 2, "missing_coordinates": 1, "zero_coordinates": 1, "swapped_lat_lon": 1,
         "outside_state": 1, "duplicate": 1}
     assert report["examples"]["swapped_lat_lon"] == ["f.csv:4"]
+
+
+def test_iowa_hub_csv_web_mercator_xy_is_reprojected():
+    lon, lat = np.array([-93.62, -91.53]), np.array([41.59, 41.66])
+    x, y = transform(lon, lat, "EPSG:4326", "EPSG:3857")
+    raw = pd.DataFrame({"X": x, "Y": y, "CRASH_KEY": ["1", "2"], "CRASH_DATE": ["2019/07/04 00:00:00+00"] * 2,
+                        "CSEV": ["5", "1"]})
+    kept, _ = normalise_crashes(raw, STATES["IA"], source_file="hub.csv")
+    np.testing.assert_allclose(kept["lon"], lon, atol=1e-7)
+    np.testing.assert_allclose(kept["lat"], lat, atol=1e-7)
+    assert kept["severity"].tolist() == ["property_damage", "fatal"] and kept["day"].tolist() == [4, 4]

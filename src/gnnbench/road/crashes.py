@@ -193,13 +193,14 @@ def _coordinates(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str) ->
     if lat_name == "geometry" or lon_name == "geometry":
         return _numeric(raw[GEOMETRY_Y]), _numeric(raw[GEOMETRY_X])
     lat, lon = _numeric(raw[lat_name]), _numeric(raw[lon_name])
-    if lat_name != "geometry" and GEOMETRY_X in raw.columns:
-        # Attribute coordinates may be blank where the geometry is present (and vice versa).
+    crs = mapping.column_crs.get(lon_name, mapping.crs)
+    if crs != WGS84:
+        lon, lat = transform(lon, lat, crs, WGS84)
+    if GEOMETRY_X in raw.columns:
+        # Attribute coordinates may be blank where the (WGS84) geometry is present.
         gap = ~np.isfinite(lat) | ~np.isfinite(lon)
         lat = np.where(gap, _numeric(raw[GEOMETRY_Y]), lat)
         lon = np.where(gap, _numeric(raw[GEOMETRY_X]), lon)
-    if mapping.crs != WGS84:
-        lon, lat = transform(lon, lat, mapping.crs, WGS84)
     return lat, lon
 
 

@@ -47,8 +47,9 @@ class ColumnMapping:
     ``date`` names the column(s) holding the crash date and ``date_format`` how to parse it:
     a ``strptime`` pattern, ``"iso"``, ``"epoch_ms"`` (ArcGIS), ``"yyyymmdd"`` (an integer),
     ``"auto"`` (pandas inference), or ``"year+month_name"`` (two columns, month resolution).
-    Coordinates are ``lat``/``lon`` in ``crs`` (WGS84 unless stated), or the geometry the
-    adapter requested in WGS84 (``"geometry"``). ``severity_values`` maps raw severity values
+    Coordinates are ``lat``/``lon`` in ``crs`` (WGS84 unless stated; ``column_crs`` names the CRS
+    of particular columns, e.g. a hub CSV's projected ``X``/``Y``), or the geometry the adapter
+    requested in WGS84 (``"geometry"``). ``severity_values`` maps raw severity values
     (compared upper-case, stripped) to ``fatal``/``injury``/``property_damage``; anything else is
     ``unknown``. ``crash_id=()`` means the source has none: a composite id is built from the
     timestamp and coordinates.
@@ -63,6 +64,7 @@ class ColumnMapping:
     severity: tuple[str, ...] = ()
     severity_values: Mapping[str, str] = field(default_factory=dict)
     day_resolution: bool = True
+    column_crs: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,8 @@ _ENTRIES = [
             licence="Iowa DOT terms of use (service may change without notice); no open licence found"),
         columns=ColumnMapping(
             crash_id=("CRASH_KEY", "CASENUMBER"), date=(("CRASH_DATE", "Date of Crash"),), date_format="epoch_ms",
-            lat=("geometry", "Latitude", "LATITUDE"), lon=("geometry", "Longitude", "LONGITUDE"),
+            lat=("geometry", "Latitude", "LATITUDE", "Y"), lon=("geometry", "Longitude", "LONGITUDE", "X"),
+            column_crs={"X": "EPSG:3857"},  # the hub CSV's X/Y are Web Mercator (reported; unverified)
             severity=("CSEV",),
             severity_values={"1": "fatal", "2": "injury", "3": "injury", "4": "injury", "5": "property_damage"}),
         _splits=_splits((2013, 2016), (2017, 2019), (2020, 2022)),
