@@ -1,0 +1,213 @@
+"""Hessian-based generalization bounds, each reported with every term next to the measured gap.
+
+Two bounds, both for a model ``W`` fine-tuned (or trained) from a starting point ``W0``:
+
+**Ju, Li and Zhang (ICML 2022)**, "Robust fine-tuning of deep neural networks with Hessian-based
+generalization bounds", Theorem 2.1: with probability at least 1 - delta, for any eps > 0,
+
+    L(W) <= (1 + eps) * L_train(W) + (1 + eps) * sqrt(C) * sum_i sqrt(H_i) / sqrt(n) + xi,
+
+    H_i = max over the data of  v_i^T H_i(x, y) v_i,   v_i = vec(W_i - W0_i),
+
+where ``H_i(x, y)`` is the Hessian of the loss on example (x, y) with respect to layer i's
+weights (the i-th diagonal block), ``C`` bounds the loss, ``n`` is the number of training
+examples and ``xi`` a lower-order term (O(n^-3/4)) that is not computed. Its trace form uses
+``v_i^T H_i v_i <= ||W_i - W0_i||_F^2 * Tr(H_i^+)`` (the positive part of H_i).
+
+**Trace-radius form** (used for GNNs, Ju, Li, Sharma and Zhang, AISTATS 2023):
+
+    gap <= max loss * sqrt( (sum_i T_i) * (sum_i r_i^2) / n ),
+    T_i = max over the data of Tr(H_i),  r_i = ||W_i - W0_i||_F.
+
+Approximations made here (also listed in every report's ``approximations``):
+
+* the maximum over the data is taken over **batches** (the loss of a batch is its mean loss), not
+  over single examples; pass batches of one example for the per-example maximum;
+* ``H_i`` is used in place of its positive part ``H_i^+`` (``Tr(H_i) <= Tr(H_i^+)``, and a quadratic
+  form can be negative, in which case its square root is taken as 0 and the report says how many);
+* traces are Hutchinson/Hutch++ estimates (their standard errors are reported);
+* ``C`` (the loss bound) defaults to the largest batch loss measured on the training data;
+* the lower-order term ``xi`` is omitted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class BoundReport:
+    """A bound, its terms, and the measured generalization gap beside it."""
+
+    name: str
+    formula: str
+    bound_on_gap: float            # the bound on test loss - train loss (without the (1 + eps) factor on train)
+    bound_on_test_loss: float      # the bound on the test loss
+    train_loss: float
+    test_loss: float | None
+    measured_gap: float | None     # test loss - train loss, measured
+    terms: dict[str, Any] = field(default_factory=dict)
+    approximations: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_APPROXIMATIONS = [
+    "maximum over batches in place of over single examples",
+    "H_i in place of its positive part H_i^+",
+    "loss bound C = largest training batch loss unless given",
+    "lower-order term xi omitted",
+]
+
+
+def ju_li_zhang(train_loss: float, quadratic_forms: Mapping[str, float], n: int, loss_bound: float,
+                epsilon: float = 0.1) -> tuple[float, float, int]:
+    """(bound on the test loss, its gap term, number of negative H_i set to 0) of the ICML 2022 bound."""
+    _check_positive(n=n, loss_bound=loss_bound)
+    if epsilon < 0:
+        raise ValueError(f"epsilon must be non-negative, got {epsilon}")
+    negative = sum(1 for value in quadratic_forms.values() if value < 0)
+    root_sum = sum(math.sqrt(max(value, 0.0)) for value in quadratic_forms.values())
+    gap_term = (1 + epsilon) * math.sqrt(loss_bound) * root_sum / math.sqrt(n)
+    return (1 + epsilon) * train_loss + gap_term, gap_term, negative
+
+
+def trace_radius(max_loss: float, traces: Mapping[str, float], radii: Mapping[str, float], n: int) -> float:
+    """max loss * sqrt((sum_i T_i) * (sum_i r_i^2) / n); negative trace sums are clipped at 0."""
+    _check_positive(n=n)
+    if set(traces) != set(radii):
+        raise ValueError(f"traces and radii name different layers: {sorted(set(traces) ^ set(radii))}")
+    total_trace = max(sum(traces.values()), 0.0)
+    return max_loss * math.sqrt(total_trace * sum(r * r for r in radii.values()) / n)
+
+
+def hessian_bound(model: torch.nn.Module, initial: Mapping[str, torch.Tensor] | torch.nn.Module,
+                  loss_fn: Callable[[Any], torch.Tensor], *, train_data: Iterable[Any], n: int,
+                  test_data: Iterable[Any] | None = None, epsilon: float = 0.1, loss_bound: float | None = None,
+                  form: str = "quadratic", parameters: Iterable[str] | None = None, num_matvecs: int = 100,
+                  method: str = "hutch++", seed: int = 0, strategy: str = "auto") -> BoundReport:
+    """The Ju-Li-Zhang bound of ``model`` against its start ``initial`` (a state dict or a model).
+
+    ``form="quadratic"`` uses H_i = max over batches of v_i^T H_i v_i (exact quadratic forms);
+    ``form="trace"`` uses ||W_i - W0_i||_F^2 * max over batches of Tr(H_i) (estimated).
+    ``loss_fn(batch)`` returns a batch's mean loss; ``n`` is the number of training examples.
+    """
+    from .estimators import quadratic_form, trace
+
+    if form not in ("quadratic", "trace"):
+        raise ValueError(f"form must be 'quadratic' or 'trace', got {form!r}")
+    train_data, test_data = list(train_data), (list(test_data) if test_data is not None else None)
+    direction = displacement(model, initial, parameters)
+    train_losses = _batch_losses(model, loss_fn, train_data)
+    train_loss = sum(train_losses) / len(train_losses)
+    bound_c = loss_bound if loss_bound is not None else max(train_losses)
+    terms: dict[str, Any] = {"n": n, "epsilon": epsilon, "loss_bound_C": bound_c, "form": form}
+    if form == "quadratic":
+        result = quadratic_form(model, loss_fn, direction, parameters=parameters, data=train_data, reduce="max",
+                                strategy=strategy)
+        per_layer = dict(result.per_layer)
+        terms["H_i"] = per_layer
+    else:
+        result = trace(model, loss_fn, method=method, num_matvecs=num_matvecs, per_layer=True, seed=seed,
+                       parameters=parameters, data=train_data, reduce="max", strategy=strategy)
+        radii = radii_squared(model, initial, result.per_layer)
+        per_layer = {name: radii[name] * value for name, value in result.per_layer.items()}
+        terms.update(max_trace_i=dict(result.per_layer), trace_stderr_i=dict(result.per_layer_stderr),
+                     radius_squared_i=radii, H_i=per_layer)
+    bound, gap_term, negative = ju_li_zhang(train_loss, per_layer, n, bound_c, epsilon)
+    terms.update(gap_term=gap_term, negative_H_i_set_to_zero=negative)
+    test_loss = _mean(_batch_losses(model, loss_fn, test_data)) if test_data else None
+    return BoundReport(
+        name="ju_li_zhang_2022" + ("_trace" if form == "trace" else ""),
+        formula="L(W) <= (1+eps) L_train(W) + (1+eps) sqrt(C) sum_i sqrt(H_i) / sqrt(n)",
+        bound_on_gap=bound - train_loss, bound_on_test_loss=bound, train_loss=train_loss, test_loss=test_loss,
+        measured_gap=None if test_loss is None else test_loss - train_loss, terms=terms,
+        approximations=list(_APPROXIMATIONS) + (["traces estimated stochastically"] if form == "trace" else []))
+
+
+def trace_radius_bound(model: torch.nn.Module, initial: Mapping[str, torch.Tensor] | torch.nn.Module,
+                       loss_fn: Callable[[Any], torch.Tensor], *, train_data: Iterable[Any], n: int,
+                       test_data: Iterable[Any] | None = None, max_loss: float | None = None,
+                       parameters: Iterable[str] | None = None, num_matvecs: int = 100, method: str = "hutch++",
+                       seed: int = 0, strategy: str = "auto") -> BoundReport:
+    """max loss * sqrt((sum_i T_i)(sum_i r_i^2) / n), with T_i = max over batches of Tr(H_i)."""
+    from .estimators import trace
+
+    train_data, test_data = list(train_data), (list(test_data) if test_data is not None else None)
+    train_losses = _batch_losses(model, loss_fn, train_data)
+    train_loss = _mean(train_losses)
+    result = trace(model, loss_fn, method=method, num_matvecs=num_matvecs, per_layer=True, seed=seed,
+                   parameters=parameters, data=train_data, reduce="max", strategy=strategy)
+    radii2 = radii_squared(model, initial, result.per_layer)
+    largest = max_loss if max_loss is not None else max(train_losses)
+    gap = trace_radius(largest, result.per_layer, {name: math.sqrt(value) for name, value in radii2.items()}, n)
+    test_loss = _mean(_batch_losses(model, loss_fn, test_data)) if test_data else None
+    return BoundReport(
+        name="trace_radius", formula="gap <= max loss * sqrt((sum_i T_i) (sum_i r_i^2) / n)",
+        bound_on_gap=gap, bound_on_test_loss=train_loss + gap, train_loss=train_loss, test_loss=test_loss,
+        measured_gap=None if test_loss is None else test_loss - train_loss,
+        terms={"n": n, "max_loss": largest, "T_i": dict(result.per_layer),
+               "T_i_stderr": dict(result.per_layer_stderr), "r_i_squared": radii2},
+        approximations=["maximum over batches in place of over single examples",
+                        "max loss = largest training batch loss unless given", "traces estimated stochastically"])
+
+
+def displacement(model: torch.nn.Module, initial: Mapping[str, torch.Tensor] | torch.nn.Module,
+                 parameters: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+    """``{name: W - W0}`` for the model's parameters (restricted to ``parameters`` names/prefixes)."""
+    start = dict(initial.named_parameters()) if isinstance(initial, torch.nn.Module) else dict(initial)
+    wanted = list(parameters) if parameters is not None else None
+    result = {}
+    for name, value in model.named_parameters():
+        if not value.requires_grad or (wanted is not None and not any(
+                name == item or name.startswith(item + ".") for item in wanted)):
+            continue
+        if name not in start:
+            raise KeyError(f"the initial weights have no parameter {name!r}")
+        if start[name].shape != value.shape:
+            raise ValueError(f"parameter {name!r}: initial shape {tuple(start[name].shape)} != "
+                             f"{tuple(value.shape)}")
+        result[name] = (value.detach() - start[name].detach().to(value.device, value.dtype))
+    return result
+
+
+def radii_squared(model: torch.nn.Module, initial: Mapping[str, torch.Tensor] | torch.nn.Module,
+                  layers: Iterable[str]) -> dict[str, float]:
+    """||W_i - W0_i||_F^2 per layer, with the operator's layer names: a module path (the parameters that
+    module owns directly; ``<root>`` for the model's own), a parameter name, or ``all``."""
+    moved = displacement(model, initial)
+    result = {}
+    for layer in layers:
+        members = [tensor for name, tensor in moved.items()
+                   if layer in ("all", name) or _owner(name) == layer]
+        if not members:
+            raise KeyError(f"no parameter belongs to layer {layer!r}")
+        result[layer] = float(sum(float(tensor.pow(2).sum()) for tensor in members))
+    return result
+
+
+def _owner(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else "<root>"
+
+
+def _batch_losses(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], batches) -> list[float]:
+    if not batches:
+        raise ValueError("no batches given")
+    with torch.no_grad():
+        return [float(loss_fn(batch)) for batch in batches]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")

@@ -1,0 +1,119 @@
+"""One JSON record (and optional plots) of a model's Hessian measurements, for harness runs and leaderboards.
+
+``report(model, loss_fn, data=...)`` measures per-layer traces, the top eigenvalues and the spectral
+density on the given batches, and, when the starting weights and held-out data are given, the
+Hessian-based bounds next to the measured generalization gap. Every setting and seed is recorded,
+so the record can be recomputed. Plots (per-layer trace bars, eigenvalue density) need matplotlib
+(``pip install "gnnbench[plots]"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+
+REPORT_FORMAT = 1
+
+
+def report(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], *, data: Iterable[Any],
+           initial: Mapping[str, torch.Tensor] | torch.nn.Module | None = None,
+           test_data: Iterable[Any] | None = None, n: int | None = None, parameters: Iterable[str] | None = None,
+           trace_method: str = "hutch++", num_matvecs: int = 99, top_k: int = 5, density_runs: int = 5,
+           density_steps: int = 40, seed: int = 0, strategy: str = "auto", path: str | os.PathLike | None = None,
+           plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Measure ``model`` on ``data`` (batches; ``loss_fn(batch)`` is a batch's mean loss) and return a JSON record.
+
+    Traces and eigenvalues are of the loss on the **first** batch unless stated: the per-layer traces are
+    reported as the mean and the maximum over all batches; eigenvalues and the density use the first batch.
+    With ``initial`` (the starting weights), ``test_data`` and ``n`` (training examples) the record also
+    holds both bounds of ``gnnbench.hessian.bounds``. ``path`` writes the JSON; ``plots_dir`` the figures.
+    """
+    from .bounds import hessian_bound, trace_radius_bound
+    from .estimators import eigenvalues, spectral_density, trace
+
+    batches = list(data)
+    if not batches:
+        raise ValueError("report needs at least one batch of data")
+    parameters = list(parameters) if parameters is not None else None
+    first = batches[0]
+    start = time.perf_counter()
+    settings = {"trace_method": trace_method, "num_matvecs": num_matvecs, "top_k": top_k,
+                "density_runs": density_runs, "density_steps": density_steps, "seed": seed, "strategy": strategy,
+                "parameters": parameters, "batches": len(batches)}
+    traces = {reduce: trace(model, loss_fn, method=trace_method, num_matvecs=num_matvecs, per_layer=True, seed=seed,
+                            parameters=parameters, data=batches, reduce=reduce, strategy=strategy).to_dict()
+              for reduce in ("mean", "max")}
+    top = eigenvalues(model, lambda: loss_fn(first), k=top_k, which="largest", seed=seed, parameters=parameters,
+                      strategy=strategy)
+    density = spectral_density(model, lambda: loss_fn(first), num_runs=density_runs, num_steps=density_steps,
+                               seed=seed, parameters=parameters, strategy=strategy)
+    record: dict[str, Any] = {
+        "format": REPORT_FORMAT, "gnnbench_version": __version__, "torch_version": torch.__version__,
+        "device": str(next(model.parameters()).device), "python": platform.python_version(),
+        "model": type(model).__name__, "settings": settings,
+        "trace": traces, "top_eigenvalues": [float(value) for value in top],
+        "spectral_density": {"grid": density.grid.tolist(), "density": density.density.tolist()},
+    }
+    if initial is not None and test_data is not None and n is not None:
+        test_batches = list(test_data)
+        record["bounds"] = {
+            "ju_li_zhang_2022": hessian_bound(model, initial, loss_fn, train_data=batches, test_data=test_batches,
+                                              n=n, parameters=parameters, strategy=strategy).to_dict(),
+            "trace_radius": trace_radius_bound(model, initial, loss_fn, train_data=batches, test_data=test_batches,
+                                               n=n, parameters=parameters, num_matvecs=num_matvecs,
+                                               method=trace_method, seed=seed, strategy=strategy).to_dict(),
+        }
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(record, indent=1, sort_keys=True, default=float) + "\n")
+    if plots_dir is not None:
+        plot(record, plots_dir)
+    return record
+
+
+def plot(record: Mapping[str, Any], directory: str | os.PathLike) -> list[Path]:
+    """Write ``per_layer_trace.png`` and ``eigenvalue_density.png`` for a report record."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:  # pragma: no cover - exercised only without the extra
+        raise ImportError('Hessian report plots need matplotlib: pip install "gnnbench[plots]"') from error
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    per_layer = record["trace"]["mean"]["per_layer"]
+    stderr = record["trace"]["mean"].get("per_layer_stderr") or {}
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.6 * len(per_layer) + 2), 3.5))
+    names = list(per_layer)
+    axis.bar(range(len(names)), [per_layer[name] for name in names],
+             yerr=[stderr.get(name) or 0.0 for name in names], capsize=3)
+    axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    axis.set_ylabel("Hessian trace (mean over batches)")
+    axis.set_title("Per-layer Hessian trace")
+    figure.tight_layout()
+    written.append(directory / "per_layer_trace.png")
+    figure.savefig(written[-1], dpi=120)
+    plt.close(figure)
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    density = record["spectral_density"]
+    axis.semilogy(density["grid"], [max(value, 1e-12) for value in density["density"]])
+    axis.set_xlabel("eigenvalue")
+    axis.set_ylabel("density")
+    axis.set_title("Hessian eigenvalue density (SLQ)")
+    figure.tight_layout()
+    written.append(directory / "eigenvalue_density.png")
+    figure.savefig(written[-1], dpi=120)
+    plt.close(figure)
+    return written

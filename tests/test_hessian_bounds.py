@@ -1,0 +1,142 @@
+"""Hessian-based bounds against exact dense Hessians, and the report record."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from gnnbench.hessian import bounds, report
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)).double()
+    initial = {name: value.detach().clone() for name, value in model.named_parameters()}
+    x = torch.randn(24, 3, dtype=torch.float64)
+    y = (x[:, 0] + 0.3 * torch.randn(24, dtype=torch.float64) > 0).long()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(60):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    train = [(x[i:i + 6], y[i:i + 6]) for i in range(0, 18, 6)]
+    test = [(x[18:], y[18:])]
+
+    def loss_fn(batch):
+        return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+    return model, initial, loss_fn, train, test
+
+
+def _exact_layer_terms(model, initial, loss_fn, batch):
+    """{layer: (v_i^T H_ii v_i, Tr H_ii)} for layers "0" and "2" (module groups) on one batch."""
+    names = [name for name, _ in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
+    sizes = [p.numel() for _, p in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+
+    def f(vector):
+        pieces = torch.split(vector, sizes)
+        params = {name: piece.reshape(shape) for name, piece, shape in zip(names, pieces, shapes)}
+        out = torch.func.functional_call(model, params, (batch[0],))
+        return torch.nn.functional.cross_entropy(out, batch[1])
+
+    hessian = torch.autograd.functional.hessian(f, flat)
+    v = torch.cat([(p.detach() - initial[n]).reshape(-1) for n, p in model.named_parameters()])
+    result, start = {}, 0
+    layer_sizes = {"0": sizes[0] + sizes[1], "2": sizes[2] + sizes[3]}
+    for layer, size in layer_sizes.items():
+        block = hessian[start:start + size, start:start + size]
+        piece = v[start:start + size]
+        result[layer] = (float(piece @ block @ piece), float(torch.trace(block)))
+        start += size
+    return result
+
+
+def test_formulas_by_hand():
+    bound, gap, negative = bounds.ju_li_zhang(0.5, {"a": 4.0, "b": 9.0, "c": -1.0}, n=100, loss_bound=4.0,
+                                              epsilon=0.1)
+    assert gap == pytest.approx(1.1 * 2.0 * (2.0 + 3.0) / 10.0) and negative == 1
+    assert bound == pytest.approx(1.1 * 0.5 + gap)
+    assert bounds.trace_radius(2.0, {"a": 3.0, "b": 1.0}, {"a": 1.0, "b": 2.0}, n=20) == pytest.approx(
+        2.0 * math.sqrt(4.0 * 5.0 / 20))
+    with pytest.raises(ValueError, match="different layers"):
+        bounds.trace_radius(1.0, {"a": 1.0}, {"b": 1.0}, n=2)
+    with pytest.raises(ValueError, match="n must be positive"):
+        bounds.ju_li_zhang(0.1, {"a": 1.0}, n=0, loss_bound=1.0)
+
+
+def test_quadratic_bound_uses_the_exact_max_over_batches(trained):
+    model, initial, loss_fn, train, test = trained
+    report_ = bounds.hessian_bound(model, initial, loss_fn, train_data=train, test_data=test, n=18)
+    exact = [_exact_layer_terms(model, initial, loss_fn, batch) for batch in train]
+    for layer in ("0", "2"):
+        assert report_.terms["H_i"][layer] == pytest.approx(max(terms[layer][0] for terms in exact), rel=1e-8)
+    train_losses = [float(loss_fn(batch)) for batch in train]
+    assert report_.train_loss == pytest.approx(sum(train_losses) / 3)
+    assert report_.terms["loss_bound_C"] == pytest.approx(max(train_losses))
+    assert report_.measured_gap == pytest.approx(float(loss_fn(test[0])) - report_.train_loss)
+    expected, _, _ = bounds.ju_li_zhang(report_.train_loss, report_.terms["H_i"], 18, max(train_losses), 0.1)
+    assert report_.bound_on_test_loss == pytest.approx(expected)
+    assert "maximum over batches in place of over single examples" in report_.approximations
+    json.dumps(report_.to_dict())
+
+
+def test_trace_forms_use_radius_times_max_trace(trained):
+    model, initial, loss_fn, train, test = trained
+    exact = [_exact_layer_terms(model, initial, loss_fn, batch) for batch in train]
+    radii = bounds.radii_squared(model, initial, ["0", "2"])
+    # blocks have 20 and 12 parameters: Hutch++ with 90 matvecs sketches 30 > block size, i.e. exact
+    report_ = bounds.hessian_bound(model, initial, loss_fn, train_data=train, n=18, form="trace", num_matvecs=90)
+    for layer in ("0", "2"):
+        max_trace = max(terms[layer][1] for terms in exact)
+        assert report_.terms["max_trace_i"][layer] == pytest.approx(max_trace, rel=1e-8)
+        assert report_.terms["H_i"][layer] == pytest.approx(radii[layer] * max_trace, rel=1e-8)
+    radius_report = bounds.trace_radius_bound(model, initial, loss_fn, train_data=train, test_data=test, n=18,
+                                              num_matvecs=90)
+    traces = {layer: max(terms[layer][1] for terms in exact) for layer in ("0", "2")}
+    largest = max(float(loss_fn(batch)) for batch in train)
+    expected = bounds.trace_radius(largest, traces, {k: math.sqrt(v) for k, v in radii.items()}, 18)
+    assert radius_report.bound_on_gap == pytest.approx(expected, rel=1e-8)
+
+
+def test_radii_follow_the_operator_layer_names():
+    from torch_geometric.nn import GCNConv
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = GCNConv(3, 4)
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+    model = Net()
+    start = {name: torch.zeros_like(value) for name, value in model.named_parameters()}
+    radii = bounds.radii_squared(model, start, ["conv.lin", "conv", "<root>"])
+    assert radii["conv.lin"] == pytest.approx(float(model.conv.lin.weight.pow(2).sum()))
+    assert radii["conv"] == pytest.approx(float(model.conv.bias.pow(2).sum()))
+    assert radii["<root>"] == pytest.approx(1.0)
+    with pytest.raises(KeyError, match="no parameter belongs"):
+        bounds.radii_squared(model, start, ["nothing"])
+    with pytest.raises(KeyError, match="conv.bias"):
+        bounds.displacement(model, {k: v for k, v in start.items() if k != "conv.bias"})
+    with pytest.raises(ValueError, match="shape"):
+        bounds.displacement(model, {**start, "scale": torch.zeros(2)})
+
+
+def test_report_record_and_plots(trained, tmp_path):
+    model, initial, loss_fn, train, test = trained
+    record = report(model, loss_fn, data=train, initial=initial, test_data=test, n=18, num_matvecs=30, top_k=3,
+                    density_runs=2, density_steps=10, path=tmp_path / "report.json", plots_dir=tmp_path / "plots")
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    assert on_disk["trace"]["max"]["per_layer"].keys() == {"0", "2"}
+    assert len(on_disk["top_eigenvalues"]) == 3 and on_disk["top_eigenvalues"] == sorted(
+        on_disk["top_eigenvalues"], reverse=True)
+    assert set(on_disk["bounds"]) == {"ju_li_zhang_2022", "trace_radius"}
+    assert on_disk["settings"]["seed"] == 0 and on_disk["settings"]["num_matvecs"] == 30
+    assert record["trace"]["mean"]["total"] == on_disk["trace"]["mean"]["total"]
+    assert (tmp_path / "plots" / "per_layer_trace.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "eigenvalue_density.png").stat().st_size > 1000
