@@ -140,3 +140,67 @@ def test_report_record_and_plots(trained, tmp_path):
     assert record["trace"]["mean"]["total"] == on_disk["trace"]["mean"]["total"]
     assert (tmp_path / "plots" / "per_layer_trace.png").stat().st_size > 1000
     assert (tmp_path / "plots" / "eigenvalue_density.png").stat().st_size > 1000
+
+
+SPEC = '''
+import torch
+
+torch.manual_seed(3)
+X = torch.randn(40, 3)
+Y = (X[:, 0] > 0).long()
+
+
+def build_model():
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+
+
+def loss(model, batch):
+    return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+
+
+def train_batches():
+    return [(X[i:i + 10], Y[i:i + 10]) for i in range(0, 30, 10)]
+
+
+def test_batches():
+    return [(X[30:], Y[30:])]
+
+
+num_train_examples = 30
+'''
+
+
+def test_hessian_report_command_measures_a_checkpoint(tmp_path, capsys):
+    from gnnbench.cli import main
+
+    spec = tmp_path / "spec.py"
+    spec.write_text(SPEC)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    torch.save(model.state_dict(), tmp_path / "initial.pt")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1)
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "trained.pt")
+    out = tmp_path / "record.json"
+    assert main(["hessian", "report", "--spec", str(spec), "--checkpoint", str(tmp_path / "trained.pt"),
+                 "--initial", str(tmp_path / "initial.pt"), "--out", str(out), "--num-matvecs", "12",
+                 "--top-k", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "Hessian trace" in printed and "ju_li_zhang_2022: bound on the gap" in printed
+    record = json.loads(out.read_text())
+    assert len(record["top_eigenvalues"]) == 2 and set(record["bounds"]) == {"ju_li_zhang_2022", "trace_radius"}
+    assert record["bounds"]["trace_radius"]["terms"]["n"] == 30
+    bad = tmp_path / "bad.py"
+    bad.write_text("def build_model():\n    pass\n")
+    assert main(["hessian", "report", "--spec", str(bad), "--checkpoint", str(tmp_path / "trained.pt")]) == 2
+    assert "does not define loss, train_batches" in capsys.readouterr().err
+    assert main(["hessian", "report", "--spec", str(spec), "--checkpoint", str(tmp_path / "none.pt")]) == 2
+
+
+def test_hessian_diffusion_command_on_the_demo_region(tmp_path, capsys):
+    from gnnbench.cli import main
+
+    assert main(["hessian", "diffusion", "--state", "DEMO", "--home", str(tmp_path / "road"), "--rule", "sum"]) == 0
+    out = capsys.readouterr().out
+    assert "sum: sigma_max" in out and "l=6" in out

@@ -30,8 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gnnbench",
-        description="Benchmark datasets for graph learning: CLRS-30-compatible algorithmic reasoning traces "
-                    "and road-accident graphs of eight US states (DE IA IL MD MA MN MT NV).")
+        description="Benchmark datasets for graph learning: CLRS-30-compatible algorithmic reasoning traces, "
+                    "road-accident graphs of eight US states (DE IA IL MD MA MN MT NV), and Hessian-based "
+                    "measurements of trained models.")
     parser.add_argument("--version", action="version", version=f"gnnbench {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -71,7 +72,80 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--force-reload", action="store_true", help="regenerate even if cached")
     generate.set_defaults(handler=_algo_generate)
     _road_parsers(commands)
+    _hessian_parsers(commands)
     return parser
+
+
+def _hessian_parsers(commands: argparse._SubParsersAction) -> None:
+    hessian = commands.add_parser("hessian", help="Hessian measurements of a trained model; graph diffusion spectra",
+                                  description="Hessian traces, eigenvalues, spectral density and generalization "
+                                              "bounds of a saved model, and diffusion spectra of road graphs.")
+    targets = hessian.add_subparsers(title="hessian commands", metavar="COMMAND")
+    hessian.set_defaults(handler=lambda args: _usage(hessian))
+    measure = targets.add_parser(
+        "report", help="measure a checkpoint (per-layer traces, top eigenvalues, density, bounds) into JSON",
+        description="Measure a saved model: per-layer Hessian traces (mean and max over batches), top eigenvalues, "
+                    "spectral density and, with --initial and test batches, the Hessian-based bounds beside the "
+                    "measured gap. The spec file defines build_model(), loss(model, batch), train_batches() and "
+                    "optionally test_batches() and num_train_examples (see gnnbench.hessian.spec).")
+    measure.add_argument("--spec", type=Path, required=True, help="Python file describing the model and data")
+    measure.add_argument("--checkpoint", type=Path, required=True, help="state dict of the trained model (.pt)")
+    measure.add_argument("--initial", type=Path, default=None,
+                         help="state dict of the starting weights (enables the bounds)")
+    measure.add_argument("--out", type=Path, default=Path("hessian_report.json"), help="JSON record to write")
+    measure.add_argument("--plots", type=Path, default=None, help="directory for the figures (needs matplotlib)")
+    measure.add_argument("--method", choices=("hutch++", "hutchinson"), default="hutch++")
+    measure.add_argument("--num-matvecs", type=int, default=99, help="Hessian-vector products per layer trace")
+    measure.add_argument("--top-k", type=int, default=5, help="number of top eigenvalues")
+    measure.add_argument("--seed", type=int, default=0)
+    measure.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    measure.set_defaults(handler=_hessian_report)
+    diffusion = targets.add_parser(
+        "diffusion", help="largest singular value of a road graph's diffusion matrix and depth factors",
+        description="sigma_max of the diffusion matrix (GCN normalisation, mean, or sum with self-loops) of a built "
+                    "road graph next to its maximum degree, and the factors sigma_max^(l-1) vs d^(l-1), l = 1..6.")
+    diffusion.add_argument("--state", required=True, help=_STATE_HELP)
+    diffusion.add_argument("--rule", choices=("gcn", "mean", "sum"), action="append",
+                           help="aggregation rule (repeatable; default: all three)")
+    diffusion.add_argument("--home", type=Path, default=None, help="road data directory")
+    diffusion.set_defaults(handler=_hessian_diffusion)
+
+
+def _hessian_report(args: argparse.Namespace) -> int:
+    from .hessian import report
+    from .hessian.spec import load_spec, load_state_dict
+
+    spec = load_spec(args.spec)
+    model = spec.model(args.checkpoint, args.device)
+    test = spec.test_batches()
+    record = report(model, spec.loss_fn(model), data=spec.train_batches(),
+                    initial=load_state_dict(args.initial) if args.initial else None, test_data=test,
+                    n=spec.num_train_examples, trace_method=args.method, num_matvecs=args.num_matvecs,
+                    top_k=args.top_k, seed=args.seed, path=args.out, plots_dir=args.plots)
+    trace_mean = record["trace"]["mean"]
+    print(f"Hessian trace (mean over batches): {trace_mean['total']:.6g} ± {trace_mean['stderr'] or 0:.2g}")
+    for layer, value in trace_mean["per_layer"].items():
+        print(f"  {layer}: {value:.6g}")
+    print("top eigenvalues: " + ", ".join(f"{value:.6g}" for value in record["top_eigenvalues"]))
+    for name, bound in (record.get("bounds") or {}).items():
+        print(f"{name}: bound on the gap {bound['bound_on_gap']:.4g}, measured gap {bound['measured_gap']:.4g}")
+    print(f"record written to {args.out}")
+    return 0
+
+
+def _hessian_diffusion(args: argparse.Namespace) -> int:
+    from .datasets import RoadAccidentDataset
+    from .hessian import diffusion_spectrum
+
+    graph = RoadAccidentDataset(args.home, args.state)[0]
+    for rule in args.rule or ("gcn", "mean", "sum"):
+        result = diffusion_spectrum(graph.edge_index, graph.num_nodes, rule)
+        print(f"{rule}: sigma_max {result.sigma_max:.6g}, max degree {result.max_degree}, "
+              f"{result.seconds:.2f} s ({result.method})")
+        for depth, factor in result.factors.items():
+            print(f"  l={depth}: sigma_max^(l-1) {factor['sigma_max^(l-1)']:.4g}  "
+                  f"d^(l-1) {factor['max_degree^(l-1)']:.4g}  ratio {factor['ratio']:.3g}")
+    return 0
 
 
 _STATE_HELP = "two-letter state code (DE IA IL MD MA MN MT NV), or DEMO for the synthetic demo region"
