@@ -163,10 +163,10 @@ def _generator(op: OperatorLike, seed: int | None, generator: torch.Generator | 
     return gen
 
 
-def _rademacher(n: int, d: int, gen: torch.Generator, device: torch.device) -> Tensor:
-    """``[n, d]`` independent signs ``+-1`` (float64)."""
-    signs = torch.randint(0, 2, (n, d), generator=gen, device=gen.device, dtype=_F64) * 2 - 1
-    return signs.to(device)
+def _rademacher(n: int, d: int, gen: torch.Generator, device: torch.device, dtype: torch.dtype = _F64) -> Tensor:
+    """``[n, d]`` independent signs ``+-1`` in ``dtype`` (drawn as bytes: exact in every float type)."""
+    bits = torch.randint(0, 2, (n, d), generator=gen, device=gen.device, dtype=torch.int8)
+    return (bits.to(device=device, dtype=dtype) * 2 - 1)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -176,19 +176,22 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 class _Probes:
-    """The ``total`` Rademacher rows of one block, drawn from ``gen`` in blocks of at most 16 rows as they are
-    taken, so that the draws do not depend on how rows are later chunked into products."""
+    """The ``total`` Rademacher rows of one block, drawn from ``gen`` one row at a time as they are taken, so that
+    the draws do not depend on how rows are later chunked into products (and a row stays in cache)."""
 
-    def __init__(self, gen: torch.Generator, size: int, total: int, device: torch.device, block: int = 16) -> None:
+    def __init__(self, gen: torch.Generator, size: int, total: int, device: torch.device, block: int = 1,
+                 dtype: torch.dtype = _F64) -> None:
         self.gen, self.size, self.left, self.device, self.block = gen, size, total, device, block
-        self.buffer = torch.empty(0, size, dtype=_F64, device=device)
+        self.dtype = dtype
+        self.buffer = torch.empty(0, size, dtype=dtype, device=device)
 
     def take(self, n: int) -> Tensor:
         while self.buffer.shape[0] < n:
             count = min(self.block, self.left)
             if count <= 0:
                 raise RuntimeError("more probes taken than drawn")
-            self.buffer = torch.cat([self.buffer, _rademacher(count, self.size, self.gen, self.device)])
+            fresh = _rademacher(count, self.size, self.gen, self.device, self.dtype)
+            self.buffer = torch.cat([self.buffer, fresh]) if self.buffer.shape[0] else fresh
             self.left -= count
         rows, self.buffer = self.buffer[:n], self.buffer[n:]
         return rows
@@ -221,7 +224,7 @@ def _stream_products(op: OperatorLike, groups: Sequence[GroupLike], counts: Sequ
             vectors[offset:offset + stop - first, groups[g].start:groups[g].stop] = rows.to(op.dtype)
             placed.append((g, first, stop, offset, rows))
             offset += stop - first
-        products = op.matmat(vectors).to(_F64)
+        products = op.matmat(vectors)  # the operator's dtype; consumers accumulate in float64
         for g, first, stop, offset, rows in placed:
             block = products[offset:offset + stop - first]
             sink(g, first, stop, rows, block if full else block[:, groups[g].start:groups[g].stop])
@@ -277,11 +280,11 @@ def _hutchinson(op: OperatorLike, groups: Sequence[GroupLike], m: int, gen: torc
                 chunk_size: int | None) -> tuple[list[float], list[float | None], int]:
     """``Tr(A) ~ (1/m) sum_k z_k^T A z_k`` with Rademacher ``z_k``, for each block ``A = H_gg``; probes are drawn as
     they are used (memory ``chunk_size * d``)."""
-    streams = [_Probes(gen, g.stop - g.start, m, op.device) for g in groups]
+    streams = [_Probes(gen, g.stop - g.start, m, op.device, dtype=op.dtype) for g in groups]
     samples = [torch.empty(m, dtype=_F64, device=op.device) for _ in groups]
 
     def sink(g: int, first: int, stop: int, rows: Tensor, products: Tensor) -> None:
-        samples[g][first:stop] = (rows * products).sum(dim=1)
+        samples[g][first:stop] = (rows * products).sum(dim=1, dtype=_F64)  # rows are +-1: exact products
 
     used = _stream_products(op, groups, [m] * len(groups), lambda g, a, b: streams[g].take(b - a), sink, chunk_size)
     stats = [_sample_stats(x) for x in samples]
@@ -336,7 +339,7 @@ def _hutch_plus_plus(op: OperatorLike, groups: Sequence[GroupLike], m: int, gen:
 
 def trace_of(op: OperatorLike, *, method: str = "hutchinson", num_matvecs: int = 100, per_layer: bool = True,
              seed: int | None = 0, generator: torch.Generator | None = None,
-             chunk_size: int | None = 32) -> TraceResult:
+             chunk_size: int | None | str = "auto") -> TraceResult:
     """Estimate ``Tr(H)`` and, with ``per_layer``, ``Tr(H_ii)`` of every group.
 
     ``method="hutchinson"``: ``(1/m) sum_k z_k^T A z_k``, Rademacher ``z_k`` (variance ``2 sum_{a != b} A_ab^2 / m``).
@@ -345,8 +348,12 @@ def trace_of(op: OperatorLike, *, method: str = "hutchinson", num_matvecs: int =
     ``num_matvecs`` products per block) when ``per_layer``, and then ``total = sum_i Tr(H_ii)`` with
     ``stderr = sqrt(sum_i se_i^2)``; otherwise ``A = H`` with ``num_matvecs`` products and ``per_layer == {}``.
     ``seed`` seeds a ``torch.Generator`` on the operator's device (``None``: random; the seed used is recorded);
-    ``generator`` overrides it. ``chunk_size``: rows per ``matmat`` call (``None``: all at once).
+    ``generator`` overrides it. ``chunk_size``: rows per ``matmat`` call (``None``: all at once; ``"auto"``: one
+    row at a time for operators that take probes one by one anyway (double backward on CPU), which keeps each
+    probe in cache, else 32).
     """
+    if chunk_size == "auto":
+        chunk_size = 1 if getattr(op, "batch_probes", None) is False else 32
     method = method.lower() if isinstance(method, str) else method
     if method == "hutchpp":
         method = "hutch++"
@@ -646,7 +653,7 @@ def _operators(model: torch.nn.Module, loss_fn: Callable[..., Tensor], data: Ite
 def trace(model: torch.nn.Module, loss_fn: Callable[..., Tensor], *, method: str = "hutchinson",
           num_matvecs: int = 100, per_layer: bool = True, seed: int | None = 0,
           parameters: Iterable[str] | None = None, groups: str = "module", data: Iterable[Any] | None = None,
-          reduce: str = "mean", strategy: str = "auto", chunk_size: int | None = 32) -> TraceResult:
+          reduce: str = "mean", strategy: str = "auto", chunk_size: int | None | str = "auto") -> TraceResult:
     """Estimated trace of the Hessian of ``loss_fn`` at ``model``'s weights, per layer and in total.
 
     See :func:`trace_of` for the estimators and the module docstring for the budget and ``data``/``reduce``.
