@@ -8,7 +8,8 @@ A spec file defines
 * optionally ``test_batches() -> Iterable`` and ``num_train_examples: int`` (for the bounds).
 
 Checkpoints are ``torch.save(model.state_dict())`` files (or dicts holding one under ``state_dict`` or
-``model``), loaded with ``weights_only=True``.
+``model``), loaded with ``weights_only=True``. With ``--device cuda`` the model is moved to the GPU;
+``loss`` must move each batch to ``next(model.parameters()).device`` itself.
 """
 
 from __future__ import annotations
