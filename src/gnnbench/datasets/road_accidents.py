@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -210,10 +209,3 @@ class RoadAccidentDataset(Dataset):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(state={self.state}, task={self.task}, months={len(self.months)})"
 
-
-def summary(dataset: RoadAccidentDataset) -> dict[str, Any]:
-    """Sizes and splits of a dataset, for `gnnbench info road` and the quickstart."""
-    static = dataset[0]
-    return {"state": dataset.state, "nodes": int(static.num_nodes), "edges": int(static.edge_index.shape[1]),
-            "months": len(dataset.months), "splits": {k: len(v) for k, v in dataset.get_split().items()},
-            "manifest": json.loads((Path(dataset.raw_dir) / "manifest.json").read_text())["tables"]}

@@ -99,14 +99,7 @@ def nso_gradient(model: torch.nn.Module, loss_fn: Callable[[], Tensor], *, sigma
 
     loss, total = _noise_stability(model, evaluate, trainable, perturbed, sigma=sigma, num_samples=num_samples,
                                    lam=lam, scale=scale, generator=generator)
-    with torch.no_grad():
-        for param, grad in zip(trainable, total):
-            if grad is None:
-                continue
-            if param.grad is None:
-                param.grad = grad
-            else:
-                param.grad.add_(grad)
+    _add_to_grad(trainable, total)
     return float(loss)
 
 
@@ -243,6 +236,18 @@ def _accumulate(total: list[Tensor | None], grads: list[Tensor | None], weight: 
                 total[index].add_(grad.detach(), alpha=weight)
 
 
+def _add_to_grad(params: list[Tensor], grads: list[Tensor | None]) -> None:
+    """Add ``grads`` to the parameters' ``.grad`` (as ``backward()`` does)."""
+    with torch.no_grad():
+        for param, grad in zip(params, grads):
+            if grad is None:
+                continue
+            if param.grad is None:
+                param.grad = grad
+            else:
+                param.grad.add_(grad)
+
+
 def _copy_back(buffers: list[Tensor], saved: list[Tensor]) -> None:
     with torch.no_grad():
         for buffer, original in zip(buffers, saved):
@@ -315,14 +320,7 @@ def trace_penalty(model: torch.nn.Module, loss_fn: Callable[[], Tensor], *, weig
                                                              retain_graph=True, allow_unused=True)), 1.0)
         if include_loss:
             _accumulate(total, list(torch.autograd.grad(loss, trainable, allow_unused=True)), 1.0)
-    with torch.no_grad():
-        for param, grad in zip(trainable, total):
-            if grad is None:
-                continue
-            if param.grad is None:
-                param.grad = grad
-            else:
-                param.grad.add_(grad)
+    _add_to_grad(trainable, total)
     return TracePenalty(loss=float(loss.detach()), trace=estimate)
 
 

@@ -32,10 +32,10 @@ from ..io import file_lock, gnnbench_home, sha256_file
 from .crashes import CrashQuality, drop_duplicates, normalise_crashes
 from .manifest import write_manifest
 from .matching import SegmentIndex
-from .sources.crash_portals import crash_files, read_crash_files
+from .sources.crash_portals import read_crash_files
 from .sources.osm import load_network, network_tables
 from .states import SEVERITIES, StateEntry
-from .tables import SEVERITY_COLUMNS, TABLES, write_table
+from .tables import SCHEMAS, SEVERITY_COLUMNS, TABLES, write_table
 
 log = logging.getLogger("gnnbench.road")
 
@@ -155,7 +155,7 @@ def build_region(region: StateEntry, *, network_file: str | os.PathLike, crash_p
         reports: dict[str, Any] = {"crashes": quality.to_dict(), "matching": matching}
         for name, stage in (("node_weather", weather), ("edge_volume", volume)):
             if stage is None:
-                tables[name] = _empty_table(name)
+                tables[name] = SCHEMAS[name].empty_table()
                 reports[name] = {"skipped": True}
             else:
                 tables[name], reports[name] = stage(nodes, edges, years)
@@ -175,17 +175,6 @@ def build_region(region: StateEntry, *, network_file: str | os.PathLike, crash_p
     log.info("%s: built %d nodes, %d edges, %d accident rows into %s", region.code, nodes.num_rows,
              edges.num_rows, accidents.num_rows, out_dir)
     return out_dir
-
-
-def default_crash_files(paths: RegionPaths) -> list[Path]:
-    """The page files of a finished portal download for a region."""
-    return crash_files(paths.crashes)
-
-
-def _empty_table(name: str) -> pa.Table:
-    from .tables import SCHEMAS
-
-    return SCHEMAS[name].empty_table()
 
 
 def _file_source(path: str | os.PathLike, role: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from .manifest import MANIFEST_NAME, read_manifest
 from .sources.crash_portals import crash_files, fetch_crashes
 from .sources.osm import fetch_overpass_network
 from .states import STATES, StateEntry
+from .tables import SCHEMAS
 
 log = logging.getLogger("gnnbench.road")
 NETWORK_FILE = "network.graphml"
@@ -172,8 +173,6 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
             report[str(year)]["download"] = downloaded  # sections the layer served without AADT or geometry
             tables.append(table)
         if not tables:
-            from .tables import SCHEMAS
-
             return SCHEMAS["edge_volume"].empty_table(), report
         return pa.concat_tables(tables), report
 

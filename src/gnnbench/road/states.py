@@ -103,7 +103,9 @@ def _years(first: int, last: int) -> tuple[int, ...]:
     return tuple(range(first, last + 1))
 
 
-def _splits(train: tuple[int, int], valid: tuple[int, int], test: tuple[int, int]):
+def year_splits(train: tuple[int, int], valid: tuple[int, int],
+                test: tuple[int, int]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The ``_splits`` of a :class:`StateEntry` from inclusive (first, last) year ranges."""
     return (("train", _years(*train)), ("valid", _years(*valid)), ("test", _years(*test)))
 
 
@@ -143,7 +145,7 @@ _ENTRIES = [
                              "PERSONAL INJURY CRASH": "injury", "3": "injury",
                              "PROPERTY DAMAGE ONLY": "property_damage", "PROPERTY DAMAGE CRASH": "property_damage",
                              "2": "property_damage"}),
-        _splits=_splits((2009, 2012), (2013, 2017), (2018, 2022)),
+        _splits=year_splits((2009, 2012), (2013, 2017), (2018, 2022)),
         osm_extract_url=_GEOFABRIK.format("delaware"),
         notes="No crash id: a composite of timestamp and coordinates identifies a crash. The SODA JSON field "
               "names are mapped to the export's display names through the dataset metadata."),
@@ -161,7 +163,7 @@ _ENTRIES = [
             column_crs={"X": "EPSG:3857"},  # the hub CSV's X/Y are Web Mercator (reported; unverified)
             severity=("CSEV",),
             severity_values={"1": "fatal", "2": "injury", "3": "injury", "4": "injury", "5": "property_damage"}),
-        _splits=_splits((2013, 2016), (2017, 2019), (2020, 2022)),
+        _splits=year_splits((2013, 2016), (2017, 2019), (2020, 2022)),
         osm_extract_url=_GEOFABRIK.format("iowa"),
         notes="A rolling ten-year window: years before about 2015 are no longer served (ML4RoadSafety used an "
               "ICAT export from 2013); supply older years with --crashes."),
@@ -181,7 +183,7 @@ _ENTRIES = [
                              "C INJURY CRASH": "injury", "INJURY": "injury",
                              "PROPERTY DAMAGE CRASH": "property_damage", "NO INJURIES": "property_damage",
                              "PROPERTY DAMAGE ONLY": "property_damage"}),
-        _splits=_splits((2012, 2014), (2015, 2017), (2018, 2021)),
+        _splits=year_splits((2012, 2014), (2015, 2017), (2018, 2021)),
         osm_extract_url=_GEOFABRIK.format("illinois"),
         notes="One layer per year; 2012-2015 layer ids are not known, supply those years with --crashes. "
               "Crashes without a location carry a placeholder point outside the state and are dropped as such."),
@@ -198,7 +200,7 @@ _ENTRIES = [
             severity=("REPORT_TYPE", "report_type", "ACRS_REPORT_TYPE"),
             severity_values={"FATAL CRASH": "fatal", "INJURY CRASH": "injury",
                              "PROPERTY DAMAGE CRASH": "property_damage"}),
-        _splits=_splits((2015, 2017), (2018, 2019), (2020, 2022)),
+        _splits=year_splits((2015, 2017), (2018, 2019), (2020, 2022)),
         osm_extract_url=_GEOFABRIK.format("maryland"),
         notes="Statewide ACRS crashes (not Montgomery County's export). ACC_DATE is YYYYMMDD in older CSV "
               "exports and a floating timestamp in SODA; both parse."),
@@ -216,7 +218,7 @@ _ENTRIES = [
             severity=("CRASH_SEVERITY_DESCR",),
             severity_values={"FATAL INJURY": "fatal", "NON-FATAL INJURY": "injury",
                              "PROPERTY DAMAGE ONLY (NONE INJURED)": "property_damage"}),
-        _splits=_splits((2002, 2008), (2009, 2015), (2016, 2022)),
+        _splits=year_splits((2002, 2008), (2009, 2015), (2016, 2022)),
         osm_extract_url=_GEOFABRIK.format("massachusetts"),
         notes="Vehicle- and person-level exports repeat a crash per vehicle/person; duplicates of CRASH_NUMB "
               "are dropped and counted. Open years are revised by MassDOT."),
@@ -235,7 +237,7 @@ _ENTRIES = [
             severity_values={"FATAL": "fatal", "FATAL INJURY": "fatal", "SUSPECTED SERIOUS INJURY": "injury",
                              "SUSPECTED MINOR INJURY": "injury", "POSSIBLE INJURY": "injury",
                              "NO APPARENT INJURY": "property_damage"}),
-        _splits=_splits((2015, 2017), (2018, 2019), (2020, 2022)),
+        _splits=year_splits((2015, 2017), (2018, 2019), (2020, 2022)),
         osm_extract_url=_GEOFABRIK.format("minnesota"),
         notes="Manual export only; no crash id (composite id)."),
     StateEntry(
@@ -250,7 +252,7 @@ _ENTRIES = [
             crash_id=(), date=(("Crash_Year",), ("Crash_Month",)), date_format="year+month_name",
             lat=("Latitude", "LATITUDE", "Lat"), lon=("Longitude", "LONGITUDE", "Long", "Lon"),
             day_resolution=False),
-        _splits=_splits((2016, 2017), (2018, 2018), (2019, 2020)),
+        _splits=year_splits((2016, 2017), (2018, 2018), (2019, 2020)),
         osm_extract_url=_GEOFABRIK.format("montana"),
         notes="Month resolution only and no severity; about a quarter of the rows have no coordinates."),
     StateEntry(
@@ -266,7 +268,7 @@ _ENTRIES = [
             lat=("geometry",), lon=("geometry",), severity=("Crash_Severity",),
             severity_values={"FATAL CRASH": "fatal", "INJURY CRASH": "injury",
                              "PROPERTY DAMAGE ONLY": "property_damage"}),
-        _splits=_splits((2016, 2017), (2018, 2018), (2019, 2020)),
+        _splits=year_splits((2016, 2017), (2018, 2018), (2019, 2020)),
         osm_extract_url=_GEOFABRIK.format("nevada"),
         notes="Coordinates come from the point geometry requested in WGS84 (the hub CSV's X is longitude; "
               "ML4RoadSafety's x->lat rename swapped them)."),

@@ -59,7 +59,6 @@ _CENTRES = {"DE": (-75.5, 39.0), "IA": (-93.5, 42.0), "IL": (-89.2, 40.0), "MA":
 
 ADJACENCY_FILE = "adj_matrix.pt"
 ACCIDENTS_FILE = "accidents_monthly.csv"
-ACCIDENT_HEADER = ("year", "month", "node_1", "node_2", "acc_count", "node_1_idx", "node_2_idx")
 
 
 def expected_highway(highway: str) -> str:

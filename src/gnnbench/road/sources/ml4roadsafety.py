@@ -565,7 +565,7 @@ def _read_nodes(graph: _Graph, node_files: Sequence[tuple[int, int, Path]]):
              **{name: pa.float64() for name in WEATHER_COLUMNS}}
     quality: dict[str, Any] = {"month_files": len(node_files)}
     weather_quality: dict[str, Any] = defaultdict(int)
-    first_year, first_month, first_path = node_files[0]
+    first_path = node_files[0][2]
     reference = _read_csv(first_path, types)
     for name in WEATHER_COLUMNS:
         if name not in reference.column_names:
