@@ -102,18 +102,19 @@ def plot(record: Mapping[str, Any], directory: str | os.PathLike) -> list[Path]:
     axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     axis.set_ylabel("Hessian trace (mean over batches)")
     axis.set_title("Per-layer Hessian trace")
-    figure.tight_layout()
-    written.append(directory / "per_layer_trace.png")
-    figure.savefig(written[-1], dpi=120)
-    plt.close(figure)
+    written.append(_save(plt, figure, directory / "per_layer_trace.png"))
     figure, axis = plt.subplots(figsize=(5, 3.5))
     density = record["spectral_density"]
     axis.semilogy(density["grid"], [max(value, 1e-12) for value in density["density"]])
     axis.set_xlabel("eigenvalue")
     axis.set_ylabel("density")
     axis.set_title("Hessian eigenvalue density (SLQ)")
-    figure.tight_layout()
-    written.append(directory / "eigenvalue_density.png")
-    figure.savefig(written[-1], dpi=120)
-    plt.close(figure)
+    written.append(_save(plt, figure, directory / "eigenvalue_density.png"))
     return written
+
+
+def _save(plt: Any, figure: Any, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
