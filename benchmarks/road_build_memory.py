@@ -1,6 +1,6 @@
 """Peak memory and stage times of a state-sized road build (``gnnbench.road.build.build_region``).
 
-The region is the synthetic state of ``gnnbench.road.demo.state_scale`` (300k nodes, 700k directed
+The region is the synthetic state of ``tests/synthetic/state_scale.py`` (300k nodes, 700k directed
 edges as an osmnx GraphML file, 3M Delaware-format crash rows in six CSV files; generated once into
 ``--work`` and reused). ``build_region`` runs in a child process exactly as ``gnnbench build road``
 runs it: the network stage (osmnx GraphML -> ``nodes``/``edges`` incl. length-weighted betweenness
@@ -39,6 +39,7 @@ from pathlib import Path
 
 TARGET_BYTES = 8 * 10**9
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic generators
 
 
 # =========================================================================== child: the instrumented build
@@ -120,7 +121,7 @@ class _Recorder:
 
 def child(spec: dict) -> None:
     from gnnbench.road import build, matching
-    from gnnbench.road.demo.state_scale import benchmark_region
+    from synthetic.state_scale import benchmark_region
     from gnnbench.road.sources import osm
 
     region = benchmark_region(spec["work"], quick=spec["quick"])
@@ -243,7 +244,7 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="gnnbench-state-scale-") as scratch:
         work = args.work or Path(scratch)
-        from gnnbench.road.demo.state_scale import benchmark_region
+        from synthetic.state_scale import benchmark_region
 
         start = time.perf_counter()
         region = benchmark_region(work, quick=args.quick)

@@ -1,6 +1,6 @@
 """Map-matching speed: crashes per minute of ``SegmentIndex.build`` + ``match`` on a state-sized region.
 
-The region is the synthetic state of ``gnnbench.road.demo.state_scale`` (300k nodes, 700k directed
+The region is the synthetic state of ``tests/synthetic/state_scale.py`` (300k nodes, 700k directed
 edges, 3M crash rows; generated once into ``--work`` and reused). Every crash the build hands to
 map matching (the good ones plus those placed far from every road) is matched with the build's
 ``max_distance_m``; the rate counts building the index and matching, against the target of
@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from gnnbench.road.build import BuildParameters
-from gnnbench.road.demo.state_scale import benchmark_region
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic generators
+from synthetic.state_scale import benchmark_region  # noqa: E402
 from gnnbench.road.matching import SegmentIndex, segment_ids
 from gnnbench.road.tables import read_table
 

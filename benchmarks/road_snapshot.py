@@ -1,6 +1,6 @@
 """Monthly snapshot loading: ``RoadAccidentDataset.snapshot`` against ML4RoadSafety's loader on the same data.
 
-The region is the synthetic state of ``gnnbench.road.demo.state_scale`` (300k nodes, 700k directed
+The region is the synthetic state of ``tests/synthetic/state_scale.py`` (300k nodes, 700k directed
 edges, 24 months of accidents, node weather and yearly traffic volume), generated once into ``--work``
 both as gnnbench tables and as an ML4RoadSafety release directory holding the same graph (same edge
 order), accidents, weather and AADT.
@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gnnbench.road.demo.state_scale import benchmark_region
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic generators
+from synthetic.state_scale import benchmark_region  # noqa: E402
 
 TARGET_MS = 50.0
 TARGET_RATIO = 20.0
