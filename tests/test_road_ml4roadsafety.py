@@ -17,7 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from gnnbench.io import ChecksumError, OfflineError, RetryPolicy, offline_mode, sha256_file  # noqa: E402
-from gnnbench.road.demo.release_fixture import (  # noqa: E402
+from synthetic.release import (  # noqa: E402
     expected_highway,
     generate_release,
     write_release,

@@ -19,7 +19,7 @@ Nothing here is real data. :func:`generate_state_scale` draws, with vectorised n
   and ``edge_volume`` tables plus ``manifest.json``: a complete table directory for the datasets;
 * the same graph, accidents, weather and traffic volume as an ML4RoadSafety release directory
   (``adj_matrix.pt``, ``accidents_monthly.csv``, ``Nodes/node_features_{y}_{m}.csv``, ``Edges/...``,
-  via :func:`gnnbench.road.demo.release_fixture.write_release`), whose edge order equals ours;
+  via :func:`synthetic.release.write_release`), whose edge order equals ours;
 * optionally the network as an osmnx GraphML file, so the build's ``network_stage`` can be run on it.
 
 Betweenness is left null in the generated ``nodes`` table unless ``betweenness_sources`` is given
@@ -616,7 +616,7 @@ def _write_other_tables(tables_dir: Path, network, accidents, weather, missing, 
 
 
 def _write_release(root: Path, network, accidents, weather, missing, periods, aadt, years) -> Path:
-    from gnnbench.road.demo.release_fixture import ReleaseFixture, write_release
+    from synthetic.release import ReleaseFixture, write_release
 
     n = len(network["lon"])
     osm_ids = 1_000_000_000 + 7 * np.arange(n, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Synthetic ML4RoadSafety releases in the exact published layout (for tests and loading benchmarks).
+"""Synthetic ML4RoadSafety releases in the exact published layout (test tree only: tests and benchmarks).
 
 The files mirror what ``datasets/7_dataset_creation.py`` of VirtuosoResearch/ML4RoadSafety writes:
 
