@@ -15,7 +15,6 @@ pytest.importorskip("pytest_httpserver")
 from werkzeug import Response  # noqa: E402
 
 from gnnbench.io import DownloadError, RetryPolicy  # noqa: E402
-from gnnbench.road.demo.hpms_layers import hpms_fixture_response, write_hpms_fixture  # noqa: E402
 from gnnbench.road.sources.traffic_volume import (  # noqa: E402
     HpmsSection,
     VolumeSourceError,
@@ -25,6 +24,7 @@ from gnnbench.road.sources.traffic_volume import (  # noqa: E402
     read_aadt_file,
 )
 from gnnbench.road.tables import conform  # noqa: E402
+from synthetic.hpms import hpms_fixture_response, write_hpms_fixture  # noqa: E402
 
 FAST = RetryPolicy(attempts=3, backoff=0.0, max_wait=0.0, timeout=10.0)
 M = 1.0 / 111_000.0  # about one metre of latitude near 40 N, in degrees

@@ -1,7 +1,9 @@
-"""Files, caches and downloads shared by every gnnbench component.
+"""Files, caches and downloads shared by every gnnbench component (nothing portal-specific lives here).
 
-The HTTP layer (``requests``, ``tqdm``) is imported on first use, so that caches and atomic
-files work in environments without it (e.g. the CLRS-30 reference environment).
+``http`` (sessions, retries, JSON requests), ``downloads`` (resumable verified files), ``offline``
+(``GNNBENCH_OFFLINE``), ``lock`` (file locks), ``archive`` (safe extraction), ``files`` (atomic
+writes, SHA-256). The HTTP layer (``requests``, ``tqdm``) is imported on first use, so that caches
+and atomic files work in environments without it (e.g. the CLRS-30 reference environment).
 """
 
 from importlib import import_module
@@ -13,12 +15,12 @@ from .files import sha256_file as sha256_file
 
 _LAZY = {
     "UnsafeArchiveError": "archive", "safe_extract": "archive",
-    "ChecksumError": "http", "DownloadError": "http", "DownloadRecord": "http", "OfflineError": "http",
-    "RetryPolicy": "http", "download": "http", "get": "http", "get_json": "http", "is_offline": "http",
-    "loopback_allowed": "http", "make_session": "http", "network_refused": "http", "offline_mode": "http",
-    "set_offline": "http",
+    "ChecksumError": "http", "DownloadError": "http", "RetryPolicy": "http", "TransientError": "http",
+    "fetch_json": "http", "get": "http", "get_json": "http", "make_session": "http", "session_scope": "http",
+    "DownloadRecord": "downloads", "download": "downloads",
+    "OfflineError": "offline", "is_offline": "offline", "loopback_allowed": "offline", "network_refused": "offline",
+    "offline_mode": "offline", "set_offline": "offline",
     "file_lock": "lock",
-    "arcgis_features": "paginate", "socrata_columns": "paginate", "socrata_rows": "paginate",
 }
 
 __all__ = sorted(["atomic_path", "gnnbench_home", "sha256_file", *_LAZY])

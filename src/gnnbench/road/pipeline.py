@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +22,17 @@ import pyarrow as pa
 
 from ..io import atomic_path, loopback_allowed, offline_mode, sha256_file
 from .build import BuildParameters, RegionPaths, build_region
+from .endpoints import Endpoints
 from .manifest import MANIFEST_NAME, read_manifest
 from .sources.crash_portals import crash_files, fetch_crashes
 from .sources.osm import fetch_overpass_network
 from .states import STATES, StateEntry
 from .tables import SCHEMAS
 
+__all__ = ["Endpoints", "build_demo", "build_region_from_raw", "download_region", "raw_sources"]
+
 log = logging.getLogger("gnnbench.road")
 NETWORK_FILE = "network.graphml"
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Base URLs replacing the real services (None = the real one); tests and the demo use loopback."""
-
-    crash_portal: str | None = None
-    overpass: str | None = None
-    meteostat: str | None = None
-    hpms: str | None = None
 
 
 def download_region(region: StateEntry, paths: RegionPaths, *, endpoints: Endpoints = Endpoints(),

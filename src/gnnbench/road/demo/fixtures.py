@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..endpoints import Endpoints
 from .region import DEMO_DATASET_ID, DEMO_REGION, DemoCrashes, DemoNetwork, generate_crashes, generate_network
 
 _ARTERIAL_AADT = {"trunk": 24_000.0, "primary": 15_000.0, "secondary": 8_000.0, "tertiary": 4_000.0}
@@ -39,9 +40,8 @@ class DemoFixtures:
         crashes = generate_crashes(network, seed)
         return cls(seed=seed, network=network, crashes=crashes, hpms=hpms_features(network, seed))
 
-    def serve(self, portal: Any, scratch: Path, *, drop_columns: tuple[str, ...] = ()) -> Any:
+    def serve(self, portal: Any, scratch: Path, *, drop_columns: tuple[str, ...] = ()) -> Endpoints:
         """Register every route on a running ``LoopbackPortal``; return the matching ``Endpoints``."""
-        from ..pipeline import Endpoints
         from .meteostat_files import write_meteostat_fixture
 
         portal.add_socrata(DEMO_DATASET_ID, self.crashes.rows, self.crashes.columns, drop_columns=drop_columns)

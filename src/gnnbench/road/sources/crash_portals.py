@@ -20,18 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from ...io import (
-    OfflineError,
-    arcgis_features,
-    atomic_path,
-    file_lock,
-    network_refused,
-    sha256_file,
-    socrata_columns,
-    socrata_rows,
-)
+from ...io import OfflineError, atomic_path, file_lock, network_refused, sha256_file
 from ..crashes import GEOMETRY_X, GEOMETRY_Y
 from ..states import StateEntry
+from .paging import arcgis_features, socrata_columns, socrata_rows
 
 log = logging.getLogger("gnnbench.road")
 COMPLETE = "complete.json"

@@ -29,9 +29,10 @@ import numpy as np
 import pyarrow as pa
 import requests
 
-from ...io import DownloadError, RetryPolicy, arcgis_features, get_json
+from ...io import DownloadError, RetryPolicy, get_json
 from ..geo import lines_from_wkb, project_geometries, transform, utm_epsg
 from ..tables import conform
+from .paging import arcgis_features
 
 logger = logging.getLogger(__name__)
 

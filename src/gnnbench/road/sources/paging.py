@@ -1,4 +1,8 @@
-"""Page through open-data APIs: Socrata (SODA) datasets and ArcGIS REST feature layers."""
+"""Page through the crash and traffic portals' APIs: Socrata (SODA) datasets and ArcGIS REST feature layers.
+
+Portal-specific paging lives here, with the road sources; the generic HTTP layer (sessions, retries,
+JSON requests) is :mod:`gnnbench.io.http`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 import requests
 
-from .http import DownloadError, RetryPolicy, _fetch_json, _session_scope, _Transient
+from ...io.http import DownloadError, RetryPolicy, TransientError, fetch_json, session_scope
 
 # ArcGIS reports failures as HTTP 200 {"error": {"code": .., "message": ..}}; these codes are worth retrying.
 _ARCGIS_RETRY_CODES = {429, 500, 502, 503, 504}
@@ -48,9 +52,9 @@ def socrata_rows(
     if where is not None:
         query["$where"] = where
     offset = 0
-    with _session_scope(session) as active:
+    with session_scope(session) as active:
         while True:
-            page = _fetch_json(
+            page = fetch_json(
                 "GET", url, session=active, retry=retry, params={**query, "$offset": offset}, headers=headers
             )
             if not isinstance(page, list):
@@ -65,7 +69,7 @@ def socrata_rows(
 def socrata_columns(domain_url: str, dataset_id: str, *, session: requests.Session | None = None) -> dict[str, str]:
     """``{fieldName: display name}`` from the ``columns`` of ``{domain_url}/api/views/{dataset_id}.json``."""
     url = f"{domain_url.rstrip('/')}/api/views/{dataset_id}.json"
-    view = _fetch_json("GET", url, session=session, retry=RetryPolicy())
+    view = fetch_json("GET", url, session=session, retry=RetryPolicy())
     columns = view.get("columns") if isinstance(view, dict) else None
     if not isinstance(columns, list):
         raise DownloadError(f"GET {url}: no 'columns' list in the dataset metadata", url=url)
@@ -73,7 +77,7 @@ def socrata_columns(domain_url: str, dataset_id: str, *, session: requests.Sessi
 
 
 def _arcgis_check(url: str) -> Any:
-    """A ``check`` for :func:`_fetch_json` turning ArcGIS ``{"error": ...}`` bodies into retries or errors."""
+    """A ``check`` for :func:`~gnnbench.io.http.fetch_json` turning ArcGIS ``{"error": ...}`` bodies into retries or errors."""
 
     def check(document: Any) -> None:
         if not isinstance(document, dict):
@@ -87,7 +91,7 @@ def _arcgis_check(url: str) -> Any:
         if details:
             message = f"{message} ({'; '.join(map(str, details))})"
         if code in _ARCGIS_RETRY_CODES:
-            raise _Transient(f"ArcGIS error {code}: {message}", status=code)
+            raise TransientError(f"ArcGIS error {code}: {message}", status=code)
         raise DownloadError(f"ArcGIS layer {url} returned error {code}: {message}", url=url, status=code)
 
     return check
@@ -124,14 +128,14 @@ def arcgis_features(
     layer_url = layer_url.rstrip("/")
     query_url = f"{layer_url}/query"
     check = _arcgis_check(layer_url)
-    with _session_scope(session) as active:
-        meta = _fetch_json("GET", layer_url, session=active, retry=retry, params={"f": "json"}, check=check)
+    with session_scope(session) as active:
+        meta = fetch_json("GET", layer_url, session=active, retry=retry, params={"f": "json"}, check=check)
         max_records = int(meta.get("maxRecordCount") or 1000)
         batch = max(1, min(batch_size or max_records, max_records))
         oid_field = meta.get("objectIdField") or next(
             (f["name"] for f in meta.get("fields") or [] if f.get("type") == "esriFieldTypeOID"), None
         )
-        found = _fetch_json(
+        found = fetch_json(
             "GET",
             query_url,
             session=active,
@@ -153,7 +157,7 @@ def arcgis_features(
                 "returnGeometry": "true",
                 "f": "json",
             }
-            result = _fetch_json("POST", query_url, session=active, retry=retry, data=form, check=check)
+            result = fetch_json("POST", query_url, session=active, retry=retry, data=form, check=check)
             features = result.get("features") or []
             returned = [_oid_of(feature.get("attributes") or {}, oid_field) for feature in features]
             missing = set(asked) - set(returned)

@@ -1,4 +1,4 @@
-"""gnnbench.io.paginate: Socrata and ArcGIS paging against local fake APIs."""
+"""gnnbench.road.sources.paging: Socrata and ArcGIS paging against local fake APIs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import pytest
 from werkzeug import Request, Response
 
-from gnnbench.io import DownloadError, RetryPolicy, arcgis_features, http, socrata_columns, socrata_rows
+from gnnbench.io import DownloadError, RetryPolicy, http
+from gnnbench.road.sources.paging import arcgis_features, socrata_columns, socrata_rows
 
 FAST = RetryPolicy(attempts=3, backoff=0.001, max_wait=0.01, timeout=5)
 

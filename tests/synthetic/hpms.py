@@ -1,6 +1,7 @@
-"""ArcGIS REST responses of an HPMS-like polyline layer (AADT sections), for the demo and tests.
+"""ArcGIS REST responses of an HPMS-like polyline layer (AADT sections), for the tests (test tree only).
 
-The layer is what ``gnnbench.road.sources.traffic_volume.fetch_hpms_sections`` reads.
+The layer is what ``gnnbench.road.sources.traffic_volume.fetch_hpms_sections`` reads. The demo region
+(``gnnbench quickstart``) serves its own HPMS layers from ``gnnbench.road.demo.fixtures``.
 """
 
 from __future__ import annotations
