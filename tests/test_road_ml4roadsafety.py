@@ -143,27 +143,47 @@ def test_accidents_round_trip(fixture, imported):
 
 
 def test_node_weather_round_trip(fixture, imported):
+    """Missing cells take the month's column mean (ML4RoadSafety's fillna(mean)), flagged bit by bit in 'filled'."""
     weather = _table(imported[1], "node_weather")
     assert weather.num_rows == fixture.num_nodes * len(fixture.weather)
-    assert set(weather.column("filled").to_pylist()) == {0}
+    expected_missing = dict.fromkeys(WEATHER_COLUMNS, 0)
     for (year, month), values in fixture.weather.items():
         rows = weather.filter(pc.and_(pc.equal(weather["year"], year), pc.equal(weather["month"], month))).to_pydict()
         assert rows["node_id"] == list(range(fixture.num_nodes))
+        expected_bits = np.zeros(fixture.num_nodes, dtype=np.int64)
         for index, name in enumerate(WEATHER_COLUMNS):
-            expected = [None if np.isnan(value) else float(np.float32(value)) for value in values[:, index]]
-            assert rows[name] == expected, (year, month, name)
+            column = values[:, index]
+            gap = np.isnan(column)
+            mean = column[~gap].sum() / (~gap).sum()
+            expected = np.where(gap, mean, column).astype(np.float32)
+            np.testing.assert_array_equal(np.asarray(rows[name], dtype=np.float32), expected,
+                                          err_msg=f"{year}-{month} {name}")
+            expected_bits |= gap.astype(np.int64) << index
+            expected_missing[name] += int(gap.sum())
+        assert rows["filled"] == expected_bits.tolist()
+    assert all(expected_missing.values())  # the fixture leaves gaps in every column: the fill is exercised
+    quality = read_manifest(imported[1])["quality"]["node_weather"]
+    assert quality["missing_values"] == expected_missing
+    assert {name: counts["month_mean"] for name, counts in quality["filled"].items()} == expected_missing
+    assert all(counts["zero"] == 0 for counts in quality["filled"].values())
 
 
 def test_edge_volume_round_trip(fixture, imported):
     volume = _table(imported[1], "edge_volume").to_pydict()
-    got = {(y, e): a for y, e, a in zip(volume["year"], volume["edge_id"], volume["aadt"])}
+    got = {(y, e): (a, s) for y, e, a, s in zip(volume["year"], volume["edge_id"], volume["aadt"], volume["source"])}
+    # an edge without an OSM row of its own (the reverse of a clipped two-way street) shares its twin's AADT
+    segment = fixture.edge_segment
+    own = (fixture.seg_u[segment] == fixture.edge_src) & (fixture.seg_v[segment] == fixture.edge_dst)
+    assert 0 < int((~own).sum()) < own.size
     expected = {}
     for year, values in fixture.aadt.items():
-        per_edge = values[fixture.edge_segment]  # a reverse edge of a two-way segment shares its AADT
+        per_edge = values[fixture.edge_segment]
         for edge in np.flatnonzero(np.isfinite(per_edge)):
-            expected[(year, int(edge))] = float(per_edge[edge])
+            source = "ml4roadsafety" if own[edge] else "ml4roadsafety:reverse"
+            expected[(year, int(edge))] = (float(per_edge[edge]), source)
     assert got == expected and expected
-    assert set(volume["source"]) == {"ml4roadsafety"} and set(volume["match_distance_m"]) == {None}
+    assert {source for _, source in expected.values()} == {"ml4roadsafety", "ml4roadsafety:reverse"}
+    assert set(volume["match_distance_m"]) == {None}
 
 
 def test_manifest_records_sources_and_quality(fixture, imported):

@@ -1,9 +1,15 @@
-"""OGB-style ``Evaluator`` for the road-safety tasks, scored as ML4RoadSafety does.
+"""OGB-style ``Evaluator`` for the road-safety tasks, with two protocols side by side.
 
-``accident_occurrence`` is scored per month (ROC-AUC, average precision, F1, Recall@k)
-and the monthly scores are averaged weighted by each month's number of positive edges;
-``accident_count`` and ``traffic_volume`` are scored by MAE and RMSE pooled over all
-labelled entries. Everything is plain numpy (no scikit-learn).
+``protocol="gnnbench"`` (the default) scores every road segment once per month (``eval_mask``: one edge per
+two-way road, both directions sharing the segment's label): ``accident_occurrence`` by ROC-AUC, average
+precision, F1 at a threshold and Recall@k per month, averaged weighted by each month's positives (a month
+without positives or without negatives is skipped); ``accident_count`` and ``traffic_volume`` by MAE and
+RMSE pooled over all labelled entries.
+
+``protocol="ml4roadsafety"`` reproduces ML4RoadSafety's numbers (https://github.com/VirtuosoResearch/ML4RoadSafety
+at commit d8b3d96a8dc9f1323e9595addd705c3c2c96b42c): directed edges with per-directed-pair labels, its
+negatives, months with fewer than 10 positives skipped, F1 / recall / precision of ``y_pred > 0.5``, MAE and
+MSE (see :mod:`gnnbench.road.ml4roadsafety_protocol`). Everything is plain numpy (no scikit-learn).
 """
 
 from __future__ import annotations
@@ -14,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import check_choice, check_float, check_int
+from . import ml4roadsafety_protocol as upstream
+from .metrics import average_precision, average_ranks, f1, precision, recall, recall_at_k, roc_auc
+
+__all__ = ["Evaluator", "PROTOCOLS", "TASKS", "average_precision", "average_ranks", "f1", "precision", "recall",
+           "recall_at_k", "roc_auc"]
+
 TASKS = ("accident_occurrence", "accident_count", "traffic_volume")
+PROTOCOLS = ("gnnbench", "ml4roadsafety")
 OCCURRENCE_METRICS = ("roc_auc", "average_precision", "f1", "recall@k")
 REGRESSION_METRICS = ("mae", "rmse")
 DEFAULT_K = 100
@@ -46,9 +60,34 @@ eval({{'y_true': ..., 'y_pred': ...}}):
 numpy arrays, torch tensors (any device) and lists are accepted. Errors are pooled over all labelled
 entries (not averaged per month)."""
 
+_UPSTREAM_ACCIDENT_FORMAT = """\
+==== Expected input format of Evaluator({task!r}, protocol='ml4roadsafety') ====
+eval({{'y_true': ..., 'y_pred': ..., 'edge_index': ...}}):
+- y_true: per-directed-edge crash counts (0/1 works for occurrence) of every edge of the graph, array
+  [M, E] (M months) or [E], or a list of M 1-D arrays; each direction of a two-way road has its own label,
+  as in ML4RoadSafety (RoadAccidentDataset(..., source='ml4roadsafety').snapshot(y, m, labels='ml4roadsafety')).
+- y_pred: {pred}, same structure and shapes; must be finite.
+- edge_index: the directed edges of those entries, [2, E] (shared by every month) or a list of M [2, E_m].
+Per month, as ML4RoadSafety: positives are the edges with y_true > 0, months with fewer than 10 of them are
+skipped; negatives are the edges with y_true == 0 unless both endpoints are endpoints of a positive edge
+(those are not scored). {rule}"""
+
+_UPSTREAM_VOLUME_FORMAT = """\
+==== Expected input format of Evaluator('traffic_volume', protocol='ml4roadsafety') ====
+eval({'y_true': ..., 'y_pred': ...}):
+- y_true: AADT (vehicles per day) per directed edge, NaN where the edge has no volume of its own, array
+  [Y, E] (Y years) or [E], or a list of Y 1-D arrays.
+- y_pred: predicted AADT in vehicles per day, same structure and shapes; must be finite.
+Per year, as ML4RoadSafety: the edges with an AADT are scored, years with fewer than 10 are skipped; MAE and
+MSE are in thousands of vehicles per day (ML4RoadSafety divides AADT by 1000), weighted by edge count."""
+
 
 class Evaluator:
     """Scores predictions for one road-safety task (modelled on OGB's ``Evaluator``).
+
+    ``protocol`` is ``"gnnbench"`` (default: each road segment once, Recall@k, RMSE) or ``"ml4roadsafety"``
+    (ML4RoadSafety's numbers at commit d8b3d96a8dc9f1323e9595addd705c3c2c96b42c: directed pairs, its negatives,
+    months with < 10 positives skipped, F1/recall/precision at 0.5, MSE). See :attr:`expected_input_format`.
 
     >>> evaluator = Evaluator("accident_occurrence")
     >>> print(evaluator.expected_input_format)
@@ -56,17 +95,35 @@ class Evaluator:
     {'roc_auc': ..., 'average_precision': ..., 'f1': ..., 'recall@100': ..., 'months': 12, 'months_skipped': 0}
     """
 
-    def __init__(self, task: str) -> None:
+    def __init__(self, task: str, protocol: str = "gnnbench") -> None:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
         self.task = task
-        self.metrics: tuple[str, ...] = OCCURRENCE_METRICS if task == "accident_occurrence" else REGRESSION_METRICS
+        self.protocol = check_choice("protocol", protocol, PROTOCOLS)
+        if protocol == "ml4roadsafety":
+            occurrence, regression = upstream.OCCURRENCE_METRICS, upstream.REGRESSION_METRICS
+        else:
+            occurrence, regression = OCCURRENCE_METRICS, REGRESSION_METRICS
+        self.metrics: tuple[str, ...] = occurrence if task == "accident_occurrence" else regression
 
     def __repr__(self) -> str:
-        return f"Evaluator({self.task!r})"
+        if self.protocol == "gnnbench":
+            return f"Evaluator({self.task!r})"
+        return f"Evaluator({self.task!r}, protocol={self.protocol!r})"
 
     @property
     def expected_input_format(self) -> str:
+        if self.protocol == "ml4roadsafety":
+            if self.task == "traffic_volume":
+                return _UPSTREAM_VOLUME_FORMAT
+            if self.task == "accident_occurrence":
+                pred = "predicted probabilities of a crash"
+                rule = ("Metrics (scikit-learn's): roc_auc, average_precision, and f1, recall, precision of "
+                        "y_pred > 0.5;\naveraged over months weighted by their number of positives.")
+            else:
+                pred = "predicted crash counts"
+                rule = "Metrics: mae, mse over positives and negatives (target 0), pooled over the scored months."
+            return _UPSTREAM_ACCIDENT_FORMAT.format(task=self.task, pred=pred, rule=rule)
         if self.task == "accident_occurrence":
             return _OCCURRENCE_FORMAT
         what, shape = {
@@ -77,6 +134,16 @@ class Evaluator:
 
     @property
     def expected_output_format(self) -> str:
+        if self.protocol == "ml4roadsafety":
+            if self.task == "accident_occurrence":
+                return ("{'roc_auc', 'average_precision', 'f1', 'recall', 'precision': float (averages over the "
+                        "scored months weighted by their positives; NaN when every month is skipped), 'months': int, "
+                        "'months_skipped': int (months with fewer than 10 positives)}; ML4RoadSafety's logger "
+                        "prints these x100")
+            unit = "months" if self.task == "accident_count" else "years"
+            return (f"{{'mae': float, 'mse': float, 'count': int (entries scored), '{unit}': int, "
+                    f"'{unit}_skipped': int (fewer than 10 labelled)}}; lower is better"
+                    + ("; in thousands of vehicles per day" if self.task == "traffic_volume" else ""))
         if self.task == "accident_occurrence":
             return ("{'roc_auc': float, 'average_precision': float, 'f1': float, 'recall@<k>': float, "
                     "'months': int (months given), 'months_skipped': int (months without positives or without "
@@ -88,24 +155,20 @@ class Evaluator:
         """Score ``input_dict`` (see :attr:`expected_input_format`); raises ``ValueError`` on bad input."""
         if not isinstance(input_dict, Mapping):
             raise ValueError(f"input_dict must be a dict, got {type(input_dict).__name__}")
+        if self.protocol == "ml4roadsafety":
+            return self._eval_upstream(input_dict)
         if self.task == "accident_occurrence":
             return self._eval_occurrence(input_dict)
         return self._eval_regression(input_dict)
 
-    # --- tasks ------------------------------------------------------------------------------
+    # --- gnnbench protocol --------------------------------------------------------------------
 
     def _eval_occurrence(self, input_dict: Mapping[str, Any]) -> dict[str, float]:
         _check_keys(input_dict, self.task, optional=("k", "threshold"))
-        k = _parse_k(input_dict.get("k", DEFAULT_K))
-        threshold = _parse_threshold(input_dict.get("threshold", DEFAULT_THRESHOLD))
+        k = check_int("'k'", input_dict.get("k", DEFAULT_K), minimum=1)
+        threshold = check_float("'threshold'", input_dict.get("threshold", DEFAULT_THRESHOLD))
         y_true, y_pred = _paired_months(input_dict, one_dimensional=True)
-        for month, (truth, pred) in enumerate(zip(y_true, y_pred)):
-            _check_finite_pred(pred, month, len(y_pred), "month")
-            bad = ~np.isfinite(truth) | (truth < 0) | (truth != np.round(truth))
-            if bad.any():
-                where = _where(month, len(y_true), "month")
-                raise ValueError(f"'y_true' must hold 0/1 labels or non-negative whole accident counts (anything > 0 "
-                                 f"is positive), but{where} it holds {float(truth[bad][0])}")
+        _check_counts(y_true, y_pred)
 
         names = ("roc_auc", "average_precision", "f1", f"recall@{k}")
         totals = dict.fromkeys(names, 0.0)
@@ -144,86 +207,42 @@ class Evaluator:
         error = pred[labelled] - truth[labelled]
         return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error ** 2))), "count": count}
 
+    # --- ML4RoadSafety protocol ---------------------------------------------------------------
 
-# --- metrics (one month, numpy) ---------------------------------------------------------------
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``values`` in ascending order; tied values share their average rank."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    return (ends - (counts - 1) / 2.0)[inverse.reshape(-1)]
-
-
-def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC by the Mann-Whitney U statistic with average ranks (a tie counts as half a win)."""
-    positive = np.asarray(positive, dtype=bool)
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    rank_sum = float(average_ranks(np.asarray(scores, dtype=np.float64))[positive].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-
-
-def average_precision(positive: np.ndarray, scores: np.ndarray) -> float:
-    """Step-wise average precision, sum_n (R_n - R_{n-1}) P_n over distinct score thresholds (as scikit-learn)."""
-    positive = np.asarray(positive, dtype=bool)
-    n_pos = int(positive.sum())
-    if n_pos == 0:
-        return math.nan
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
-    ranked = scores[order]
-    last_of_tie = np.r_[np.flatnonzero(ranked[1:] != ranked[:-1]), ranked.size - 1]
-    true_pos = np.cumsum(positive[order])[last_of_tie]
-    precision = true_pos / (last_of_tie + 1.0)
-    recall_gain = np.diff(true_pos, prepend=0) / n_pos
-    return float(np.sum(recall_gain * precision))
-
-
-def f1(positive: np.ndarray, predicted: np.ndarray) -> float:
-    """Binary F1 = 2 TP / (2 TP + FP + FN); 0 when there are neither positives nor predicted positives."""
-    positive = np.asarray(positive, dtype=bool)
-    predicted = np.asarray(predicted, dtype=bool)
-    true_pos = int(np.sum(positive & predicted))
-    denominator = int(positive.sum()) + int(predicted.sum())
-    return 2.0 * true_pos / denominator if denominator else 0.0
-
-
-def recall_at_k(positive: np.ndarray, scores: np.ndarray, k: int) -> float:
-    """Fraction of the positives among the ``k`` highest scores; ties go to the lower index."""
-    positive = np.asarray(positive, dtype=bool)
-    n_pos = int(positive.sum())
-    if n_pos == 0:
-        return math.nan
-    top = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:k]
-    return int(positive[top].sum()) / n_pos
+    def _eval_upstream(self, input_dict: Mapping[str, Any]) -> dict[str, float]:
+        if self.task == "traffic_volume":
+            _check_keys(input_dict, self.task, optional=(), protocol=self.protocol)
+            y_true, y_pred = _paired_months(input_dict, one_dimensional=True, unit="year")
+            for year, (truth, pred) in enumerate(zip(y_true, y_pred)):
+                _check_finite_pred(pred, year, len(y_pred), "year")
+                if np.isinf(truth).any():
+                    raise ValueError(f"'y_true'{_where(year, len(y_true), 'year')} holds infinite values "
+                                     "(use NaN to mark edges without a volume)")
+            return upstream.score_volume(list(zip(y_true, y_pred)))
+        _check_keys(input_dict, self.task, optional=(), protocol=self.protocol, required=("edge_index",))
+        y_true, y_pred = _paired_months(input_dict, one_dimensional=True)
+        _check_counts(y_true, y_pred)
+        edge_index = _edge_indices(input_dict["edge_index"], y_true)
+        months = list(zip(y_true, y_pred, edge_index))
+        if self.task == "accident_occurrence":
+            return upstream.score_occurrence(months)
+        return upstream.score_count(months)
 
 
 # --- input parsing ----------------------------------------------------------------------------
 
-def _check_keys(input_dict: Mapping[str, Any], task: str, optional: Sequence[str]) -> None:
-    for key in ("y_true", "y_pred"):
+def _check_keys(input_dict: Mapping[str, Any], task: str, optional: Sequence[str], *, protocol: str = "gnnbench",
+                required: Sequence[str] = ()) -> None:
+    name = f"Evaluator({task!r})" if protocol == "gnnbench" else f"Evaluator({task!r}, protocol={protocol!r})"
+    needed = ("y_true", "y_pred", *required)
+    for key in needed:
         if key not in input_dict:
-            raise ValueError(f"input_dict is missing key {key!r} (Evaluator({task!r}) needs 'y_true' and 'y_pred')")
-    allowed = ("y_true", "y_pred", *optional)
+            raise ValueError(f"input_dict is missing key {key!r} ({name} needs {', '.join(map(repr, needed))})")
+    allowed = (*needed, *optional)
     unknown = sorted(str(key) for key in input_dict if key not in allowed)
     if unknown:
         raise ValueError(f"input_dict has unknown key(s) {', '.join(map(repr, unknown))} for "
-                         f"Evaluator({task!r}); accepted keys: {', '.join(allowed)}")
-
-
-def _parse_k(k: Any) -> int:
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"'k' must be an integer >= 1, got {k!r}")
-    return int(k)
-
-
-def _parse_threshold(threshold: Any) -> float:
-    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(threshold):
-        raise ValueError(f"'threshold' must be a finite number, got {threshold!r}")
-    return float(threshold)
+                         f"{name}; accepted keys: {', '.join(allowed)}")
 
 
 def _to_numpy(value: Any, key: str) -> np.ndarray:
@@ -239,17 +258,17 @@ def _to_numpy(value: Any, key: str) -> np.ndarray:
     return array
 
 
-def _months(value: Any, key: str, one_dimensional: bool) -> tuple[list[np.ndarray], str]:
+def _months(value: Any, key: str, one_dimensional: bool, unit: str = "month") -> tuple[list[np.ndarray], str]:
     """Split ``value`` into a list of per-month arrays; also returns a description for error messages."""
     if isinstance(value, (list, tuple)) and value and all(np.ndim(item) >= 1 for item in value):
         months = [_to_numpy(item, key) for item in value]
         if one_dimensional:
             for month, array in enumerate(months):
                 if array.ndim != 1:
-                    raise ValueError(f"{key!r}: month {month} must be a 1-D array of edges, got shape {array.shape}")
+                    raise ValueError(f"{key!r}: {unit} {month} must be a 1-D array of edges, got shape {array.shape}")
         return months, f"a list of {len(months)} arrays"
     if isinstance(value, (list, tuple)) and any(np.ndim(item) >= 1 for item in value):
-        raise ValueError(f"{key!r} mixes scalars and arrays; give one array or a list of per-month arrays")
+        raise ValueError(f"{key!r} mixes scalars and arrays; give one array or a list of per-{unit} arrays")
     array = _to_numpy(value, key)
     if array.size == 0:
         raise ValueError(f"{key!r} is empty (shape {array.shape})")
@@ -259,16 +278,17 @@ def _months(value: Any, key: str, one_dimensional: bool) -> tuple[list[np.ndarra
         return [array], f"shape {array.shape}"
     if array.ndim == 2:
         return list(array), f"shape {array.shape}"
-    raise ValueError(f"{key!r} must have shape [M, E] (months, edges) or [E], got shape {array.shape}")
+    raise ValueError(f"{key!r} must have shape [{unit[0].upper()}, E] ({unit}s, edges) or [E], got shape {array.shape}")
 
 
-def _paired_months(input_dict: Mapping[str, Any], one_dimensional: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    y_true, true_desc = _months(input_dict["y_true"], "y_true", one_dimensional)
-    y_pred, pred_desc = _months(input_dict["y_pred"], "y_pred", one_dimensional)
+def _paired_months(input_dict: Mapping[str, Any], one_dimensional: bool,
+                   unit: str = "month") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    y_true, true_desc = _months(input_dict["y_true"], "y_true", one_dimensional, unit)
+    y_pred, pred_desc = _months(input_dict["y_pred"], "y_pred", one_dimensional, unit)
     if len(y_true) != len(y_pred):
-        raise ValueError(f"'y_true' ({true_desc}) has {len(y_true)} month(s) but 'y_pred' ({pred_desc}) has "
+        raise ValueError(f"'y_true' ({true_desc}) has {len(y_true)} {unit}(s) but 'y_pred' ({pred_desc}) has "
                          f"{len(y_pred)}")
-    unit = "month" if one_dimensional else "array"
+    unit = unit if one_dimensional else "array"
     for month, (truth, pred) in enumerate(zip(y_true, y_pred)):
         if truth.shape != pred.shape:
             raise ValueError(f"shape mismatch{_where(month, len(y_true), unit)}: 'y_true' has shape {truth.shape} but "
@@ -276,6 +296,38 @@ def _paired_months(input_dict: Mapping[str, Any], one_dimensional: bool) -> tupl
     if sum(truth.size for truth in y_true) == 0:
         raise ValueError("'y_true' and 'y_pred' are empty: no entries to score")
     return y_true, y_pred
+
+
+def _check_counts(y_true: list[np.ndarray], y_pred: list[np.ndarray]) -> None:
+    """Finite predictions and 0/1 or non-negative whole-count labels, month by month."""
+    for month, (truth, pred) in enumerate(zip(y_true, y_pred)):
+        _check_finite_pred(pred, month, len(y_pred), "month")
+        bad = ~np.isfinite(truth) | (truth < 0) | (truth != np.round(truth))
+        if bad.any():
+            where = _where(month, len(y_true), "month")
+            raise ValueError(f"'y_true' must hold 0/1 labels or non-negative whole accident counts (anything > 0 "
+                             f"is positive), but{where} it holds {float(truth[bad][0])}")
+
+
+def _edge_indices(value: Any, y_true: list[np.ndarray]) -> list[np.ndarray]:
+    """``edge_index`` per month: one ``[2, E]`` shared by every month, or a list of ``[2, E_m]``."""
+    shared = not (isinstance(value, (list, tuple)) and value and all(np.ndim(item) == 2 for item in value))
+    arrays = [_to_numpy(value, "edge_index")] if shared else [_to_numpy(item, "edge_index") for item in value]
+    if not shared and len(arrays) != len(y_true):
+        raise ValueError(f"'edge_index' is a list of {len(arrays)} arrays but 'y_true' has {len(y_true)} month(s)")
+    for index, array in enumerate(arrays):
+        where = "" if shared else f" (month {index})"
+        if array.ndim != 2 or array.shape[0] != 2:
+            raise ValueError(f"'edge_index'{where} must have shape [2, E], got shape {array.shape}")
+        if not (np.isfinite(array).all() and (array == np.round(array)).all() and (array >= 0).all()):
+            raise ValueError(f"'edge_index'{where} must hold non-negative integer node indices")
+    months = [arrays[0]] * len(y_true) if shared else arrays
+    for month, (edges, truth) in enumerate(zip(months, y_true)):
+        if edges.shape[1] != truth.shape[0]:
+            where = _where(month, len(y_true), "month")
+            raise ValueError(f"'edge_index' has {edges.shape[1]} edges but 'y_true'{where} has {truth.shape[0]} "
+                             "entries: give the edges of exactly the scored entries")
+    return [edges.astype(np.int64) for edges in months]
 
 
 def _where(index: int, count: int, unit: str) -> str:
