@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -12,15 +13,18 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, Dataset
 
+from ..arguments import check_choice
 from ..io import file_lock
 from ..io.cache import gnnbench_home
 from ..road.manifest import read_manifest
-from ..road.snapshots import SnapshotStore, write_snapshot_store
+from ..road.snapshots import STORE_FORMAT, SnapshotStore, write_snapshot_store
 
 logger = logging.getLogger(__name__)
 
 TASKS = ("accident_occurrence", "accident_count", "traffic_volume")
 SOURCES = ("build", "ml4roadsafety")
+#: ``snapshot(..., labels=...)``: gnnbench's per-segment labels, or ML4RoadSafety's per-directed-pair ones.
+LABELS = ("segment", "ml4roadsafety")
 
 
 class RoadAccidentDataset(Dataset):
@@ -71,11 +75,11 @@ class RoadAccidentDataset(Dataset):
         if source == "ml4roadsafety":
             root = root / "ml4roadsafety"
         super().__init__(str(root), transform=transform, force_reload=force_reload)
-        self.store = SnapshotStore(self.processed_dir)
         if self._stale():
-            logger.warning("%s: the tables changed since the arrays were processed; processing again", self.state)
+            logger.warning("%s: the tables (or the array format) changed since the arrays were processed; "
+                           "processing again", self.state)
             self.process()
-            self.store = SnapshotStore(self.processed_dir)
+        self.store = SnapshotStore(self.processed_dir)
         self._static = self._static_graph()
 
     # -- PyG dataset plumbing -----------------------------------------------------------------
@@ -118,7 +122,8 @@ class RoadAccidentDataset(Dataset):
             staging.rename(self.processed_dir)
 
     def _stale(self) -> bool:
-        return read_manifest(self.raw_dir)["tables"] != self.store.meta["tables"]
+        meta = json.loads((Path(self.processed_dir) / "meta.json").read_text())
+        return meta.get("format") != STORE_FORMAT or read_manifest(self.raw_dir)["tables"] != meta.get("tables")
 
     def len(self) -> int:
         return 1
@@ -155,27 +160,49 @@ class RoadAccidentDataset(Dataset):
         return {name: [(year, month) for year in splits[name] for month in range(1, 13) if (year, month) in available]
                 for name in order}
 
-    def snapshot(self, year: int, month: int | None = None) -> Data:
+    def snapshot(self, year: int, month: int | None = None, *, labels: str = "segment") -> Data:
         """One month's graph: node features with that month's weather, a label for every road edge.
 
         For ``traffic_volume`` pass only the year: node weather is that year's mean and ``y`` the AADT.
+        ``labels="ml4roadsafety"`` (imported releases only) gives ML4RoadSafety's labels instead: each directed
+        edge its own crash count (or its own AADT), and ``eval_mask`` the edges ML4RoadSafety scores, for
+        ``Evaluator(task, protocol="ml4roadsafety")``.
         """
         store = self.store
-        if self.task == "traffic_volume":
+        check_choice("labels", labels, LABELS)
+        if self.task != "traffic_volume" and month is None:
+            raise ValueError(f"task {self.task} needs a month: snapshot(year, month)")
+        if labels == "ml4roadsafety":
+            y, label_mask = self._ml4roadsafety_labels(year, month)
+        elif self.task == "traffic_volume":
             y = torch.from_numpy(np.array(store.volume_of(year), dtype=np.float32))
-            weather = store.weather_of(year, month)
             label_mask = torch.isfinite(y) & torch.from_numpy(store.eval_mask)
         else:
-            if month is None:
-                raise ValueError(f"task {self.task} needs a month: snapshot(year, month)")
             counts = torch.from_numpy(store.counts(year, month))
             y = (counts > 0).to(torch.float32) if self.task == "accident_occurrence" else counts
-            weather = store.weather_of(year, month)
             label_mask = torch.from_numpy(store.eval_mask)
+        weather = store.weather_of(year, month)
         x = torch.cat([self._static.x, torch.from_numpy(np.array(weather, dtype=np.float32))], dim=1)
         data = Data(x=x, edge_index=self._static.edge_index, edge_attr=self._static.edge_attr, y=y,
                     eval_mask=label_mask, year=int(year), month=int(month or 0))
         return data if self.transform is None else self.transform(data)
+
+    def _ml4roadsafety_labels(self, year: int, month: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y, eval_mask) as ML4RoadSafety labels and scores an imported release (see Evaluator's protocol)."""
+        from ..road.ml4roadsafety_protocol import scored_negatives
+
+        store = self.store
+        if store.meta.get("kind") != "ml4roadsafety-import":
+            raise ValueError(f"labels='ml4roadsafety' needs an imported ML4RoadSafety release "
+                             f"(source='ml4roadsafety'); {self.state} was built ({store.meta.get('kind')})")
+        if self.task == "traffic_volume":
+            y = torch.from_numpy(store.directed_volume_of(year).astype(np.float32))
+            return y, torch.isfinite(y)
+        counts = store.directed_counts(year, month)
+        positive = counts > 0
+        scored = positive | scored_negatives(np.asarray(store.edge_index), positive)
+        y = torch.from_numpy(positive.astype(np.float32) if self.task == "accident_occurrence" else counts)
+        return y, torch.from_numpy(scored)
 
     def training_edges(self, year: int, month: int, *, negative_ratio: float = 1.0,
                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

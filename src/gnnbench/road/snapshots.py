@@ -9,7 +9,9 @@ labels and node features cost a slice and a scatter, not a re-read of the tables
 Two-way roads are two directed edges forming one segment; accidents are stored on the
 segment's canonical edge (``segment[e] == e``). :meth:`SnapshotStore.counts` gives every
 directed edge its segment's count, and ``eval_mask`` marks the canonical edges so each
-segment is evaluated once.
+segment is evaluated once. :meth:`SnapshotStore.directed_counts` and
+:meth:`SnapshotStore.directed_volume_of` keep the tables' per-directed-edge labels instead (an
+imported ML4RoadSafety release: the labels its own protocol scores).
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from .manifest import read_manifest
 from .sources.osm import HIGHWAY_CLASSES, edge_classes
 from .tables import SEVERITY_COLUMNS, WEATHER_COLUMNS, read_table
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2
 NODE_FEATURES = ("degree", "betweenness", "lon", "lat")
 EDGE_FEATURES = ("length_m", "oneway", "lanes", "lanes_missing", "maxspeed_kmh", "maxspeed_missing", "bridge",
                  "tunnel", *(f"highway_{name}" for name in HIGHWAY_CLASSES))
 _ARRAYS = ("edge_index", "node_features", "edge_features", "segment", "months", "accident_ptr", "accident_edge",
-           "accident_count", "accident_severity", "weather", "weather_filled", "volume_years", "volume")
+           "accident_count", "accident_severity", "weather", "weather_filled", "volume_years", "volume",
+           "directed_ptr", "directed_edge", "directed_count", "volume_from_reverse")
+#: ``edge_volume.source`` suffix of an AADT an edge took from its reverse segment (ML4RoadSafety imports).
+REVERSE_SOURCE_SUFFIX = ":reverse"
 
 
 def write_snapshot_store(tables_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -88,6 +93,12 @@ def write_snapshot_store(tables_dir: str | os.PathLike, out_dir: str | os.PathLi
     arrays["accident_count"] = per_segment["count"].to_numpy(np.int32)
     arrays["accident_severity"] = (per_segment[list(SEVERITY_COLUMNS)].to_numpy(np.int32) if has_severity
                                    else np.zeros((0, 3), dtype=np.int32))
+    # The same accidents per (month, directed edge) as the table lists them, without the segment merge.
+    per_edge = accidents.sort_values(["position", "edge_id"])
+    arrays["directed_ptr"] = np.concatenate([[0], np.cumsum(np.bincount(per_edge["position"].to_numpy(),
+                                                                          minlength=len(months)))])
+    arrays["directed_edge"] = per_edge["edge_id"].to_numpy(np.int64)
+    arrays["directed_count"] = per_edge["count"].to_numpy(np.int32)
 
     weather_table = read_table("node_weather", tables_dir)
     weather = np.zeros((len(months), num_nodes, len(WEATHER_COLUMNS)), dtype=np.float32)
@@ -105,10 +116,14 @@ def write_snapshot_store(tables_dir: str | os.PathLike, out_dir: str | os.PathLi
     volume_table = read_table("edge_volume", tables_dir)
     volume_years = np.array(sorted(set(years) | set(volume_table["year"].to_pylist())), dtype=np.int64)
     volume = np.full((len(volume_years), num_edges), np.nan, dtype=np.float32)
+    from_reverse = np.zeros((len(volume_years), num_edges), dtype=bool)
     if volume_table.num_rows:
         row = np.searchsorted(volume_years, volume_table["year"].to_numpy())
         volume[row, volume_table["edge_id"].to_numpy()] = volume_table["aadt"].to_numpy(zero_copy_only=False)
-    arrays["volume_years"], arrays["volume"] = volume_years, volume
+        sources = volume_table["source"].to_pylist()
+        reverse = np.array([str(name or "").endswith(REVERSE_SOURCE_SUFFIX) for name in sources], dtype=bool)
+        from_reverse[row[reverse], volume_table["edge_id"].to_numpy()[reverse]] = True
+    arrays["volume_years"], arrays["volume"], arrays["volume_from_reverse"] = volume_years, volume, from_reverse
 
     for name in _ARRAYS:
         with atomic_path(out_dir / f"{name}.npy") as temporary:
@@ -168,6 +183,21 @@ class SnapshotStore:
         per_segment = np.zeros(len(self.segment), dtype=np.float32)
         per_segment[self.accident_edge[start:stop]] = self.accident_count[start:stop]
         return per_segment[self.segment]
+
+    def directed_counts(self, year: int, month: int) -> np.ndarray:
+        """Crash count of every directed edge in that month as the tables list it (no segment sharing)."""
+        position = self.month_position(year, month)
+        start, stop = int(self.directed_ptr[position]), int(self.directed_ptr[position + 1])
+        counts = np.zeros(len(self.segment), dtype=np.float32)
+        counts[self.directed_edge[start:stop]] = self.directed_count[start:stop]
+        return counts
+
+    def directed_volume_of(self, year: int) -> np.ndarray:
+        """AADT of every edge in ``year`` from its own source row (NaN where none, or taken from the reverse)."""
+        volume = np.array(self.volume_of(year))  # raises a clear KeyError for a year without volume
+        row = int(np.flatnonzero(np.asarray(self.volume_years) == int(year))[0])
+        volume[np.asarray(self.volume_from_reverse[row])] = np.nan
+        return volume
 
     def weather_of(self, year: int, month: int | None = None) -> np.ndarray:
         """Node weather ``[N, 6]`` of a month, or the mean over a year's months when ``month`` is None."""
