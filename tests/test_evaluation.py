@@ -56,6 +56,14 @@ def test_mask_threshold_is_strictly_above_half():
     assert mask_score(np.array([0.49, 0.0]), truth) == 0.0
 
 
+def test_mask_prediction_of_exactly_half_counts_neither_way():
+    # CLRS-30's _mask_fn counts tp/fp on pred > 0.5 and fn on pred < 0.5, so 0.5 is neither a hit nor a miss
+    # (https://github.com/google-deepmind/clrs/blob/master/clrs/_src/evaluation.py).
+    assert mask_score(np.array([0.5, 0.9]), np.array([1, 1])) == 1.0  # tp 1, fn 0: F1 1 (not 2/3)
+    assert mask_score(np.array([0.5, 0.9]), np.array([0, 1])) == 1.0  # tp 1, fp 0: F1 1 (not 2/3)
+    assert mask_score(np.array([0.5]), np.array([1])) == 1.0  # tp = fp = fn = 0: both denominators empty
+
+
 def test_argmax_accuracy_ignores_masked_rows():
     truth = np.array([[0, 1, 0],
                       [1, 0, 0],
@@ -156,34 +164,185 @@ def test_eval_accepts_torch_tensors():
     assert isinstance(result["pi"], float) and isinstance(result["score"], float)
 
 
-@pytest.mark.parametrize("name", ALGORITHMS)
-def test_perfect_predictions_score_one(name):
+# --- every algorithm: one known error, score derived by hand ---------------------------------
+
+def _one_wrong(type_: str, truth: np.ndarray, n: int) -> tuple[np.ndarray, float]:
+    """A prediction equal to ``truth`` except for its first scored element, and the score that must give.
+
+    The expected score is derived from counts, not from the scorers: a pointer field of ``m`` pointers
+    with one wrong scores ``1 - 1/m``; one wrong row among ``r`` valid one-hot rows scores ``1 - 1/r``;
+    a mask with ``P`` valid positives scores F1 = 2tp / (2tp + fp + fn), i.e. ``2(P-1) / (2(P-1) + 1)``
+    when a positive is missed and ``2P / (2P + 1)`` when a negative is predicted positive; a scalar
+    field of ``m`` entries with one entry off by 3 has MSE ``9/m``. Entries the scorer must ignore
+    (truth -1) get deliberately wrong values, so counting them would change the score.
+    """
+    pred = truth.astype(np.float64).copy()
+    if type_ == "pointer":
+        pred.flat[0] = (truth.flat[0] + 1) % n
+        return pred, 1 - 1 / truth.size
+    if type_ == "scalar":
+        pred.flat[0] += 3.0
+        return pred, 9.0 / truth.size
+    if type_ == "mask":
+        valid = truth != -1
+        pred[~valid] = 0.9  # a false positive for every masked entry, if they counted
+        i = np.flatnonzero(valid)[0]
+        positives = int(np.sum(truth[valid] == 1))
+        pred.flat[i] = 0.2 if truth.flat[i] == 1 else 0.8
+        if truth.flat[i] == 1:
+            return pred, 2 * (positives - 1) / (2 * (positives - 1) + 1)
+        return pred, 2 * positives / (2 * positives + 1)
+    # mask_one / categorical: argmax over the last axis
+    rows = pred.reshape(-1, truth.shape[-1])
+    valid = np.all(truth.reshape(rows.shape) != -1, axis=1)
+    rows[~valid] = np.arange(rows.shape[1])  # argmax at the last class, wrong for a masked row
+    i = np.flatnonzero(valid)[0]
+    rows[i] = np.roll(rows[i], 1)  # moves the argmax to another class
+    return pred, 1 - 1 / int(valid.sum())
+
+
+def test_one_wrong_helper_against_sklearn():
+    """The hand-derived mask and argmax formulas of ``_one_wrong`` agree with scikit-learn."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        truth = rng.choice([-1, 0, 1], size=(3, 5), p=[0.2, 0.5, 0.3])
+        truth[0, 0] = rng.integers(2)
+        pred, expected = _one_wrong("mask", truth, 5)
+        valid = truth != -1
+        assert expected == pytest.approx(f1_score(truth[valid], pred[valid] > 0.5, zero_division=1.0))
+        onehot = np.eye(4)[rng.integers(4, size=(6,))]
+        onehot[rng.random(6) < 0.3] = -1
+        onehot[0] = np.eye(4)[1]
+        pred, expected = _one_wrong("categorical", onehot, 4)
+        valid = np.all(onehot != -1, axis=1)
+        assert expected == pytest.approx(accuracy_score(onehot[valid].argmax(1), pred[valid].argmax(1)))
+
+
+def test_mask_score_matches_sklearn_f1_on_random_cases():
+    """CLRS's mask F1 over non-masked entries, thresholded strictly above 0.5, is scikit-learn's binary F1."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        truth = rng.choice([-1, 0, 1], size=int(rng.integers(1, 30)), p=[0.2, 0.5, 0.3])
+        pred = rng.random(truth.shape)
+        pred[pred == 0.5] = 0.25  # CLRS counts a prediction of exactly 0.5 neither way
+        valid = truth != -1
+        expected = f1_score(truth[valid], pred[valid] > 0.5, zero_division=1.0) if valid.any() else 1.0
+        assert mask_score(pred, truth) == pytest.approx(expected)
+
+
+def test_argmax_and_pointer_scores_match_sklearn_accuracy():
+    from sklearn.metrics import accuracy_score
+
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        labels = rng.integers(5, size=(4, 6))
+        truth = np.eye(5)[labels]
+        truth[rng.random((4, 6)) < 0.25] = -1
+        scores = rng.random((4, 6, 5))
+        valid = np.all(truth != -1, axis=-1)
+        if valid.any():
+            expected = accuracy_score(labels[valid], scores.argmax(-1)[valid])
+            assert argmax_score(scores, truth) == pytest.approx(expected)
+        pointers = rng.integers(6, size=(4, 6))
+        assert pointer_score(pointers, labels) == pytest.approx(accuracy_score(labels.ravel(), pointers.ravel()))
+
+
+def _outputs(name):
     traces = sample(name, 12, n=8, seed=3)
-    outputs = {k: np.asarray(v) for k, v in traces.outputs.items()}
-    result = Evaluator(name).eval({"y_true": outputs, "y_pred": outputs})
-    for field, (stage, _, _) in SPECS[name].items():
-        if stage == Stage.OUTPUT:
-            assert result[field] == 1.0, field
-    assert result["score"] == 1.0
+    return {k: np.asarray(v) for k, v in traces.outputs.items()}
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
-def test_perfect_hints_score_one(name):
+def test_outputs_one_wrong_element_per_field(name):
+    """Perfect predictions score 1; one wrong element in a field lowers that field (only) by a known amount."""
+    y_true = _outputs(name)
+    evaluator = Evaluator(name)
+    assert set(evaluator.outputs) == set(y_true)
+    perfect = evaluator.eval({"y_true": y_true, "y_pred": y_true})
+    assert perfect == {**{field: 1.0 for field in y_true}, "score": 1.0}
+    corrupted, expected = {}, {}
+    for field in y_true:
+        _, _, type_ = SPECS[name][field]
+        corrupted[field], expected[field] = _one_wrong(type_, y_true[field], 8)
+        assert expected[field] < 1.0
+        result = evaluator.eval({"y_true": y_true, "y_pred": {**y_true, field: corrupted[field]}})
+        for other in y_true:
+            assert result[other] == pytest.approx(expected[field] if other == field else 1.0), (field, other)
+        assert result["score"] == pytest.approx((expected[field] + len(y_true) - 1) / len(y_true))
+    result = evaluator.eval({"y_true": y_true, "y_pred": corrupted})
+    assert result["score"] == pytest.approx(np.mean(list(expected.values())))
+
+
+def _padded_hints(name):
     traces = sample(name, 6, n=6, seed=4)
-    lengths = traces.lengths
+    lengths = np.asarray(traces.lengths)
     T = int(lengths.max())
     y_true = {}
     for field in Evaluator(name).hints:
-        rows = [traces[i].hints[field] for i in range(len(traces))]
+        rows = [np.asarray(traces[i].hints[field]) for i in range(len(traces))]
         padded = np.zeros((len(rows), T, *rows[0].shape[1:]), dtype=rows[0].dtype)
         for i, row in enumerate(rows):
             padded[i, :row.shape[0]] = row
         y_true[field] = padded
-    result = Evaluator(name).eval_hints({"y_true": y_true, "y_pred": y_true, "lengths": lengths})
-    for field, (stage, _, type_) in SPECS[name].items():
-        if stage == Stage.HINT:
-            assert result[field] == (0.0 if type_ == "scalar" else 1.0), field
-            assert result[f"{field}_along_time"].shape == (T - 1,)
+    return lengths, y_true
+
+
+def _garbage(type_, x, n):
+    """``x`` made wrong everywhere (for entries a scorer must not look at)."""
+    if type_ == "pointer":
+        return (x + 1) % n
+    if type_ == "mask":
+        return 1.0 - x
+    if type_ == "scalar":
+        return x + 5.0
+    return np.roll(x, 1, axis=-1)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_hints_one_wrong_element_and_unscored_garbage(name):
+    """Step 0 and steps past a sample's length are never scored; one wrong element at step 1 costs a known amount.
+
+    Step t (t = 1 .. T-1) is scored on the w_t = #{i: lengths[i] > t} samples still running, and a field's
+    score is sum_t w_t * score_t / sum_i (lengths[i] - 1).
+    """
+    lengths, y_true = _padded_hints(name)
+    T = y_true[next(iter(y_true))].shape[1]
+    weights = np.array([np.sum(lengths > t) for t in range(1, T)])
+    assert weights.sum() == np.sum(lengths - 1) > 0
+    running = lengths > 1
+    evaluator = Evaluator(name)
+    y_pred = {}
+    expected = {}
+    for field, truth in y_true.items():
+        _, _, type_ = SPECS[name][field]
+        pred = truth.astype(np.float64).copy()
+        pred[:, 0] = _garbage(type_, truth[:, 0], 6)  # step 0 is the initial state, never scored
+        for i, length in enumerate(lengths):
+            pred[i, length:] = _garbage(type_, truth[i, length:], 6)  # padding past the end of sample i
+        step1, expected[field] = _one_wrong(type_, truth[running, 1], 6)  # step 1 of the running samples
+        assert expected[field] != (0.0 if type_ == "scalar" else 1.0), field
+        pred[running, 1] = step1
+        y_pred[field] = pred
+    result = evaluator.eval_hints({"y_true": y_true, "y_pred": y_pred, "lengths": lengths})
+    assert set(result) == {key for field in y_true for key in (field, f"{field}_along_time")}
+    for field in y_true:
+        _, _, type_ = SPECS[name][field]
+        perfect = 0.0 if type_ == "scalar" else 1.0
+        along_time = np.full(T - 1, perfect)
+        along_time[0] = expected[field]
+        along_time[weights == 0] = 0.0  # a step no sample reaches scores 0 with weight 0
+        np.testing.assert_allclose(result[f"{field}_along_time"], along_time, err_msg=field)
+        assert result[field] == pytest.approx(np.dot(weights, along_time) / weights.sum()), field
+    for field, pred in y_pred.items():  # the same garbage without the wrong element scores perfectly
+        pred[:, 1] = y_true[field][:, 1]
+    result = evaluator.eval_hints({"y_true": y_true, "y_pred": y_pred, "lengths": lengths})
+    for field in y_true:
+        _, _, type_ = SPECS[name][field]
+        assert result[field] == (0.0 if type_ == "scalar" else 1.0), field
 
 
 def test_eval_missing_field_is_named():
