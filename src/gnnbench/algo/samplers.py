@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from numba import njit
 
+from ..arguments import check_float, check_int
 from . import rng
 from .execution import run_batch
 from .recording import empty_array
@@ -68,12 +69,19 @@ def distribution(name: str, **options: object) -> GraphDistribution:
                          f"valid options: {', '.join(SAMPLER_OPTIONS)}")
     if "p" in options:
         p = options["p"]
-        try:
-            if isinstance(p, (str, bytes)):
-                raise TypeError
-            options["p"] = tuple(float(x) for x in p) if isinstance(p, Sequence) else (float(p),)
-        except (TypeError, ValueError):
-            raise ValueError(f"p must be a probability or a sequence of probabilities, got {p!r}") from None
+        values = (np.ravel(p).tolist() if isinstance(p, np.ndarray) else p if isinstance(p, Sequence) else (p,))
+        if isinstance(p, (str, bytes)) or not len(values):
+            raise ValueError(f"p must be a probability or a non-empty sequence of probabilities, got {p!r}")
+        options["p"] = tuple(check_float("p", x, minimum=0.0, maximum=1.0) for x in values)
+    for name in ("low", "high", "eps"):
+        if name in options:
+            bounds = {"minimum": 0.0, "maximum": 1.0} if name == "eps" else {}
+            options[name] = check_float(name, options[name], **bounds)
+    if "k" in options:
+        options["k"] = check_int("k", options["k"], minimum=1)
+    for name in ("directed", "acyclic", "weighted"):
+        if name in options and not isinstance(options[name], (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {options[name]!r}")
     dist = replace(base, **options)
     _check_distribution(name, dist)
     return dist
@@ -108,11 +116,8 @@ def sample_graphs(name: str, num: int, n: int = 16, seed: int | None = 0,
 
     Unweighted Erdős–Rényi graphs are int64, like CLRS-30's; all others float64.
     """
+    num, n, seed = _check_counts(num, n, seed)
     dist = distribution(name, **options)
-    if num < 0:
-        raise ValueError(f"num must be >= 0, got {num}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
     if dist.generator == "community" and dist.k > n:
         raise ValueError(f"cannot split {n} nodes into k={dist.k} communities (need k <= n)")
     if dist.generator == "community" and dist.k < 1:
@@ -135,9 +140,16 @@ def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_opt
     ``weighted``). With defaults this equals CLRS-30's
     ``build_sampler(name, num, length=n, seed=seed)`` sample for sample.
     """
+    num, n, seed = _check_counts(num, n, seed)
     graphs, sources = sample_graphs(name, num, n, seed, **sampler_options)
     traces = run_batch(name, graphs, sources, copy=False)
     return replace(traces, metadata={"n": n, "seed": seed, "distribution": distribution(name, **sampler_options)})
+
+
+def _check_counts(num: object, n: object, seed: object) -> tuple[int, int, int | None]:
+    """``num`` >= 0 graphs of ``n`` >= 1 nodes; ``seed`` None or a ``RandomState`` seed in [0, 2**32)."""
+    return (check_int("num", num, minimum=0), check_int("n", n, minimum=1),
+            None if seed is None else check_int("seed", seed, minimum=0, maximum=2**32 - 1))
 
 
 # --- compiled generators ---------------------------------------------------------

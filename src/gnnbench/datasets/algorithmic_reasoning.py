@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import warnings
@@ -12,13 +13,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data import Data, Dataset
+from torch_geometric.data.collate import collate
+from torch_geometric.data.separate import separate
+from torch_geometric.io import fs
 
 from ..algo import sample
 from ..algo.samplers import distribution
 from ..algo.specs import SPECS, Stage, Type, check_algorithm
 from ..algo.splits import resolve_split
+from ..arguments import check_int
+from ..io import file_lock
 from ..io.cache import gnnbench_home
+from ..io.files import atomic_path
+from . import preprocessing
 from .layout import complete_edge_index, trace_tensors
 from .storage import Columns, StaleCacheError, read_columns, write_columns
 
@@ -31,6 +39,13 @@ POINTER_FIELDS: frozenset[str] = frozenset(
     name for spec in SPECS.values() for name, (_, _, type_) in spec.items() if type_ == Type.POINTER)
 assert not any(name in POINTER_FIELDS and type_ != Type.POINTER
                for spec in SPECS.values() for name, (_, _, type_) in spec.items()), "a field name changes type"
+
+_NO_SINGLE_NUMBER = (
+    "{what} is not defined for CLRS-30 traces: an item has no `x`/`y` but several input fields (node, edge and "
+    "graph; scalar, mask, pointer) and outputs of different types ({outputs}). Use `dataset.spec` (field -> "
+    "(stage, location, type); gnnbench.algo.SPECS) and the shapes of an item's fields, e.g. "
+    "`dataset[0].{example}.shape`; categorical fields carry their classes in the last axis and pointers point to "
+    "one of the graph's `n` nodes. A pre_transform or transform that sets `x` (or `y`) makes it defined, as in PyG.")
 
 
 class AlgorithmicReasoningData(Data):
@@ -46,7 +61,7 @@ class AlgorithmicReasoningData(Data):
         return super().__inc__(key, value, *args, **kwargs)
 
 
-class AlgorithmicReasoningDataset(InMemoryDataset):
+class AlgorithmicReasoningDataset(Dataset):
     r"""CLRS-30-compatible traces of one of twelve graph algorithms.
 
     Each item is an :class:`AlgorithmicReasoningData` holding every field of the
@@ -56,9 +71,19 @@ class AlgorithmicReasoningDataset(InMemoryDataset):
     ``[n]``, edge fields ``[n * n]``, graph fields ``[1]``; hints add a time axis
     second (``[n, T]``, ``[n * n, T]``, ``[1, T]``). ``num_steps`` is the trace's
     own number of hint steps; hints are zero-padded after it to the dataset's
-    ``max_steps`` (or ``pad_steps``), so the standard
+    ``max_steps`` (the longest generated trace) or ``pad_steps``, so the standard
     :class:`torch_geometric.loader.DataLoader` batches traces of different
-    lengths, and models mask steps ``>= num_steps``, as CLRS-30 does.
+    lengths, and models mask steps ``>= num_steps``, as CLRS-30 does. Every item
+    is built fresh: changing it never changes the dataset.
+
+    The traces are stored compactly (columns, see ``gnnbench.datasets.storage``) and
+    assembled on access, so the class is a :class:`~torch_geometric.data.Dataset`
+    rather than an ``InMemoryDataset`` (whose collated storage would hold every padded
+    hint densely). ``num_features``, ``num_node_features``, ``num_edge_features`` and
+    ``num_classes`` are not single numbers for CLRS traces (several input fields, outputs
+    of several types): they raise an ``AttributeError`` that says what to use instead
+    (``dataset.spec`` and the item's field shapes), unless a ``pre_transform`` or
+    ``transform`` gives the items an ``x``/``y``, in which case PyG's definitions apply.
 
     Splits (CLRS-30's, and length generalisation at growing sizes):
 
@@ -73,7 +98,7 @@ class AlgorithmicReasoningDataset(InMemoryDataset):
           - 1000
           - 16
           - 1
-        * - ``val``
+        * - ``valid``
           - 32
           - 16
           - 2
@@ -89,24 +114,33 @@ class AlgorithmicReasoningDataset(InMemoryDataset):
     Args:
         root: directory for the generated files (``None``: ``$GNNBENCH_HOME/datasets``).
         algorithm: one of ``gnnbench.algo.ALGORITHMS``.
-        split: a split name above (``valid``/``validation`` mean ``val``).
+        split: a split name above (CLRS-30's ``val``, and ``validation``, mean ``valid``).
+        transform: applied to each item on access.
+        pre_transform: applied to each item once, when processing; the result is cached with
+            the function's fingerprint (a different function processes again, with a warning).
+        pre_filter: keeps the items for which it returns True, decided when processing and
+            cached like ``pre_transform`` (applied before it, as in PyG).
+        force_reload: regenerate the traces and redo the preprocessing even if cached.
         num_samples, n, seed: override the split's settings.
         sampler_options: graph distribution overrides (``p``, ``low``, ``high``,
             ``k``, ``eps``, ...), see ``gnnbench.algo.GraphDistribution``.
         pad_steps: pad hints to this many steps instead of the longest trace's.
-        transform: applied to each item on access.
-        force_reload: regenerate even if a valid cache exists.
     """
 
-    def __init__(self, root: str | Path | None, algorithm: str, split: str = "train", *,
+    def __init__(self, root: str | Path | None, algorithm: str, split: str = "train",
+                 transform: Callable[[Data], Data] | None = None,
+                 pre_transform: Callable[[Data], Data] | None = None,
+                 pre_filter: Callable[[Data], bool] | None = None, force_reload: bool = False, *,
                  num_samples: int | None = None, n: int | None = None, seed: int | None = None,
-                 sampler_options: Mapping[str, Any] | None = None, pad_steps: int | None = None,
-                 transform: Callable[[Data], Data] | None = None, force_reload: bool = False) -> None:
+                 sampler_options: Mapping[str, Any] | None = None, pad_steps: int | None = None) -> None:
         self.algorithm = check_algorithm(algorithm)
         self.split, config = resolve_split(split)
-        self.num_samples = config.num_samples if num_samples is None else int(num_samples)
-        self.n = config.n if n is None else int(n)
-        self.seed = config.seed if seed is None else int(seed)
+        self.num_samples = config.num_samples if num_samples is None else check_int("num_samples", num_samples,
+                                                                                     minimum=0)
+        self.n = config.n if n is None else check_int("n", n, minimum=1)
+        self.seed = config.seed if seed is None else check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+        if pad_steps is not None:
+            pad_steps = check_int("pad_steps", pad_steps, minimum=0)
         self.sampler_options = dict(sampler_options or {})
         dist = distribution(self.algorithm, **self.sampler_options)  # validates the options
         self.cache_key = {
@@ -116,13 +150,19 @@ class AlgorithmicReasoningDataset(InMemoryDataset):
             "generator_version": GENERATOR_VERSION,
         }
         root = Path(root) if root is not None else gnnbench_home() / "datasets"
+        # PyG's own pre_transform handling only warns and prints; gnnbench applies both functions itself below.
         super().__init__(str(root), transform=transform, log=False, force_reload=force_reload)
+        self.pre_transform, self.pre_filter = pre_transform, pre_filter
         self.columns = self._load_columns()
         self.max_steps = int(self.columns.lengths.max()) if len(self.columns) else 0
         if pad_steps is not None and pad_steps < self.max_steps:
             raise ValueError(f"pad_steps={pad_steps} is shorter than the longest trace ({self.max_steps} steps)")
-        self.pad_steps = self.max_steps if pad_steps is None else int(pad_steps)
+        self.pad_steps = self.max_steps if pad_steps is None else pad_steps
         self._edge_index = complete_edge_index(self.n)
+        self._kept = np.arange(len(self.columns))  # trace of each item
+        self._stored: tuple[Data, dict] | None = None  # pre-transformed items (collated) and their slices
+        if pre_transform is not None or pre_filter is not None:
+            self._preprocess(force_reload)
 
     # --- PyG conventions -----------------------------------------------------------
 
@@ -150,13 +190,44 @@ class AlgorithmicReasoningDataset(InMemoryDataset):
         write_columns(traces, Path(self.processed_paths[0]), self.cache_key)
 
     def len(self) -> int:
-        return len(self.columns)
+        return len(self._kept)
 
     def get(self, idx: int) -> AlgorithmicReasoningData:
-        fields = trace_tensors(self.algorithm, self.columns.sample(idx), self.n, self.pad_steps)
+        if self._stored is not None:
+            data, slices = self._stored
+            item = separate(cls=type(data), batch=data, idx=idx, slice_dict=slices, decrement=False)
+            return item.clone()  # separate() gives views of the stored tensors
+        return self._item(int(self._kept[idx]))
+
+    def _item(self, trace: int) -> AlgorithmicReasoningData:
+        fields = trace_tensors(self.algorithm, self.columns.sample(trace), self.n, self.pad_steps)
         return AlgorithmicReasoningData(
             edge_index=self._edge_index.clone(), num_nodes=self.n,
-            num_steps=torch.tensor([int(self.columns.lengths[idx])]), **fields)
+            num_steps=torch.tensor([int(self.columns.lengths[trace])]), **fields)
+
+    @property
+    def num_node_features(self) -> int:
+        return self._pyg_number("num_node_features", "x")
+
+    @property
+    def num_features(self) -> int:
+        return self._pyg_number("num_features", "x")
+
+    @property
+    def num_edge_features(self) -> int:
+        return self._pyg_number("num_edge_features", "edge_attr")
+
+    @property
+    def num_classes(self) -> int:
+        return self._pyg_number("num_classes", "y")
+
+    def _pyg_number(self, what: str, attribute: str) -> int:
+        if len(self) and attribute in self[0]:
+            return getattr(super(), what)
+        outputs = ", ".join(f"{name}: {location} {type_}" for name, (stage, location, type_) in self.spec.items()
+                            if stage == Stage.OUTPUT)
+        example = next(name for name, (stage, _, _) in self.spec.items() if stage == Stage.INPUT and name != "pos")
+        raise AttributeError(_NO_SINGLE_NUMBER.format(what=what, outputs=outputs, example=example))
 
     # --- gnnbench additions ----------------------------------------------------------
 
@@ -166,12 +237,16 @@ class AlgorithmicReasoningDataset(InMemoryDataset):
 
     @property
     def num_steps(self) -> np.ndarray:
-        """True number of hint steps of every item (in storage order)."""
-        return self.columns.lengths[self.indices()]
+        """True number of hint steps of every item (in item order)."""
+        return self.columns.lengths[self._kept][self.indices()]
 
     def targets(self, stage: str = Stage.OUTPUT) -> dict[str, np.ndarray]:
-        """Inputs or outputs of every item, ``[len(self), ...]`` in CLRS layout (for ``Evaluator``)."""
-        return {name: values[self.indices()] for name, values in self.columns.stacked(stage).items()}
+        """Inputs or outputs of every item, ``[len(self), ...]`` in CLRS layout (for ``Evaluator``).
+
+        These are the generated traces' values: a ``pre_transform`` does not change them.
+        """
+        rows = self._kept[self.indices()]
+        return {name: values[rows] for name, values in self.columns.stacked(stage).items()}
 
     def _load_columns(self) -> Columns:
         path = Path(self.processed_paths[0])
@@ -182,6 +257,70 @@ class AlgorithmicReasoningDataset(InMemoryDataset):
             self.process()
             return read_columns(path, self.cache_key)
 
+    # --- pre_filter / pre_transform ------------------------------------------------------
+
+    def _preprocess(self, force_reload: bool) -> None:
+        """Apply pre_filter and pre_transform once and cache the result beside the traces."""
+        stem = Path(self.processed_dir) / f"{self._stem}_pad{self.pad_steps}"
+        record_path, items_path = stem.with_suffix(".pre.json"), stem.with_suffix(".pre.pt")
+        current = preprocessing.record(self.pre_transform, self.pre_filter, key=self.columns.manifest["sha256"])
+        with file_lock(stem):
+            stored = None
+            if not preprocessing.needs_processing(record_path, current, force_reload=force_reload,
+                                                  what=f"{self.algorithm} {self.split}"):
+                stored = self._read_preprocessed(items_path)
+            if stored is None:
+                stored = self._run_preprocessing()
+                with atomic_path(items_path) as temporary:
+                    fs.torch_save(stored, str(temporary))
+                preprocessing.write_record(record_path, {**current, "items": len(stored["kept"])})
+        self._kept = np.asarray(stored["kept"], dtype=np.int64)
+        if stored["data"] is not None:
+            self._stored = (_data_class(stored["cls"]).from_dict(stored["data"]), stored["slices"])
+
+    def _run_preprocessing(self) -> dict:
+        logger.info("preprocessing %d %s %s traces", len(self.columns), self.algorithm, self.split)
+        kept, items = [], []
+        for trace in range(len(self.columns)):
+            item = self._item(trace)
+            if self.pre_filter is not None and not self.pre_filter(item):
+                continue
+            kept.append(trace)
+            if self.pre_transform is not None:
+                items.append(self.pre_transform(item))
+        if not items:
+            return {"kept": kept, "data": None, "slices": None, "cls": None}
+        cls = type(items[0])
+        data, slices, _ = collate(cls, data_list=items, increment=False, add_batch=False)
+        return {"kept": kept, "data": data.to_dict(), "slices": slices, "cls": f"{cls.__module__}:{cls.__qualname__}"}
+
+    @staticmethod
+    def _read_preprocessed(path: Path) -> dict | None:
+        try:
+            stored = fs.torch_load(str(path))
+        except Exception as error:  # noqa: BLE001 - any unreadable cache is remade
+            logger.debug("%s: unreadable preprocessed items (%s); processing again", path, error)
+            return None
+        if not isinstance(stored, dict) or not {"kept", "data", "slices", "cls"} <= set(stored):
+            return None
+        try:
+            stored["data"] is None or _data_class(stored["cls"])
+        except (ImportError, AttributeError, ValueError) as error:
+            logger.debug("%s: the class of the preprocessed items is gone (%s); processing again", path, error)
+            return None
+        return stored
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(algorithm={self.algorithm!r}, split={self.split!r}, "
                 f"graphs={len(self)}, n={self.n}, max_steps={self.max_steps})")
+
+
+def _data_class(name: str) -> type[Data]:
+    """The ``Data`` class named ``module:qualname`` (what a pre_transform returned)."""
+    module, _, qualname = name.partition(":")
+    value: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        value = getattr(value, part)
+    if not (isinstance(value, type) and issubclass(value, Data)):
+        raise ValueError(f"{name} is not a torch_geometric Data class")
+    return value

@@ -43,20 +43,19 @@ def to_dgl(data: Any, algorithm: str) -> tuple[dgl.DGLGraph, dict[str, torch.Ten
 
 class AlgorithmicReasoningDGLDataset(DGLDataset):
     """DGL view of :class:`~gnnbench.datasets.AlgorithmicReasoningDataset` (same arguments,
-    same cache): ``dataset[i]`` is ``(graph, graph_fields)``."""
+    same cache; ``split="valid"``, or CLRS-30's ``"val"``): ``dataset[i]`` is ``(graph, graph_fields)``."""
 
     def __init__(self, root: str | Path | None, algorithm: str, split: str = "train", *,
                  force_reload: bool = False, **options: Any) -> None:
-        self._source_args = (root, algorithm, split)
-        self._source_options = dict(options, force_reload=force_reload)
-        self.algorithm = algorithm
-        super().__init__(name=f"gnnbench_{algorithm}_{split}", verbose=False)
+        self.source = AlgorithmicReasoningDataset(root, algorithm, split, force_reload=force_reload, **options)
+        self.algorithm = self.source.algorithm
+        super().__init__(name=f"gnnbench_{self.algorithm}_{self.source.split}", verbose=False)
 
     def process(self) -> None:
-        self.source = AlgorithmicReasoningDataset(*self._source_args, **self._source_options)
+        pass  # the PyG dataset (opened in __init__) owns the cache
 
     def has_cache(self) -> bool:
-        return False  # the PyG dataset owns the cache; process() only opens it
+        return False
 
     def __getitem__(self, idx: int) -> tuple[dgl.DGLGraph, dict[str, torch.Tensor]]:
         return to_dgl(self.source[idx], self.algorithm)
@@ -78,31 +77,39 @@ def road_to_dgl(data: Any) -> dgl.DGLGraph:
 
 class RoadAccidentDGLDataset(DGLDataset):
     """DGL view of :class:`~gnnbench.datasets.RoadAccidentDataset` (same arguments, same tables and cache):
-    ``dataset[0]`` is the static graph, ``snapshot(year, month)`` one month, ``get_split()`` the splits."""
+    ``dataset[i]`` is month ``i`` (year ``i`` for ``traffic_volume``) as a DGL graph, ``snapshot(year, month)``
+    one month, ``static_graph`` the road network, ``get_split()``/``get_idx_split()`` the splits. Every graph is
+    fresh: changing it never changes the dataset."""
 
-    def __init__(self, root: str | Path | None = None, state: str = "DEMO", task: str = "accident_occurrence", *,
-                 force_reload: bool = False) -> None:
-        self._source_args = (root, state, task)
-        self._force_reload = force_reload
-        super().__init__(name=f"gnnbench_road_{state}_{task}", verbose=False)
+    def __init__(self, root: str | Path | None = None, state: str | None = None, task: str = "accident_occurrence",
+                 *, force_reload: bool = False, **options: Any) -> None:
+        self.source = RoadAccidentDataset(root, state, task, force_reload=force_reload, **options)
+        super().__init__(name=f"gnnbench_road_{self.source.state}_{task}", verbose=False)
 
     def process(self) -> None:
-        self.source = RoadAccidentDataset(*self._source_args, force_reload=self._force_reload)
+        pass  # the PyG dataset (opened in __init__) owns the tables and the cache
 
     def has_cache(self) -> bool:
-        return False  # the PyG dataset owns the cache; process() only opens it
+        return False
 
     def __getitem__(self, idx: int) -> dgl.DGLGraph:
         return road_to_dgl(self.source[idx])
 
     def __len__(self) -> int:
-        return 1
+        return len(self.source)
 
     def snapshot(self, year: int, month: int | None = None) -> dgl.DGLGraph:
         return road_to_dgl(self.source.snapshot(year, month))
 
+    @property
+    def static_graph(self) -> dgl.DGLGraph:
+        return road_to_dgl(self.source.static_graph)
+
     def get_split(self) -> dict[str, list]:
         return self.source.get_split()
+
+    def get_idx_split(self) -> dict[str, torch.Tensor]:
+        return self.source.get_idx_split()
 
     @property
     def months(self) -> list[tuple[int, int]]:

@@ -9,6 +9,7 @@ processors see every pair; the real adjacency is the ``adj``/``A`` input.
 * hints put time second: ``[n, T]``, ``[n * n, T]``, ``[1, T]``, zero-padded after
   the trace's own ``num_steps`` up to the dataset's step count.
 * pointers are int64 node indices; everything else float32.
+* every tensor is a fresh copy: changing an item never changes the dataset.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def field_tensor(location: str, stage: str, type_: str, value: np.ndarray, n: in
     elif location == Location.GRAPH:
         value = value.reshape(1, *value.shape)
     dtype = np.int64 if type_ == Type.POINTER else np.float32
-    return torch.from_numpy(np.ascontiguousarray(value, dtype=dtype))
+    return torch.from_numpy(np.array(value, dtype=dtype, order="C", copy=True))  # never a view of the cache
 
 
 def trace_tensors(algorithm: str, sample: dict[str, np.ndarray], n: int, pad_steps: int) -> dict[str, torch.Tensor]:

@@ -1,0 +1,134 @@
+"""``pre_transform`` and ``pre_filter``, as PyTorch Geometric datasets take them, with fingerprinted caches.
+
+Both datasets apply them once, when processing, and cache the result beside a small JSON record of
+what produced it: the fingerprint of each function and the key of the data it was applied to. A
+later construction with a different ``pre_transform`` or ``pre_filter`` processes again and warns
+(PyG only warns and keeps the old result; gnnbench does not hand back data processed by another
+function).
+
+A fingerprint covers what PyG's comparison (the ``repr`` without memory addresses) covers, plus, for
+Python functions, their code, constants, default arguments and closure values, so two different
+lambdas do not look alike, and for transform objects their attributes (``NormalizeFeatures(["x"])``
+and ``NormalizeFeatures(["edge_attr"])`` print alike) and the code of their ``__call__``/``forward``. The values of global variables a function reads are not covered: after
+changing those, pass ``force_reload=True``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import re
+import types
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..io.files import atomic_path
+
+logger = logging.getLogger(__name__)
+
+FUNCTIONS = ("pre_transform", "pre_filter")
+
+
+def describe(function: Any) -> str:
+    """``repr(function)`` without memory addresses (what PyG compares)."""
+    return "None" if function is None else re.sub(r" at 0x[0-9a-fA-F]+", "", repr(function))
+
+
+def fingerprint(function: Callable | None) -> str | None:
+    """A digest that changes when ``function`` computes something else (None for None)."""
+    if function is None:
+        return None
+    digest = hashlib.sha256()
+    _feed(digest, function, depth=0)
+    return digest.hexdigest()[:20]
+
+
+def _feed(digest: Any, value: Any, depth: int) -> None:
+    if depth > 8:  # deep closures: the repr is enough
+        digest.update(describe(value).encode())
+        return
+    if isinstance(value, functools.partial):
+        digest.update(b"partial")
+        _feed(digest, value.func, depth + 1)
+        for argument in (*value.args, *sorted(value.keywords.items())):
+            _feed(digest, argument, depth + 1)
+    elif isinstance(value, types.MethodType):
+        _feed(digest, value.__func__, depth + 1)
+        digest.update(describe(value.__self__).encode())
+    elif isinstance(value, types.FunctionType):
+        digest.update(f"{value.__module__}.{value.__qualname__}".encode())
+        _feed_code(digest, value.__code__)
+        for default in (*(value.__defaults__ or ()), *sorted((value.__kwdefaults__ or {}).items())):
+            _feed(digest, default, depth + 1)
+        for cell in value.__closure__ or ():
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            _feed(digest, contents, depth + 1)
+    elif callable(value) and not isinstance(value, type) and not isinstance(value, types.BuiltinFunctionType):
+        cls = type(value)
+        digest.update(f"{cls.__module__}.{cls.__qualname__}:{describe(value)}".encode())
+        for name in ("__call__", "forward"):  # the class's own code, when written in Python
+            method = getattr(cls, name, None)
+            if isinstance(method, types.FunctionType):
+                _feed_code(digest, method.__code__)
+        for name, attribute in sorted(getattr(value, "__dict__", {}).items()):  # its settings, which a repr may omit
+            digest.update(name.encode())
+            _feed(digest, attribute, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__qualname__}[{len(value)}]".encode())
+        for item in value:
+            _feed(digest, item, depth + 1)
+    else:
+        digest.update(f"{type(value).__qualname__}:{describe(value)}".encode())
+
+
+def _feed_code(digest: Any, code: types.CodeType) -> None:
+    digest.update(code.co_code)
+    digest.update(repr(code.co_names).encode())
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            _feed_code(digest, constant)
+        else:
+            digest.update(repr(constant).encode())
+
+
+def record(pre_transform: Callable | None, pre_filter: Callable | None, key: Any) -> dict:
+    """What a preprocessed cache was made from: the key of its input data and both functions."""
+    return {"key": key, "pre_transform": fingerprint(pre_transform), "pre_filter": fingerprint(pre_filter),
+            "pre_transform_repr": describe(pre_transform), "pre_filter_repr": describe(pre_filter)}
+
+
+def read_record(path: Path) -> dict | None:
+    """The record at ``path``, or None when it is missing or unreadable."""
+    try:
+        stored = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return stored if isinstance(stored, dict) and {"key", *FUNCTIONS} <= set(stored) else None
+
+
+def write_record(path: Path, current: dict) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(current, indent=1, sort_keys=True))
+
+
+def needs_processing(path: Path, current: dict, *, force_reload: bool, what: str) -> bool:
+    """Whether the cache recorded at ``path`` must be (re)made for ``current``; warns when a function changed."""
+    stored = read_record(path)
+    if force_reload or stored is None:
+        return True
+    if stored["key"] != json.loads(json.dumps(current["key"])):
+        logger.info("%s: the data changed since it was preprocessed; preprocessing again", what)
+        return True
+    changed = [name for name in FUNCTIONS if stored[name] != current[name]]
+    for name in changed:
+        warnings.warn(f"{what}: the {name} differs from the one the cached data was processed with "
+                      f"({stored.get(name + '_repr')} -> {current[name + '_repr']}); processing again",
+                      UserWarning, stacklevel=4)
+    return bool(changed)
