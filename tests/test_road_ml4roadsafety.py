@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -243,6 +244,68 @@ def test_identical_accident_files_and_imported_duplicates(tmp_path, caplog):
     assert "DE, MA" in caplog.text and "issue #8" in caplog.text
 
 
+def test_weather_column_missing_for_a_whole_month_is_zero_filled_and_counted(fixture, tmp_path):
+    state_dir = write_release(tmp_path, fixture)
+    month = state_dir / "Nodes" / "node_features_2020_2.csv"
+    table = pacsv.read_csv(month)
+    empty = pa.nulls(table.num_rows, pa.float64())
+    pacsv.write_csv(table.set_column(table.schema.get_field_index("pres"), "pres", empty), month)
+    release = read_release(state_dir)
+    weather = release.node_weather.filter(pc.and_(pc.equal(release.node_weather["year"], 2020),
+                                                  pc.equal(release.node_weather["month"], 2)))
+    pres = WEATHER_COLUMNS.index("pres")
+    assert weather.column("pres").to_pylist() == [0.0] * fixture.num_nodes
+    assert all(bits & (1 << pres) for bits in weather.column("filled").to_pylist())
+    counts = release.quality["node_weather"]["filled"]["pres"]
+    other_months = [values for period, values in fixture.weather.items() if period != (2020, 2)]
+    assert counts["zero"] == fixture.num_nodes
+    assert counts["month_mean"] == sum(int(np.isnan(values[:, pres]).sum()) for values in other_months)
+    assert counts["observed"] == sum(int((~np.isnan(values[:, pres])).sum()) for values in other_months)
+
+
+def test_highway_classes_outside_the_vocabulary_are_warned_and_counted(tmp_path, caplog):
+    from gnnbench.road.sources.osm import HIGHWAY_CLASSES as VOCABULARY
+
+    bigger = generate_release("NV", num_nodes=300, num_edges=2000, years=[2020], months=[1], seed=11)
+    expected: dict[str, int] = {}
+    for text in bigger.seg_highway[bigger.edge_segment]:
+        name = expected_highway(str(text))
+        if name not in VOCABULARY:
+            expected[name] = expected.get(name, 0) + 1
+    assert sum(expected.values()) > 20  # e.g. bus_stop, crossing, rest_area: not OSM drive classes gnnbench encodes
+    with caplog.at_level(logging.WARNING, logger="gnnbench.road"):
+        release = read_release(write_release(tmp_path, bigger))
+    assert release.quality["edges"]["highway_outside_vocabulary"] == expected
+    assert f"{sum(expected.values())} edges have highway classes outside gnnbench's vocabulary" in caplog.text
+    kept = release.edges.column("highway").to_pylist()  # the table keeps the release's class
+    assert sum(name in expected for name in kept) == sum(expected.values())
+
+
+def test_aadt_of_parallel_entries_is_their_sum(fixture, tmp_path):
+    """Two OSM rows for one node pair: the loader's coalesce() sums their AADT (NaN if either is NaN)."""
+    state_dir = write_release(tmp_path, fixture)
+    path = state_dir / "Edges" / "edge_features_traffic_2019.pt"
+    features = torch.load(path, weights_only=False)  # our own fixture file
+    aadt = features["AADT"]
+    indices, values = aadt._indices(), aadt._values()
+    finite = np.flatnonzero(np.isfinite(values.numpy()))
+    missing = np.flatnonzero(np.isnan(values.numpy()))
+    doubled = torch.from_numpy(np.concatenate([finite[:3], missing[:1]]))
+    extra = torch.tensor([100.0, 200.0, np.nan, 300.0])  # third: a known value plus NaN; fourth: NaN plus 300
+    features["AADT"] = torch.sparse_coo_tensor(torch.cat([indices, indices[:, doubled]], 1),
+                                               torch.cat([values, extra]), aadt.shape, check_invariants=False)
+    torch.save(features, path)
+    release = read_release(state_dir)
+    volume = release.edge_volume.filter(pc.equal(release.edge_volume["year"], 2019)).to_pydict()
+    got = dict(zip(volume["edge_id"], volume["aadt"]))
+    for position, added in zip(doubled.tolist(), extra.tolist()):
+        u, v = (int(node) for node in indices[:, position])
+        edge = _edge_of(fixture, u, v)
+        total = float(values[position]) + added
+        assert got.get(edge) == (None if np.isnan(total) else pytest.approx(total)), (u, v)
+    assert release.quality["edge_volume"]["2019"]["summed_duplicate_entries"] == 2
+
+
 def test_dropped_accident_rows_are_counted(fixture, tmp_path):
     state_dir = write_release(tmp_path, fixture)
     path = state_dir / "accidents_monthly.csv"
@@ -436,24 +499,6 @@ def test_fetch_release_flat_zip_and_missing_state(fixture, httpserver, tmp_path)
     assert len(httpserver.log) == before + 1  # listed again; the cached zip still matches, so not re-downloaded
     with pytest.raises(DataverseError, match="IL.zip"):
         fetch_release("IL", cache_dir=cache, server=httpserver.url_for(""), retry=FAST)
-
-
-def test_imported_release_loads_as_a_dataset(fixture, tmp_path):
-    """The importer's tables feed RoadAccidentDataset(source="ml4roadsafety") with the release's monthly counts."""
-    from gnnbench.datasets import RoadAccidentDataset
-
-    home = tmp_path / "road"
-    state_dir = write_release(tmp_path / "raw", fixture)
-    import_release("MA", state_dir, home / "ml4roadsafety" / "tables" / "MA")
-    dataset = RoadAccidentDataset(home, "MA", task="accident_count", source="ml4roadsafety")
-    assert dataset[0].edge_index.shape[1] == len(fixture.edge_src)
-    assert dataset.get_split()["train"] == [] and dataset.get_split()["test"] == [
-        (year, month) for year in (2019, 2020) for month in (1, 2, 3)]  # MA's test years 2016-2022
-    table = _table(home / "ml4roadsafety" / "tables" / "MA", "accidents").to_pandas()
-    for (year, month), rows in table.groupby(["year", "month"]):
-        data = dataset.snapshot(int(year), int(month))
-        # each road segment is counted once, whichever direction the release listed the crash on
-        assert float(data.y[data.eval_mask].sum()) == rows["count"].sum()
 
 
 def test_import_command_through_a_loopback_dataverse_with_faults(fixture, tmp_path, monkeypatch, capsys):
