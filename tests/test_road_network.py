@@ -154,6 +154,32 @@ def test_matching_is_the_exact_nearest_segment_within_the_distance():
         index.match(lon, lat, max_distance_m=0)
 
 
+def test_matching_breaks_exact_ties_by_lowest_edge_id_and_chunks_change_nothing():
+    node = (-75.2, 39.1)  # three roads meet here; a crash exactly on the node is 0 m from each
+    lines = [shapely.LineString([(-75.21, 39.1), (-75.215, 39.11)]),       # far away: never chosen
+             shapely.LineString([node, (-75.19, 39.1)]),
+             shapely.LineString([(-75.2, 39.09), node]),
+             shapely.LineString([node, (-75.2, 39.11)])]
+    edges = _edges_table(lines, [0, 1, 2, 3], [10, 11, 12, 13])
+    epsg = utm_epsg(*node)
+    index = SegmentIndex.build(edges, epsg)
+    edge, distance = index.match(np.array([node[0]] * 3), np.array([node[1]] * 3), max_distance_m=5.0)
+    assert edge.tolist() == [1, 1, 1] and distance.tolist() == [0.0, 0.0, 0.0]
+
+    rng = np.random.default_rng(2)
+    lon, lat = -75.2 + rng.normal(0, 0.01, 300), 39.1 + rng.normal(0, 0.01, 300)
+    whole = index.match(lon, lat, max_distance_m=400.0)
+    for chunk_size in (1, 7, 299):
+        chunked = index.match(lon, lat, max_distance_m=400.0, chunk_size=chunk_size)
+        np.testing.assert_array_equal(chunked[0], whole[0])
+        np.testing.assert_array_equal(chunked[1], whole[1])
+    assert (whole[0] >= 0).any() and (whole[0] < 0).any()
+    with pytest.raises(ValueError, match="chunk_size"):
+        index.match(lon, lat, max_distance_m=400.0, chunk_size=0)
+    with pytest.raises(ValueError, match="max_distance_m"):
+        index.match(lon, lat, max_distance_m=float("nan"))
+
+
 def test_tables_are_checked_and_written_deterministically(tmp_path):
     good = pa.table({"year": [2020, 2019], "month": [1, 5], "edge_id": [3, 4], "count": [1, 2],
                      "fatal": [None, None], "injury": [None, None], "property_damage": [None, None]})

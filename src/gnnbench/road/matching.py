@@ -2,9 +2,10 @@
 
 A two-way road is two directed edges with the same geometry; they form one *segment*, whose
 canonical edge is the lower ``edge_id`` of the pair. Crashes are matched to segments (an
-STRtree over the segments' lines in the state's UTM zone, queried for the nearest line within
-``max_distance_m``; never a pairwise loop) and recorded on the canonical edge. Crashes farther
-than ``max_distance_m`` from every road are returned as unmatched so the caller can count them.
+STRtree over the segments' lines in the state's UTM zone, queried for the lines near each crash,
+the nearest within ``max_distance_m`` kept, ties to the lowest edge id; never a pairwise loop) and
+recorded on the canonical edge. Crashes farther than ``max_distance_m`` from every road are
+returned as unmatched so the caller can count them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from ..arguments import check_float, check_int
 from .geo import lines_from_wkb, project, project_geometries
 
 
@@ -54,18 +56,33 @@ class SegmentIndex:
         projected = project_geometries(lines, epsg)
         return cls(tree=shapely.STRtree(projected), canonical=edge_id[unique], epsg=epsg)
 
-    def match(self, lon: np.ndarray, lat: np.ndarray, max_distance_m: float) -> tuple[np.ndarray, np.ndarray]:
-        """Canonical edge id (-1 when none within ``max_distance_m``) and distance in metres per point."""
+    def match(self, lon: np.ndarray, lat: np.ndarray, max_distance_m: float, *,
+              chunk_size: int = 262_144) -> tuple[np.ndarray, np.ndarray]:
+        """Canonical edge id (-1 when none within ``max_distance_m``) and distance in metres per point.
+
+        The nearest segment wins; among segments at exactly the same distance, the lowest canonical edge
+        id. Points are handled ``chunk_size`` at a time: the tree yields every segment whose bounding
+        box meets the square of half-side ``max_distance_m`` around a point, whose exact distances are
+        then compared.
+        """
         import shapely
 
-        if max_distance_m <= 0:
-            raise ValueError(f"max_distance_m must be positive, got {max_distance_m}")
+        max_distance_m = check_float("max_distance_m", max_distance_m, minimum=0.0, open_min=True)
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
         x, y = project(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64), self.epsg)
-        points = shapely.points(x, y)
-        (point_index, line_index), distance = self.tree.query_nearest(
-            points, max_distance=max_distance_m, return_distance=True, all_matches=False)
-        edge = np.full(len(points), -1, dtype=np.int64)
-        far = np.full(len(points), np.nan)
-        edge[point_index] = self.canonical[line_index]
-        far[point_index] = distance
+        lines = self.tree.geometries
+        edge = np.full(len(x), -1, dtype=np.int64)
+        far = np.full(len(x), np.nan)
+        for start in range(0, len(x), chunk_size):
+            px, py = x[start:start + chunk_size], y[start:start + chunk_size]
+            boxes = shapely.box(px - max_distance_m, py - max_distance_m, px + max_distance_m, py + max_distance_m)
+            point_index, line_index = self.tree.query(boxes)
+            distance = shapely.distance(shapely.points(px[point_index], py[point_index]), lines[line_index])
+            near = distance <= max_distance_m
+            point_index, line_index, distance = point_index[near], line_index[near], distance[near]
+            # Per point, the smallest distance, then the lowest line (lines are stored by canonical edge id).
+            order = np.lexsort((line_index, distance, point_index))
+            first = order[np.r_[True, point_index[order][1:] != point_index[order][:-1]]] if len(order) else order
+            edge[start + point_index[first]] = self.canonical[line_index[first]]
+            far[start + point_index[first]] = distance[first]
         return edge, far
