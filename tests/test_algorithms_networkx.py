@@ -75,7 +75,7 @@ OWN_KINDS = {
     "dijkstra": ("sym_w", "sym_int", "sym_intf", "dir_w", "dir_int"),
     "bellman_ford": ("sym_w", "sym_int", "sym_intf", "dir_w", "dag_mixed"),
     "dag_shortest_paths": ("dag_w", "dag_int", "dag_mixed", "dag_01"),
-    "floyd_warshall": ("sym_w", "sym_int", "sym_intf", "dir_w"),
+    "floyd_warshall": ("sym_w", "sym_int", "sym_intf", "dir_w", "dag_mixed"),
 }
 
 
@@ -158,7 +158,7 @@ CASES = _cases()
 
 
 def graph_and_trace(name: str, case: tuple):
-    """``(A, s, outputs, last_hints)`` with outputs reshaped to ``[n]`` / ``[n, n]``."""
+    """``(A, s, trace)`` of one case."""
     if case[0] == "sample":
         _, n, seed, options, index = case
         trace = sampled(name, n, seed, options)[index]
@@ -170,12 +170,19 @@ def graph_and_trace(name: str, case: tuple):
         if name not in SOURCE_ALGORITHMS:
             s = None
         trace = run_algorithm(name, A, s)
+    return A, s, trace
+
+
+def check_trace(name: str, A, s, trace) -> None:
+    """Check ``trace`` of ``name`` on ``(A, s)`` against networkx (also used by test_validation)."""
+    A = np.asarray(A)
+    n = A.shape[0]
     outputs = {}
     for key, value in trace.outputs.items():
         location = SPECS[name][key][1]
         outputs[key] = np.asarray(value).reshape((n, n) if location == "edge" else (n,))
     last_hints = {key: np.asarray(value)[-1] for key, value in trace.hints.items()}
-    return A, s, outputs, last_hints
+    CHECKS[name](A, s, outputs, last_hints)
 
 
 # --- networkx views of a weight matrix -------------------------------------------
@@ -414,7 +421,7 @@ def check_floyd_warshall(A, s, out, last):
     Pi = out["Pi"]
     n = A.shape[0]
     G = digraph(A, A != 0)
-    for i, lengths in nx.all_pairs_dijkstra_path_length(G):
+    for i, lengths in nx.all_pairs_bellman_ford_path_length(G):  # negative weights (on DAGs) too
         for j in range(n):
             if j == i:
                 continue
@@ -432,8 +439,7 @@ CHECKS = {name: globals()[f"check_{name}"] for name in ALGORITHMS}
 
 @pytest.mark.parametrize(("name", "case"), CASES)
 def test_matches_networkx(name, case):
-    A, s, outputs, last_hints = graph_and_trace(name, case)
-    CHECKS[name](A, s, outputs, last_hints)
+    check_trace(name, *graph_and_trace(name, case))
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)

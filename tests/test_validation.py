@@ -6,6 +6,7 @@ import pytest
 from gnnbench.algo import ALGORITHMS, SPECS, run_algorithm, sample
 from gnnbench.algo.specs import SOURCE_ALGORITHMS, Stage
 from gnnbench.algo.validation import check_graph, node_on_cycle
+from test_algorithms_networkx import check_trace
 
 SOURCE = sorted(SOURCE_ALGORITHMS)
 NO_SOURCE = [name for name in ALGORITHMS if name not in SOURCE_ALGORITHMS]
@@ -135,10 +136,15 @@ def test_negative_integer_weight_rejected(name):
 
 @pytest.mark.parametrize("name", ["dijkstra", "mst_prim"])
 def test_zero_weights_are_not_negative(name):
-    # -0.0 is "no edge", not a negative weight
+    # -0.0 is "no edge", not a negative weight: accepted, and the same trace as with +0.0
     A = _small_graph(name)
     A[A == 0] = -0.0
-    run_algorithm(name, A, 0)
+    assert np.signbit(A).sum() == 16 - 8  # 8 edges (4 undirected), 8 entries of -0.0
+    trace = run_algorithm(name, A, 0)
+    check_trace(name, A, 0, trace)
+    plain = run_algorithm(name, np.abs(A), 0)
+    for field in SPECS[name]:
+        np.testing.assert_array_equal(np.asarray(trace.field(field)), np.asarray(plain.field(field)), err_msg=field)
 
 
 CYCLES = {
@@ -187,8 +193,9 @@ def test_undirected_edge_is_a_cycle_for_dag_algorithms(name):
 @pytest.mark.parametrize("name", [a for a in ALGORITHMS if a not in ACYCLIC])
 def test_cycles_are_fine_elsewhere(name):
     A = np.array([[1.0, 1, 0], [0, 0, 1], [1, 0, 0]])
-    A = A + A.T
-    run_algorithm(name, A, _source(name))
+    A = A + A.T  # a triangle with a self-loop at node 0
+    trace = run_algorithm(name, A, _source(name))
+    check_trace(name, A, _source(name), trace)  # accepted, and the outputs are right (networkx)
 
 
 @pytest.mark.parametrize("A", [np.array([[0, -1.0], [-1.0, 0]]),
@@ -222,10 +229,10 @@ def test_unknown_algorithm_lists_valid_names(name):
 
 def test_check_graph_returns_array_and_int_source():
     A, s = check_graph("bfs", [[0, 1], [1, 0]], np.int16(1))
-    assert isinstance(A, np.ndarray) and A.shape == (2, 2)
+    assert A.tolist() == [[0, 1], [1, 0]] and A.dtype.kind == "i"
     assert s == 1 and type(s) is int
     A, s = check_graph("dfs", np.ones((3, 3), dtype=bool))
-    assert A.dtype == np.int64 and s == 0
+    assert A.dtype == np.int64 and A.tolist() == [[1] * 3] * 3 and s == 0
 
 
 # --- sample ---------------------------------------------------------------------------------
@@ -237,7 +244,8 @@ def test_sample_unknown_option():
 
 @pytest.mark.parametrize("p", [1.5, -0.1, (), [0.5, 1.01], float("nan")])
 def test_sample_bad_p(p):
-    with pytest.raises(ValueError, match="edge probabilities p"):
+    # names the argument (gnnbench.arguments' "p must be ..." or the distribution check's wording)
+    with pytest.raises(ValueError, match=r"(edge probabilities p|\bp must be)"):
         sample("bfs", 2, n=4, p=p)
 
 
@@ -251,10 +259,14 @@ def test_sample_k_larger_than_n_for_scc():
 def test_sample_k_equal_n_for_scc_works():
     traces = sample("strongly_connected_components", 2, n=4)
     assert len(traces) == 2
+    for i in range(2):  # four communities of one node each: a valid graph, with SCCs as networkx finds them
+        A = np.asarray(traces[i].inputs["A"])
+        assert A.shape == (4, 4)
+        check_trace("strongly_connected_components", A, None, traces[i])
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"k": 0}, "k >= 1"),
+    ({"k": 0}, r"k (must be an integer )?>= 1"),
     ({"eps": 2.0}, "eps"),
     ({"generator": "ba"}, "unknown generator"),
 ])
@@ -277,7 +289,8 @@ def test_sample_bad_distribution(name, options, match):
         sample(name, 2, n=4, **options)
 
 
-@pytest.mark.parametrize("num, n, match", [(-1, 4, "num must be >= 0"), (2, 0, "n must be >= 1")])
+@pytest.mark.parametrize("num, n, match", [(-1, 4, r"num must be (an integer )?>= 0"),
+                                            (2, 0, r"\bn must be (an integer )?>= 1")])
 def test_sample_bad_sizes(num, n, match):
     with pytest.raises(ValueError, match=match):
         sample("bfs", num, n=n)
