@@ -1,15 +1,12 @@
-"""Crash normalisation details: time zones, hand-made exports, state-plane coordinates, accounting."""
+"""Crash normalisation details: time zones, hand-made exports, projected coordinates row by row, accounting."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from gnnbench.road.crashes import CrashSchemaError, drop_duplicates, normalise_crashes
-from gnnbench.road.geo import transform
 from gnnbench.road.states import STATES
 
 
@@ -37,18 +34,45 @@ def test_a_hand_made_export_without_id_or_severity_is_accepted_with_notes():
         normalise_crashes(raw, STATES["IA"], source_file="page.json", strict=True)
 
 
-def test_state_plane_coordinates_are_reprojected_to_wgs84():
-    lon, lat = np.array([-71.06, -72.5]), np.array([42.36, 42.1])
-    x, y = transform(lon, lat, "EPSG:4326", "EPSG:26986")  # NAD83 / Massachusetts Mainland (metres)
-    mapping = dataclasses.replace(STATES["MA"].columns, lat=("Y",), lon=("X",), crs="EPSG:26986")
-    state = dataclasses.replace(STATES["MA"], columns=mapping)
-    raw = pd.DataFrame({"CRASH_NUMB": ["1", "2"], "CRASH_DATETIME": [1546300800000, 1546387200000],
-                        "X": x, "Y": y, "CRASH_SEVERITY_DESCR": ["Fatal injury", "Non-fatal injury"]})
-    kept, quality = normalise_crashes(raw, state, source_file="ma.json")
+def _forward(lon, lat, crs):
+    """Projected x, y of known lon/lat, computed with pyproj directly (not through gnnbench)."""
+    from pyproj import Transformer
+
+    return Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(np.asarray(lon), np.asarray(lat))
+
+
+def test_massachusetts_state_plane_xy_fills_empty_lat_lon_row_by_row():
+    lon, lat = np.array([-71.06, -72.5, -70.93]), np.array([42.36, 42.1, 41.64])
+    x, y = _forward(lon, lat, "EPSG:26986")  # NAD83 / Massachusetts Mainland (metres)
+    assert 1e5 < x.min() and 8e5 < y.min()  # really projected values, not degrees
+    raw = pd.DataFrame({"X": x, "Y": y, "CRASH_NUMB": ["1", "2", "3"],
+                        "CRASH_DATETIME": ["2019/01/01 00:00:00+00", "2019/01/02 00:00:00+00", "2019/01/03 09:00:00+00"],
+                        "LAT": ["42.36", "", None], "LON": ["-71.06", "", None],
+                        "CRASH_SEVERITY_DESCR": ["Fatal injury", "Non-fatal injury", "Property damage only (none injured)"]})
+    kept, quality = normalise_crashes(raw, STATES["MA"], source_file="ma.csv")
     np.testing.assert_allclose(kept["lon"], lon, atol=1e-7)
     np.testing.assert_allclose(kept["lat"], lat, atol=1e-7)
-    assert kept["severity"].tolist() == ["fatal", "injury"] and quality.kept == 2
-    assert kept[["year", "month", "day"]].values.tolist() == [[2019, 1, 1], [2019, 1, 2]]
+    assert quality.coordinate_sources == {"LAT/LON": 1, "Y/X (EPSG:26986)": 2}
+    assert kept["severity"].tolist() == ["fatal", "injury", "property_damage"]
+    assert kept[["year", "month", "day"]].values.tolist() == [[2019, 1, 1], [2019, 1, 2], [2019, 1, 3]]
+
+
+def test_projected_columns_holding_degrees_are_taken_as_degrees():
+    """A hub CSV whose X/Y turn out to be WGS84 (the Iowa CRS is unverified) still reads correctly."""
+    raw = pd.DataFrame({"X": [-93.62, 41.6], "Y": [41.59, -93.6], "CRASH_KEY": ["1", "2"],
+                        "CRASH_DATE": ["2019/07/04 00:00:00+00"] * 2, "CSEV": ["5", "1"]})
+    kept, quality = normalise_crashes(raw, STATES["IA"], source_file="hub.csv")
+    assert kept[["lat", "lon"]].values.tolist() == [[41.59, -93.62]]
+    assert quality.dropped["swapped_lat_lon"] == 1  # the swapped pair is still recognised
+
+
+def test_a_row_with_no_coordinates_anywhere_is_dropped_as_missing():
+    raw = pd.DataFrame({"X": [None, "-10421000"], "Y": ["", "5099000"], "LATITUDE": ["", ""], "LONGITUDE": ["", ""],
+                        "CRASH_KEY": ["1", "2"], "CRASH_DATE": ["2019/07/04 00:00:00+00"] * 2, "CSEV": ["5", "1"]})
+    kept, quality = normalise_crashes(raw, STATES["IA"], source_file="hub.csv")
+    assert quality.dropped["missing_coordinates"] == 1 and quality.examples["missing_coordinates"] == ["hub.csv:0"]
+    lon, lat = -10421000 / 6378137 * 180 / np.pi, np.degrees(2 * np.arctan(np.exp(5099000 / 6378137)) - np.pi / 2)
+    np.testing.assert_allclose(kept[["lat", "lon"]].to_numpy()[0], [lat, lon], atol=1e-9)  # spherical Mercator
 
 
 def test_accounting_holds_for_every_reason_at_once():
@@ -69,12 +93,33 @@ def test_accounting_holds_for_every_reason_at_once():
     assert report["examples"]["swapped_lat_lon"] == ["f.csv:4"]
 
 
-def test_iowa_hub_csv_web_mercator_xy_is_reprojected():
-    lon, lat = np.array([-93.62, -91.53]), np.array([41.59, 41.66])
-    x, y = transform(lon, lat, "EPSG:4326", "EPSG:3857")
-    raw = pd.DataFrame({"X": x, "Y": y, "CRASH_KEY": ["1", "2"], "CRASH_DATE": ["2019/07/04 00:00:00+00"] * 2,
-                        "CSEV": ["5", "1"]})
-    kept, _ = normalise_crashes(raw, STATES["IA"], source_file="hub.csv")
+def test_iowa_web_mercator_xy_fills_empty_lat_lon_row_by_row():
+    lon, lat = np.array([-93.62, -91.53, -95.86]), np.array([41.59, 41.66, 43.0])
+    x, y = _forward(lon, lat, "EPSG:3857")
+    raw = pd.DataFrame({"X": x, "Y": y, "LATITUDE": ["41.59", "", "43.0"], "LONGITUDE": ["-93.62", "", ""],
+                        "CRASH_KEY": ["1", "2", "3"], "CRASH_DATE": ["2019/07/04 00:00:00+00"] * 3,
+                        "CSEV": ["5", "1", "3"]})
+    kept, quality = normalise_crashes(raw, STATES["IA"], source_file="hub.csv")
     np.testing.assert_allclose(kept["lon"], lon, atol=1e-7)
     np.testing.assert_allclose(kept["lat"], lat, atol=1e-7)
-    assert kept["severity"].tolist() == ["property_damage", "fatal"] and kept["day"].tolist() == [4, 4]
+    # row 3 has a latitude but no longitude: both come from X/Y
+    assert quality.coordinate_sources == {"LATITUDE/LONGITUDE": 1, "Y/X (EPSG:3857)": 2}
+    assert kept["severity"].tolist() == ["property_damage", "fatal", "injury"] and kept["day"].tolist() == [4, 4, 4]
+
+
+def test_wkt_point_column_fills_empty_lat_lon():
+    raw = pd.DataFrame({"CRASH DATETIME": ["2019 Jan 02 01:00:00 PM"] * 2, "LATITUDE": ["NA", "39.1"],
+                        "LONGITUDE": ["NA", "-75.5"], "the_geom": ["POINT (-75.736330000437 39.661740000052)", ""],
+                        "CRASH CLASSIFICATION DESCRIPTION": ["Fatality Crash"] * 2})
+    kept, quality = normalise_crashes(raw, STATES["DE"], source_file="de.csv")
+    assert kept[["lat", "lon"]].values.tolist() == [[39.661740000052, -75.736330000437], [39.1, -75.5]]
+    assert quality.coordinate_sources == {"LATITUDE/LONGITUDE": 1, "the_geom": 1}
+
+
+def test_column_names_match_ignoring_case():
+    """ML4RoadSafety's files lower-case every column name."""
+    raw = pd.DataFrame({"crash_numb": ["7"], "crash_date_text": ["03/09/2002"], "lat": ["42.25"], "lon": ["-71.0"],
+                        "crash_severity_descr": ["Fatal injury"]})
+    kept, _ = normalise_crashes(raw, STATES["MA"], source_file="ma.csv")
+    assert kept[["crash_id", "year", "month", "day", "lat", "lon", "severity"]].values.tolist() == [
+        ["7", 2002, 3, 9, 42.25, -71.0, "fatal"]]

@@ -91,7 +91,7 @@ def crash_stage(region: StateEntry, files: Sequence[str | os.PathLike], *, root:
     quality = CrashQuality()
     frames = []
     for name, raw in read_crash_files(files, root=root):
-        portal_page = name.endswith(".json")  # downloaded pages keep the portal's full schema
+        portal_page = name.lower().endswith((".json", ".geojson"))  # API pages keep the portal's full schema
         kept, file_quality = normalise_crashes(raw, region, source_file=name, years=years, strict=portal_page)
         quality.merge(file_quality)
         frames.append(kept)

@@ -16,10 +16,15 @@ the state when swapped), coordinates outside the state's bounding box, an unpars
 implausible date, and a repeated crash id (the first occurrence is kept). ``CrashQuality``
 keeps the counts and a few example rows per reason; ``records_read == kept + sum(dropped)``
 always holds, and map matching later splits ``kept`` into matched and ``unmatched``.
+
+Positions are read row by row from the first place of the state's mapping that has both values
+(latitude/longitude columns, the API geometry, a WKT or GeoJSON point column, projected X/Y
+reprojected with pyproj); ``CrashQuality.coordinate_sources`` counts the rows taken from each.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .geo import WGS84, transform
-from .states import SEVERITIES, ColumnMapping, StateEntry
+from .states import SEVERITIES, ColumnMapping, Coordinates, StateEntry
 
 DROP_REASONS = ("missing_coordinates", "zero_coordinates", "swapped_lat_lon", "outside_state",
                 "unparseable_date", "duplicate", "outside_years", "unmatched")
@@ -58,6 +63,7 @@ class CrashQuality:
     examples: dict[str, list[str]] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    coordinate_sources: dict[str, int] = field(default_factory=dict)  # rows whose position came from each place
 
     def drop(self, reason: str, frame: pd.DataFrame, mask: np.ndarray) -> None:
         """Count ``frame[mask]`` as dropped for ``reason`` and remember a few examples."""
@@ -82,6 +88,8 @@ class CrashQuality:
             mine.extend(rows[: max(0, _EXAMPLES - len(mine))])
         self.files.update(other.files)
         self.notes.extend(other.notes)
+        for label, count in other.coordinate_sources.items():
+            self.coordinate_sources[label] = self.coordinate_sources.get(label, 0) + count
 
     def check(self) -> None:
         """Raise if any record is unaccounted for."""
@@ -95,7 +103,8 @@ class CrashQuality:
         return {"records_read": self.records_read, "kept": self.kept,
                 "dropped": {reason: count for reason, count in self.dropped.items()},
                 "examples": {reason: rows for reason, rows in sorted(self.examples.items())},
-                "files": dict(sorted(self.files.items())), "notes": list(self.notes)}
+                "files": dict(sorted(self.files.items())), "notes": list(self.notes),
+                "coordinate_sources": dict(sorted(self.coordinate_sources.items()))}
 
 
 def normalise_crashes(raw: pd.DataFrame, state: StateEntry, *, source_file: str,
@@ -116,7 +125,7 @@ def normalise_crashes(raw: pd.DataFrame, state: StateEntry, *, source_file: str,
     if raw.empty:
         return _empty(), quality
 
-    lat, lon = _coordinates(raw, mapping, source_file)
+    lat, lon = _coordinates(raw, mapping, source_file, quality)
     frame["lat"], frame["lon"] = lat, lon
     keep = np.ones(len(raw), dtype=bool)
 
@@ -169,14 +178,35 @@ def _empty() -> pd.DataFrame:
         CRASH_COLUMNS, (object, np.int16, np.int8, np.int8, np.float64, np.float64, object, object, np.int64))})
 
 
-def resolve_column(raw: pd.DataFrame, spellings: Sequence[str], field_name: str, source_file: str) -> str:
-    """The first of ``spellings`` present in ``raw``; a clear :class:`CrashSchemaError` otherwise."""
+def find_column(raw: pd.DataFrame, spellings: Sequence[str]) -> str | None:
+    """The first of ``spellings`` present in ``raw`` (exactly, else ignoring case and outer spaces), or None.
+
+    ``"geometry"`` stands for the point geometry an adapter added (``__geometry_x``/``__geometry_y``).
+    """
+    folded = {str(name).strip().lower(): name for name in reversed(list(raw.columns))}
     for name in spellings:
-        if name == "geometry" and GEOMETRY_X in raw.columns:
-            return name
+        if name == "geometry":
+            if GEOMETRY_X in raw.columns:
+                return name
+            continue
         if name in raw.columns:
             return name
-    available = ", ".join(map(str, list(raw.columns)[:40]))
+    for name in spellings:
+        if name != "geometry" and name.strip().lower() in folded:
+            return folded[name.strip().lower()]
+    return None
+
+
+def resolve_column(raw: pd.DataFrame, spellings: Sequence[str], field_name: str, source_file: str) -> str:
+    """The first of ``spellings`` present in ``raw`` (see :func:`find_column`); a clear error otherwise."""
+    found = find_column(raw, spellings)
+    if found is None:
+        _schema_error(raw, spellings, field_name, source_file)
+    return found
+
+
+def _schema_error(raw: pd.DataFrame, spellings: Sequence[str], field_name: str, source_file: str):
+    available = ", ".join(map(str, [name for name in raw.columns if name not in (GEOMETRY_X, GEOMETRY_Y)][:40]))
     raise CrashSchemaError(f"{source_file}: no column for crash field {field_name!r} (looked for "
                            f"{', '.join(spellings)}); the file has: {available}")
 
@@ -187,20 +217,74 @@ def _numeric(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _coordinates(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str) -> tuple[np.ndarray, np.ndarray]:
-    lat_name = resolve_column(raw, mapping.lat, "latitude", source_file)
-    lon_name = resolve_column(raw, mapping.lon, "longitude", source_file)
-    if lat_name == "geometry" or lon_name == "geometry":
-        return _numeric(raw[GEOMETRY_Y]), _numeric(raw[GEOMETRY_X])
-    lat, lon = _numeric(raw[lat_name]), _numeric(raw[lon_name])
-    crs = mapping.column_crs.get(lon_name, mapping.crs)
-    if crs != WGS84:
-        lon, lat = transform(lon, lat, crs, WGS84)
-    if GEOMETRY_X in raw.columns:
-        # Attribute coordinates may be blank where the (WGS84) geometry is present.
-        gap = ~np.isfinite(lat) | ~np.isfinite(lon)
-        lat = np.where(gap, _numeric(raw[GEOMETRY_Y]), lat)
-        lon = np.where(gap, _numeric(raw[GEOMETRY_X]), lon)
+_POINT = r"^\s*POINT\s*(?:Z\s*)?\(\s*([-+0-9.eE]+)[\s,]+([-+0-9.eE]+)"
+
+
+def _point_xy(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """x, y of WKT ``POINT (x y)`` texts or GeoJSON point objects (NaN where absent or not a point)."""
+    x = np.full(len(column), np.nan)
+    y = np.full(len(column), np.nan)
+    values = column.to_numpy(dtype=object)
+    objects = np.fromiter((isinstance(value, dict) for value in values), dtype=bool, count=len(values))
+    for i in np.flatnonzero(objects):
+        coordinates = values[i].get("coordinates") if values[i].get("type", "Point") == "Point" else None
+        if isinstance(coordinates, (list, tuple)) and len(coordinates) >= 2:
+            x[i], y[i] = _numeric(pd.Series(list(coordinates[:2]), dtype=object))
+    texts = ~objects
+    if texts.any():
+        found = pd.Series(values[texts], dtype=object).astype(str).str.extract(_POINT, flags=re.IGNORECASE)
+        x[texts] = pd.to_numeric(found[0], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        y[texts] = pd.to_numeric(found[1], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return x, y
+
+
+def _place_values(raw: pd.DataFrame, place: Coordinates, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(latitude, longitude) in WGS84 of ``rows`` read from ``place``, and its label; None if its columns are absent."""
+    if place.point:
+        name = find_column(raw, place.point)
+        if name is None:
+            return None
+        x, y = _point_xy(raw[name].iloc[rows])
+        return y, x, name
+    y_name, x_name = find_column(raw, place.y), find_column(raw, place.x)
+    if y_name is None or x_name is None:
+        return None
+    if y_name == "geometry" or x_name == "geometry":
+        return _numeric(raw[GEOMETRY_Y].iloc[rows]), _numeric(raw[GEOMETRY_X].iloc[rows]), "geometry"
+    y, x = _numeric(raw[y_name].iloc[rows]), _numeric(raw[x_name].iloc[rows])
+    label = f"{y_name}/{x_name}"
+    if place.crs != WGS84:
+        with np.errstate(invalid="ignore"):
+            projected = np.isfinite(x) & np.isfinite(y) & ((np.abs(x) > 180) | (np.abs(y) > 180))
+        if projected.any():  # values that are degrees (even swapped ones) stay as they are
+            x, y = x.copy(), y.copy()
+            x[projected], y[projected] = transform(x[projected], y[projected], place.crs, WGS84)
+        label += f" ({place.crs})"
+    return y, x, label
+
+
+def _coordinates(raw: pd.DataFrame, mapping: ColumnMapping, source_file: str,
+                 quality: CrashQuality) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude, longitude (WGS84) per row: each row from the first place of the mapping that has both values."""
+    n = len(raw)
+    lat, lon = np.full(n, np.nan), np.full(n, np.nan)
+    found_any = False
+    for place in mapping.coordinates:
+        gap = np.flatnonzero(~(np.isfinite(lat) & np.isfinite(lon)))
+        if found_any and gap.size == 0:
+            break
+        values = _place_values(raw, place, gap)
+        if values is None:
+            continue
+        found_any = True
+        y, x, label = values
+        have = np.isfinite(y) & np.isfinite(x)
+        lat[gap[have]], lon[gap[have]] = y[have], x[have]
+        if have.any():
+            quality.coordinate_sources[label] = quality.coordinate_sources.get(label, 0) + int(have.sum())
+    if not found_any:
+        spellings = [name for place in mapping.coordinates for name in place.spellings]
+        _schema_error(raw, list(dict.fromkeys(spellings)), "latitude", source_file)
     return lat, lon
 
 

@@ -204,13 +204,20 @@ def _expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
     files: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in (".csv", ".json", ".gz")
-                            and p.name != "columns.json" and p.name != "complete.json")
+            files += sorted(p for p in item.rglob("*") if p.is_file() and _is_crash_file(p))
         elif item.exists():
             files.append(item)
         else:
             raise FileNotFoundError(f"crash file not found: {item}")
     return files
+
+
+def _is_crash_file(path: Path) -> bool:
+    """A crash file inside a directory given with ``--crashes`` (not metadata, sidecars or partial downloads)."""
+    name = path.name.lower()
+    if name in ("columns.json", "complete.json") or name.endswith((".download.json", ".missing.json")):
+        return False
+    return name.endswith((".csv", ".csv.gz", ".json", ".geojson"))
 
 
 def build_demo(home: str | os.PathLike | None = None, *, seed: int = 0, force: bool = False) -> Path:

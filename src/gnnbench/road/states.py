@@ -2,31 +2,52 @@
 
 ``STATES`` maps the two-letter code to a :class:`StateEntry`. Everything state-specific in the
 pipeline is read from here: the crash source (API kind, endpoints, dataset identifiers, years
-available), the column mapping into the common crash schema (``gnnbench.road.crashes``), the
-coordinate reference system of the raw coordinates, the bounding box used to reject crashes
-outside the state, the UTM zone used for metric work, and ML4RoadSafety's default year splits.
+available, the export formats the portal offers, and what of it was verified and how), the column
+mapping into the common crash schema (``gnnbench.road.crashes``), where coordinates are read from
+(latitude/longitude columns, API geometry, projected X/Y, row by row), the bounding box used to
+reject crashes outside the state, the UTM zone used for metric work, and ML4RoadSafety's default
+year splits.
 
-Portal details come from ``shared/research/road_sources.md``; the ones marked unverified there
-are marked ``verified=False`` here, and the adapters check every column they need, so a portal
-whose live schema differs fails with an error naming the missing column.
+Portal details come from public documentation and third-party code that downloaded the data; no
+state has been built from its live portal by gnnbench. ``CrashSource.verified`` says per state
+what was checked and how; the adapters check every column they need, so a portal whose live
+schema differs fails with an error naming the missing column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 SEVERITIES = ("fatal", "injury", "property_damage", "unknown")
+WGS84 = "EPSG:4326"
+UNVERIFIED = "from documentation only [unverified]"
+
+#: Export formats a crash portal can offer: key -> (``fetch_crashes(format=...)`` that downloads it, or
+#: None when it is downloaded by hand and passed with ``--crashes``; what it is).
+CRASH_FORMATS: Mapping[str, tuple[str | None, str]] = MappingProxyType({
+    "soda-json": ("json", "SODA API JSON pages (/resource/ID.json; field names, mapped to display names)"),
+    "soda-geojson": ("geojson", "SODA API GeoJSON pages (/resource/ID.geojson)"),
+    "soda-csv": (None, "SODA API CSV (/resource/ID.csv; API field names)"),
+    "export-csv": ("csv", "full CSV export (/api/views/ID/rows.csv; display names)"),
+    "arcgis-json": ("json", "ArcGIS FeatureServer query pages (f=json, outSR=4326)"),
+    "arcgis-geojson": ("geojson", "ArcGIS FeatureServer query pages (f=geojson)"),
+    "hub-csv": ("csv", "ArcGIS Hub CSV download (X, Y plus the attributes)"),
+    "manual-csv": (None, "CSV exported by hand from the portal"),
+})
 
 
 @dataclass(frozen=True)
 class CrashSource:
-    """Where a state's crash records are published and how to fetch them.
+    """Where a state's crash records are published, how to fetch them, and what of it was verified.
 
     ``kind`` is ``"socrata"`` (one dataset, paged through SODA), ``"arcgis"`` (ArcGIS REST
     FeatureServer layers, one per ``layers`` key: a year, or ``"all"``), or ``"manual"``
     (no scriptable bulk API: the user downloads files and passes ``--crashes PATH``).
+    ``formats`` lists the export formats the portal offers (keys of :data:`CRASH_FORMATS`);
+    ``csv_downloads`` maps a layer key to the URL of its CSV download where one is known (Socrata
+    datasets derive theirs from ``base_url``). ``verified`` says what was checked and how.
     """
 
     kind: str
@@ -36,20 +57,62 @@ class CrashSource:
     dataset_id: str | None = None
     layers: Mapping[str, str] = field(default_factory=dict)
     manual_instructions: str | None = None
-    verified: bool = False
+    verified: str = UNVERIFIED
     licence: str = "no licence statement found; public records, bulk download without login"
+    formats: tuple[str, ...] = ()
+    csv_downloads: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def fetchable_years(self) -> list[int]:
+        """The years ``gnnbench download road`` can fetch from the portal (none for a manual source)."""
+        if self.kind == "manual":
+            return []
+        if self.kind == "arcgis" and "all" not in self.layers:
+            return sorted(int(key) for key in self.layers)
+        return list(range(self.years[0], self.years[1] + 1))
+
+    def csv_urls(self) -> dict[str, str]:
+        """Layer key -> URL of the portal's CSV download (empty when the CSV is downloaded by hand)."""
+        if self.kind == "socrata" and self.base_url and self.dataset_id:
+            return {"all": f"{self.base_url}/api/views/{self.dataset_id}/rows.csv?accessType=DOWNLOAD"}
+        return dict(self.csv_downloads)
+
+
+@dataclass(frozen=True)
+class Coordinates:
+    """One place a crash's position can be read from; a mapping tries its places in order, row by row.
+
+    ``y``/``x`` list spellings of the latitude (northing) and longitude (easting) columns, in ``crs``;
+    ``"geometry"`` names the point geometry of an API page or GeoJSON feature (WGS84). ``point`` lists
+    spellings of one column holding a point as WKT ``POINT (x y)`` or GeoJSON (WGS84). Values in a
+    projected ``crs`` that already look like degrees (|x| <= 180 and |y| <= 180: no projected coordinate
+    of a US state is that small) are taken as WGS84 degrees, so that swapped pairs are still recognised.
+    """
+
+    y: tuple[str, ...] = ()
+    x: tuple[str, ...] = ()
+    crs: str = WGS84
+    point: tuple[str, ...] = ()
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """Every column name this place looks for (for error messages)."""
+        return self.point or tuple(dict.fromkeys(self.y + self.x))
+
+
+GEOMETRY = Coordinates(y=("geometry",), x=("geometry",))
 
 
 @dataclass(frozen=True)
 class ColumnMapping:
     """How raw crash columns map to the common schema (each field lists accepted spellings).
 
-    ``date`` names the column(s) holding the crash date and ``date_format`` how to parse it:
-    a ``strptime`` pattern, ``"iso"``, ``"epoch_ms"`` (ArcGIS), ``"yyyymmdd"`` (an integer),
-    ``"auto"`` (pandas inference), or ``"year+month_name"`` (two columns, month resolution).
-    Coordinates are ``lat``/``lon`` in ``crs`` (WGS84 unless stated; ``column_crs`` names the CRS
-    of particular columns, e.g. a hub CSV's projected ``X``/``Y``), or the geometry the adapter
-    requested in WGS84 (``"geometry"``). ``severity_values`` maps raw severity values
+    Column names match exactly first, then ignoring case. ``date`` names the column(s) holding the
+    crash date and ``date_format`` how to parse it: a ``strptime`` pattern, ``"iso"``,
+    ``"epoch_ms"`` (ArcGIS; text dates of CSV exports are recognised too), ``"yyyymmdd"`` (an
+    integer), ``"auto"`` (the known portal formats), or ``"year+month_name"`` (two columns, month
+    resolution). ``coordinates`` lists where positions are read from (:class:`Coordinates`): each
+    row takes the first place whose values are present. ``severity_values`` maps raw severity values
     (compared upper-case, stripped) to ``fatal``/``injury``/``property_damage``; anything else is
     ``unknown``. ``crash_id=()`` means the source has none: a composite id is built from the
     timestamp and coordinates.
@@ -58,13 +121,10 @@ class ColumnMapping:
     crash_id: tuple[str, ...]
     date: tuple[tuple[str, ...], ...]
     date_format: str
-    lat: tuple[str, ...]
-    lon: tuple[str, ...]
-    crs: str = "EPSG:4326"
+    coordinates: tuple[Coordinates, ...]
     severity: tuple[str, ...] = ()
     severity_values: Mapping[str, str] = field(default_factory=dict)
     day_resolution: bool = True
-    column_crs: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,14 +170,25 @@ def year_splits(train: tuple[int, int], valid: tuple[int, int],
 
 
 _GEOFABRIK = "https://download.geofabrik.de/north-america/us/{}-latest.osm.pbf"
+_SOCRATA_FORMATS = ("soda-json", "soda-geojson", "soda-csv", "export-csv")
+_ARCGIS_FORMATS = ("arcgis-json", "arcgis-geojson", "hub-csv")
+_HUB_CSV = "{host}/api/download/v1/items/{item}/csv?layers=0"
 _IL_HOST = "https://services2.arcgis.com/aIrBD8yn1TDTEXoz/arcgis/rest/services/"
 _IL_LAYERS = {
     "2016": "Crashes_2016_SDMExtract", "2017": "Crashes_2017_SDMExtract", "2018": "Crashes_2018_SDMExtract",
     "2019": "Crashes2019", "2020": "Crashes_2020", "2021": "CRASHES2021", "2022": "CRASHES_2022",
     "2023": "CRASHES_2023", "2024": "CRASHES__2024",
 }
+_IL_HUB_ITEMS = {  # from the IDOT hub's DCAT catalogue, https://gis-idot.opendata.arcgis.com
+    "2016": "583e29335ef348c5990ff63dd0acd153", "2017": "3291ad89f44448e0be3b26e7b05ea90f",
+    "2018": "5cb42e3eb58c4a2b8066ae1e374c24fc", "2019": "c47903b664164b719cce04a2e7584dac",
+    "2020": "c286e23e9bf44af397a5da24aaeff8f8", "2021": "bc11eb27849249c89868d6b4cd178613",
+    "2022": "f3a4623c8d14486a9947d29a966bbf9d", "2023": "ae1333c03cca42c8ae2014bf74666f15",
+    "2024": "e765e485839f4573b882b06ad84376c9",
+}
 _MA_HOST = "https://gis.crashdata.dot.mass.gov/arcgis/rest/services/MassDOT/"
 _MA_CLOSED = "https://gis.massdot.state.ma.us/arcgis/rest/services/CrashClosedYear/"
+_NOT_LIVE = "; no build from the live portal yet"
 
 
 def _ma_layers() -> dict[str, str]:
@@ -128,18 +199,28 @@ def _ma_layers() -> dict[str, str]:
     return layers
 
 
+def _latlon(lat: Iterable[str], lon: Iterable[str]) -> Coordinates:
+    return Coordinates(y=tuple(lat), x=tuple(lon))
+
+
 _ENTRIES = [
     StateEntry(
         code="DE", name="Delaware", fips="10", bbox=(-75.79, 38.45, -75.04, 39.84), utm_epsg=32618,
         timezone="America/New_York",
         crash_source=CrashSource(
             kind="socrata", portal="https://data.delaware.gov/Transportation/Public-Crash-Data/827n-m6xc",
-            base_url="https://data.delaware.gov", dataset_id="827n-m6xc", years=(2009, 2025), verified=True,
+            base_url="https://data.delaware.gov", dataset_id="827n-m6xc", years=(2009, 2025),
+            formats=_SOCRATA_FORMATS,
+            verified="full CSV export: header and value formats checked against a copy of the export committed "
+                     "in a public repository (github.com/ecomhub200/Douglas_County_2, 'Delaware sample "
+                     "dataset.csv', 3,546 rows); SODA JSON field names from third-party documentation "
+                     "[unverified]" + _NOT_LIVE,
             licence="Delaware Open Data (Del. Code tit. 29 §9144: state geospatial data is public domain); "
                     "no dataset-level licence statement found"),
         columns=ColumnMapping(
             crash_id=(), date=(("CRASH DATETIME", "crash_datetime"),), date_format="auto",
-            lat=("LATITUDE", "latitude"), lon=("LONGITUDE", "longitude"),
+            coordinates=(_latlon(("LATITUDE", "latitude"), ("LONGITUDE", "longitude")),
+                         Coordinates(point=("the_geom",)), GEOMETRY),
             severity=("CRASH CLASSIFICATION DESCRIPTION", "crash_class_desc", "CRASH CLASSIFICATION CODE"),
             severity_values={"FATALITY CRASH": "fatal", "FATAL CRASH": "fatal", "4": "fatal",
                              "PERSONAL INJURY CRASH": "injury", "3": "injury",
@@ -155,12 +236,21 @@ _ENTRIES = [
         crash_source=CrashSource(
             kind="arcgis", portal="https://public-iowadot.opendata.arcgis.com/datasets/IowaDOT::crash-data-sor",
             layers={"all": "https://gis.iowadot.gov/agshost/rest/services/Traffic_Safety/Crash_Data/FeatureServer/0"},
-            years=(2015, 2024),
+            years=(2015, 2024), formats=(*_ARCGIS_FORMATS, "manual-csv"),
+            csv_downloads={"all": _HUB_CSV.format(host="https://data.iowadot.gov",
+                                                  item="7a1f786d55a2439a9bfa8f7a527936e8")},
+            manual_instructions="Years the rolling window no longer serves (before about 2015): export them from "
+                                "ICAT, the Iowa Crash Analysis Tool (https://icat.iowadot.gov), and pass the CSV "
+                                "with --crashes.",
+            verified=UNVERIFIED + ": FeatureServer and hub CSV URLs, field names (CRASH_KEY, CRASH_DATE, CSEV) and "
+                     "CSEV codes from third-party download code; hub CSV X/Y reported as Web Mercator, "
+                     "XCOORD/YCOORD as UTM 15N" + _NOT_LIVE,
             licence="Iowa DOT terms of use (service may change without notice); no open licence found"),
         columns=ColumnMapping(
             crash_id=("CRASH_KEY", "CASENUMBER"), date=(("CRASH_DATE", "Date of Crash"),), date_format="epoch_ms",
-            lat=("geometry", "Latitude", "LATITUDE", "Y"), lon=("geometry", "Longitude", "LONGITUDE", "X"),
-            column_crs={"X": "EPSG:3857"},  # the hub CSV's X/Y are Web Mercator (reported; unverified)
+            coordinates=(GEOMETRY, _latlon(("Latitude", "LATITUDE"), ("Longitude", "LONGITUDE")),
+                         Coordinates(y=("Y",), x=("X",), crs="EPSG:3857"),  # hub CSV (reported; unverified)
+                         Coordinates(y=("YCOORD",), x=("XCOORD",), crs="EPSG:26915")),  # (reported; unverified)
             severity=("CSEV",),
             severity_values={"1": "fatal", "2": "injury", "3": "injury", "4": "injury", "5": "property_damage"}),
         _splits=year_splits((2013, 2016), (2017, 2019), (2020, 2022)),
@@ -173,10 +263,18 @@ _ENTRIES = [
         crash_source=CrashSource(
             kind="arcgis", portal="https://gis-idot.opendata.arcgis.com/search?q=Crashes",
             layers={year: f"{_IL_HOST}{name}/FeatureServer/0" for year, name in _IL_LAYERS.items()},
-            years=(2016, 2024)),
+            years=(2016, 2024), formats=_ARCGIS_FORMATS,
+            csv_downloads={year: _HUB_CSV.format(host="https://gis-idot.opendata.arcgis.com", item=item)
+                           for year, item in _IL_HUB_ITEMS.items()},
+            manual_instructions="2012-2015: the hub's items for these years are not known; download their CSV from "
+                                "the IDOT hub by hand and pass them with --crashes.",
+            verified=UNVERIFIED + ": layer and hub item ids from the hub's DCAT catalogue as listed by third-party "
+                     "code, the 2022 hub CSV header from a third party's staging script; CrashSeverity values "
+                     "unverified" + _NOT_LIVE),
         columns=ColumnMapping(
             crash_id=("ICN", "CrashID"), date=(("CrashDate", "Crash Date"),), date_format="epoch_ms",
-            lat=("TSCrashLatitude", "geometry"), lon=("TSCrashLongitude", "geometry"),
+            coordinates=(_latlon(("TSCrashLatitude",), ("TSCrashLongitude",)), GEOMETRY,
+                         Coordinates(y=("Y",), x=("X",))),
             severity=("CrashSeverity", "Crash Severity", "CrashInjurySeverity"),
             severity_values={"FATAL CRASH": "fatal", "FATAL": "fatal", "K": "fatal",
                              "INJURY CRASH": "injury", "A INJURY CRASH": "injury", "B INJURY CRASH": "injury",
@@ -193,10 +291,13 @@ _ENTRIES = [
         crash_source=CrashSource(
             kind="socrata",
             portal="https://opendata.maryland.gov/Public-Safety/Maryland-Statewide-Vehicle-Crashes/65du-s3qu",
-            base_url="https://opendata.maryland.gov", dataset_id="65du-s3qu", years=(2015, 2025)),
+            base_url="https://opendata.maryland.gov", dataset_id="65du-s3qu", years=(2015, 2025),
+            formats=_SOCRATA_FORMATS,
+            verified=UNVERIFIED + ": SODA field names from a third-party configuration, CSV dtypes from a third "
+                     "party's README; today's ACC_DATE type and the REPORT_TYPE spellings unverified" + _NOT_LIVE),
         columns=ColumnMapping(
             crash_id=("REPORT_NO", "report_no"), date=(("ACC_DATE", "acc_date"),), date_format="auto",
-            lat=("LATITUDE", "latitude"), lon=("LONGITUDE", "longitude"),
+            coordinates=(_latlon(("LATITUDE", "latitude"), ("LONGITUDE", "longitude")), GEOMETRY),
             severity=("REPORT_TYPE", "report_type", "ACRS_REPORT_TYPE"),
             severity_values={"FATAL CRASH": "fatal", "INJURY CRASH": "injury",
                              "PROPERTY DAMAGE CRASH": "property_damage"}),
@@ -209,31 +310,40 @@ _ENTRIES = [
         timezone="America/New_York",
         crash_source=CrashSource(
             kind="arcgis", portal="https://massdot-impact-crashes-vhb.opendata.arcgis.com",
-            layers=_ma_layers(), years=(2013, 2024),
+            layers=_ma_layers(), years=(2013, 2024), formats=(*_ARCGIS_FORMATS, "manual-csv"),
             manual_instructions="2002-2012 and 2020: download the yearly crash-level CSV from the MassDOT IMPACT "
-                                "portal and pass it with --crashes."),
+                                "portal and pass it with --crashes.",
+            verified=UNVERIFIED + ": service URLs and field names from third-party download code; the services' "
+                     "spatial reference (EPSG:26986) and the hub CSV's X/Y unverified" + _NOT_LIVE),
         columns=ColumnMapping(
             crash_id=("CRASH_NUMB",), date=(("CRASH_DATETIME", "CRASH_DATE", "CRASH_DATE_TEXT"),),
-            date_format="epoch_ms", lat=("LAT", "geometry"), lon=("LON", "geometry"),
+            date_format="epoch_ms",
+            coordinates=(_latlon(("LAT",), ("LON",)), GEOMETRY,
+                         Coordinates(y=("Y",), x=("X",), crs="EPSG:26986")),  # Massachusetts Mainland (metres)
             severity=("CRASH_SEVERITY_DESCR",),
             severity_values={"FATAL INJURY": "fatal", "NON-FATAL INJURY": "injury",
                              "PROPERTY DAMAGE ONLY (NONE INJURED)": "property_damage"}),
         _splits=year_splits((2002, 2008), (2009, 2015), (2016, 2022)),
         osm_extract_url=_GEOFABRIK.format("massachusetts"),
         notes="Vehicle- and person-level exports repeat a crash per vehicle/person; duplicates of CRASH_NUMB "
-              "are dropped and counted. Open years are revised by MassDOT."),
+              "are dropped and counted. Open years are revised by MassDOT. The hub CSV has no item ids here: "
+              "download it from the yearly hub page and pass it with --crashes."),
     StateEntry(
         code="MN", name="Minnesota", fips="27", bbox=(-97.24, 43.50, -89.49, 49.39), utm_epsg=32615,
         timezone="America/Chicago",
         crash_source=CrashSource(
             kind="manual", portal="https://roadsafetyinfocenter.mn.gov/map/information/crashes",
-            years=(2016, 2025),
+            years=(2016, 2025), formats=("manual-csv",),
             manual_instructions="Minnesota has no open bulk API (MNCrash and MnCMAT2 are restricted). Export the "
                                 "crashes from the Road Safety Information Center map ('Export Data') or the MNCrash "
-                                "ad-hoc search, and pass the CSV files with --crashes."),
+                                "ad-hoc search, and pass the CSV files with --crashes.",
+            verified=UNVERIFIED + ": the Road Safety Information Center export header from a third party's "
+                     "committed sample (August 2025); the MNCrash export columns only from ML4RoadSafety's "
+                     "script; the fatal InjuryLevel spelling unverified" + _NOT_LIVE),
         columns=ColumnMapping(
             crash_id=(), date=(("DateOfIncident", "Crash Date"),), date_format="auto",
-            lat=("LatDec", "Latitude"), lon=("LongDec", "Longitude"), severity=("InjuryLevel",),
+            coordinates=(_latlon(("LatDec", "Latitude"), ("LongDec", "Longitude")), Coordinates(point=("geom",))),
+            severity=("InjuryLevel",),
             severity_values={"FATAL": "fatal", "FATAL INJURY": "fatal", "SUSPECTED SERIOUS INJURY": "injury",
                              "SUSPECTED MINOR INJURY": "injury", "POSSIBLE INJURY": "injury",
                              "NO APPARENT INJURY": "property_damage"}),
@@ -245,12 +355,14 @@ _ENTRIES = [
         timezone="America/Denver",
         crash_source=CrashSource(
             kind="manual", portal="https://www.mdt.mt.gov/publications/datastats/crashdata.shtml",
-            years=(2016, 2024),
+            years=(2016, 2024), formats=("manual-csv",),
             manual_instructions="Download MDT's 'Montana Statewide Crash Data' file (a rolling five-year window) "
-                                "and pass it with --crashes."),
+                                "and pass it with --crashes.",
+            verified=UNVERIFIED + ": column names (Crash_Year, Crash_Month as a month name) from ML4RoadSafety's "
+                     "notes; exact spellings unverified" + _NOT_LIVE),
         columns=ColumnMapping(
             crash_id=(), date=(("Crash_Year",), ("Crash_Month",)), date_format="year+month_name",
-            lat=("Latitude", "LATITUDE", "Lat"), lon=("Longitude", "LONGITUDE", "Long", "Lon"),
+            coordinates=(_latlon(("Latitude", "LATITUDE", "Lat"), ("Longitude", "LONGITUDE", "Long", "Lon")),),
             day_resolution=False),
         _splits=year_splits((2016, 2017), (2018, 2018), (2019, 2020)),
         osm_extract_url=_GEOFABRIK.format("montana"),
@@ -262,16 +374,20 @@ _ENTRIES = [
             kind="arcgis", portal="https://data-ndot.opendata.arcgis.com/datasets/NDOT::crashdata-opendata",
             layers={"all": "https://gis.dot.nv.gov/arcgis/rest/services/ArcGISOnline/CrashData_OpenData/"
                            "FeatureServer/0"},
-            years=(2016, 2024)),
+            years=(2016, 2024), formats=_ARCGIS_FORMATS,
+            verified=UNVERIFIED + ": the hub CSV header (X = longitude, Y = latitude, WGS84) from a third party's "
+                     "printed frame, the FeatureServer fields from third-party download code" + _NOT_LIVE),
         columns=ColumnMapping(
             crash_id=("Accident_Rec_Num", "OBJECTID"), date=(("Crash_Date",),), date_format="epoch_ms",
-            lat=("geometry",), lon=("geometry",), severity=("Crash_Severity",),
+            coordinates=(GEOMETRY, Coordinates(y=("Y",), x=("X",))),
+            severity=("Crash_Severity",),
             severity_values={"FATAL CRASH": "fatal", "INJURY CRASH": "injury",
                              "PROPERTY DAMAGE ONLY": "property_damage"}),
         _splits=year_splits((2016, 2017), (2018, 2018), (2019, 2020)),
         osm_extract_url=_GEOFABRIK.format("nevada"),
-        notes="Coordinates come from the point geometry requested in WGS84 (the hub CSV's X is longitude; "
-              "ML4RoadSafety's x->lat rename swapped them)."),
+        notes="Coordinates come from the point geometry requested in WGS84, or the hub CSV's X (longitude) and "
+              "Y (latitude) (ML4RoadSafety's x->lat rename swapped them). The hub CSV has no item id here: "
+              "download it from the hub page and pass it with --crashes."),
 ]
 
 STATES: Mapping[str, StateEntry] = MappingProxyType({entry.code: entry for entry in _ENTRIES})
@@ -283,3 +399,40 @@ def get_state(code: str) -> StateEntry:
     if key not in STATES:
         raise ValueError(f"unknown state {code!r}; expected one of {', '.join(STATES)}")
     return STATES[key]
+
+
+def unavailable_years(state: StateEntry, years: Iterable[int]) -> list[int]:
+    """Those of ``years`` the state's portal cannot supply to ``gnnbench download road``."""
+    available = set(state.crash_source.fetchable_years)
+    return sorted({int(year) for year in years} - available)
+
+
+def year_ranges(years: Iterable[int]) -> str:
+    """``[2002, 2003, 2004, 2020]`` -> ``"2002-2004, 2020"``."""
+    ordered = sorted(set(int(year) for year in years))
+    runs: list[list[int]] = []
+    for year in ordered:
+        if runs and year == runs[-1][1] + 1:
+            runs[-1][1] = year
+        else:
+            runs.append([year, year])
+    return ", ".join(f"{first}" if first == last else f"{first}-{last}" for first, last in runs) or "none"
+
+
+def missing_years_message(state: StateEntry, years: Iterable[int]) -> str | None:
+    """What ``gnnbench download road`` cannot fetch of ``years`` and what to do instead (None: nothing missing)."""
+    years = sorted({int(year) for year in years})
+    missing = unavailable_years(state, years)
+    if not missing:
+        return None
+    source = state.crash_source
+    if source.kind == "manual":
+        head = (f"{state.code}: the crash portal has no scriptable download, so none of the requested years "
+                f"({year_ranges(years)}) can be fetched.")
+    else:
+        head = (f"{state.code}: the crash portal cannot supply {year_ranges(missing)} of the requested "
+                f"{year_ranges(years)} (it serves {year_ranges(source.fetchable_years)}).")
+    how = source.manual_instructions or f"Download those years from {source.portal} by hand."
+    return (f"{head} {how} Build with `gnnbench build road --state {state.code} --crashes FILE ...`, or import "
+            f"the published ML4RoadSafety release: `gnnbench import ml4roadsafety --state {state.code}`.")
+

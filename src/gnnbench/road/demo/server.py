@@ -1,5 +1,9 @@
 """A loopback HTTP server that imitates the public sources: Socrata, ArcGIS REST, Overpass, static files.
 
+Socrata datasets answer ``/resource/{id}.json``, ``.geojson`` and ``.csv`` (paged with ``$limit`` and
+``$offset``) and ``/api/views/{id}.json``; ArcGIS layers answer ``?f=json`` metadata and ``/query``
+for object ids and id batches, as ``f=json`` or ``f=geojson``.
+
 Used by ``gnnbench quickstart`` (to build the demo region through the real download code,
 without network) and by the tests, which also inject faults: HTTP errors, 429 with
 Retry-After, truncated bodies and corrupted bytes, consumed one per matching request.
@@ -7,7 +11,10 @@ Retry-After, truncated bodies and corrupted bytes, consumed one per matching req
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,16 +61,18 @@ class LoopbackPortal:
 
     def add_socrata(self, dataset_id: str, rows: Sequence[dict], columns: dict[str, str],
                     drop_columns: Sequence[str] = ()) -> None:
-        """A Socrata dataset: ``/api/views/{id}.json`` metadata and ``/resource/{id}.json`` with $limit/$offset.
+        """A Socrata dataset: ``/api/views/{id}.json`` metadata and ``/resource/{id}.json|.geojson|.csv``.
 
-        ``drop_columns`` imitates a portal whose schema lost columns (from the rows and the metadata).
+        The resources page with ``$limit``/``$offset``. ``drop_columns`` imitates a portal whose schema
+        lost columns (from the rows and the metadata).
         """
         gone = set(drop_columns)
         kept_rows = [{key: value for key, value in row.items() if key not in gone} for row in rows]
+        fields = [key for key in columns if key not in gone]
         self.add_json(f"/api/views/{dataset_id}.json", {
-            "id": dataset_id, "columns": [{"fieldName": key, "name": name} for key, name in columns.items()
-                                          if key not in gone]})
-        self._dynamic[f"/resource/{dataset_id}.json"] = ("socrata", kept_rows)
+            "id": dataset_id, "columns": [{"fieldName": key, "name": columns[key]} for key in fields]})
+        for suffix in ("json", "geojson", "csv"):
+            self._dynamic[f"/resource/{dataset_id}.{suffix}"] = (f"socrata-{suffix}", (kept_rows, fields))
 
     def add_arcgis_layer(self, path: str, features: Sequence[dict], *, max_record_count: int = 1000,
                          oid_field: str = "OBJECTID", metadata: dict | None = None) -> None:
@@ -161,10 +170,16 @@ class LoopbackPortal:
             body, content_type = self._static[path]
             return 200, content_type, body
         kind, data = self._dynamic.get(path, (None, None))
-        if kind == "socrata":
+        if kind is not None and kind.startswith("socrata-"):
+            rows, fields = data
             limit = int(query.get("$limit", 1000))
             offset = int(query.get("$offset", 0))
-            return 200, "application/json", json.dumps(data[offset: offset + limit]).encode()
+            page = rows[offset: offset + limit]
+            if kind == "socrata-csv":
+                return 200, "text/csv", socrata_csv(page, fields).encode()
+            if kind == "socrata-geojson":
+                return 200, "application/geo+json", json.dumps(socrata_geojson(page)).encode()
+            return 200, "application/json", json.dumps(page).encode()
         if kind == "arcgis-meta":
             return 200, "application/json", json.dumps(data).encode()
         if kind == "arcgis-query":
@@ -173,8 +188,12 @@ class LoopbackPortal:
                 document = {"objectIdFieldName": oid_field, "objectIds": sorted(by_id)}
             else:
                 wanted = [int(item) for item in query.get("objectIds", "").split(",") if item]
-                document = {"objectIdFieldName": oid_field,
-                            "features": [by_id[item] for item in wanted if item in by_id]}
+                features = [by_id[item] for item in wanted if item in by_id]
+                if query.get("f") == "geojson":
+                    document = {"type": "FeatureCollection",
+                                "features": [arcgis_to_geojson(item, oid_field) for item in features]}
+                else:
+                    document = {"objectIdFieldName": oid_field, "features": features}
             return 200, "application/json", json.dumps(document).encode()
         return 404, "application/json", json.dumps({"error": f"no route for {path}"}).encode()
 
@@ -197,4 +216,58 @@ def _reply(request: BaseHTTPRequestHandler, status: int, content_type: str, payl
         request.send_header(key, value)
     request.end_headers()
     request.wfile.write(payload)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def arcgis_to_geojson(feature: dict, oid_field: str = "OBJECTID") -> dict:
+    """An ArcGIS JSON feature as ``f=geojson`` returns it: ``id``, ``properties``, a GeoJSON geometry (or null)."""
+    geometry = feature.get("geometry") or {}
+    shape = None
+    if "x" in geometry:
+        x, y = _number(geometry.get("x")), _number(geometry.get("y"))
+        shape = None if x is None or y is None else {"type": "Point", "coordinates": [x, y]}
+    elif geometry.get("paths"):
+        paths = geometry["paths"]
+        shape = ({"type": "LineString", "coordinates": paths[0]} if len(paths) == 1
+                 else {"type": "MultiLineString", "coordinates": paths})
+    attributes = feature.get("attributes") or {}
+    return {"type": "Feature", "id": attributes.get(oid_field), "geometry": shape, "properties": dict(attributes)}
+
+
+def _is_point(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("type") == "Point"
+
+
+def socrata_geojson(rows: Sequence[dict]) -> dict:
+    """SODA rows as ``/resource/{id}.geojson`` returns them: the point column becomes the geometry."""
+    features = []
+    for row in rows:
+        point = next((value for value in row.values() if _is_point(value)), None)
+        properties = {key: value for key, value in row.items() if not _is_point(value)}
+        features.append({"type": "Feature", "geometry": point, "properties": properties})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def socrata_csv(rows: Sequence[dict], fields: Sequence[str]) -> str:
+    """SODA rows as ``/resource/{id}.csv`` returns them: API field names, points as WKT, nulls empty."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(fields)
+    for row in rows:
+        values = []
+        for name in fields:
+            value = row.get(name)
+            if _is_point(value):
+                x, y = value["coordinates"][:2]
+                value = f"POINT ({x} {y})"
+            values.append("" if value is None else value)
+        writer.writerow(values)
+    return buffer.getvalue()
 

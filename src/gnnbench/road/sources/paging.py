@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 
+from ...arguments import check_int
 from ...io.http import DownloadError, RetryPolicy, TransientError, fetch_json, session_scope
 
 # ArcGIS reports failures as HTTP 200 {"error": {"code": .., "message": ..}}; these codes are worth retrying.
@@ -35,15 +36,16 @@ def socrata_rows(
     app_token: str | None = None,
     session: requests.Session | None = None,
     retry: RetryPolicy = RetryPolicy(),
+    geojson: bool = False,
 ) -> Iterator[list[dict]]:
     """Yield pages of rows from ``{domain_url}/resource/{dataset_id}.json`` until a short page.
 
     Uses ``$limit``/``$offset``/``$order`` (plus ``$select``/``$where`` when given) and the
     ``X-App-Token`` header from ``app_token`` or ``$SOCRATA_APP_TOKEN``. Empty pages are not yielded.
+    ``geojson=True`` pages ``/resource/{dataset_id}.geojson`` instead and yields its GeoJSON features.
     """
-    if page_size < 1:
-        raise ValueError(f"page_size must be positive, not {page_size}")
-    url = f"{domain_url.rstrip('/')}/resource/{dataset_id}.json"
+    page_size = check_int("page_size", page_size, minimum=1)
+    url = f"{domain_url.rstrip('/')}/resource/{dataset_id}.{'geojson' if geojson else 'json'}"
     token = app_token or os.environ.get("SOCRATA_APP_TOKEN")
     headers = {"X-App-Token": token} if token else None
     query: dict[str, Any] = {"$limit": page_size, "$order": order}
@@ -57,8 +59,15 @@ def socrata_rows(
             page = fetch_json(
                 "GET", url, session=active, retry=retry, params={**query, "$offset": offset}, headers=headers
             )
+            if geojson:
+                features = page.get("features") if isinstance(page, dict) else None
+                if not isinstance(features, list):
+                    raise DownloadError(f"GET {url} (offset {offset}): expected a GeoJSON FeatureCollection, "
+                                        f"got {page!r:.200}", url=url)
+                page = features
             if not isinstance(page, list):
-                raise DownloadError(f"GET {url} (offset {offset}): expected a JSON list of rows, got {page!r:.200}")
+                raise DownloadError(f"GET {url} (offset {offset}): expected a JSON list of rows, got {page!r:.200}",
+                                    url=url)
             if page:
                 yield page
             if len(page) < page_size:
@@ -97,14 +106,16 @@ def _arcgis_check(url: str) -> Any:
     return check
 
 
-def _oid_of(attributes: dict, field: str) -> Any:
+def _oid_of(feature: dict, field: str) -> Any:
+    """The object id of an ArcGIS JSON feature (``attributes``) or GeoJSON feature (``properties``, ``id``)."""
+    attributes = feature.get("attributes") or feature.get("properties") or {}
     if field in attributes:
         return attributes[field]
     folded = field.lower()
     for key, value in attributes.items():
         if key.lower() == folded:
             return value
-    return None
+    return feature.get("id")
 
 
 def arcgis_features(
@@ -116,8 +127,12 @@ def arcgis_features(
     batch_size: int | None = None,
     session: requests.Session | None = None,
     retry: RetryPolicy = RetryPolicy(),
+    geojson: bool = False,
 ) -> Iterator[list[dict]]:
     """Yield batches of features (``{"attributes": {...}, "geometry": {...}}``) from an ArcGIS feature layer.
+
+    ``geojson=True`` asks for ``f=geojson`` (ArcGIS Server 10.4+) and yields GeoJSON features
+    (``properties``, ``geometry``, ``id``) in WGS84 instead.
 
     Reads ``maxRecordCount`` and ``objectIdField`` from ``{layer_url}?f=json``, the sorted object ids
     matching ``where`` from ``{layer_url}/query?returnIdsOnly=true``, then POSTs (form-encoded) one
@@ -125,6 +140,8 @@ def arcgis_features(
     that each batch returns exactly the ids asked for. ArcGIS errors (HTTP 200 ``{"error": ...}``) are
     retried for codes 429/500/502/503/504 and otherwise raise :class:`DownloadError` naming the layer URL.
     """
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
     layer_url = layer_url.rstrip("/")
     query_url = f"{layer_url}/query"
     check = _arcgis_check(layer_url)
@@ -155,11 +172,11 @@ def arcgis_features(
                 "outFields": fields,
                 "outSR": out_sr,
                 "returnGeometry": "true",
-                "f": "json",
+                "f": "geojson" if geojson else "json",
             }
             result = fetch_json("POST", query_url, session=active, retry=retry, data=form, check=check)
             features = result.get("features") or []
-            returned = [_oid_of(feature.get("attributes") or {}, oid_field) for feature in features]
+            returned = [_oid_of(feature, oid_field) for feature in features]
             missing = set(asked) - set(returned)
             if missing or len(returned) != len(asked):
                 raise DownloadError(
