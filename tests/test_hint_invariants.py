@@ -63,6 +63,46 @@ def assert_never_decreases(x: np.ndarray, what: str) -> None:
     assert steps.size == 0, f"{what} decreases from step {steps[0]} to {steps[0] + 1}"
 
 
+def test_assert_never_decreases_can_fail():
+    assert_never_decreases(np.array([[0, 0], [0, 1], [1, 1]]), "x")
+    with pytest.raises(AssertionError, match="x decreases from step 1 to 2"):
+        assert_never_decreases(np.array([[0, 0], [0, 1], [1, 0]]), "x")
+    with pytest.raises(AssertionError, match="decreases from step 0 to 1"):
+        assert_never_decreases(np.array([[[1.0]], [[0.5]]]), "x")
+
+
+# Per-step checks below only bite when the event they guard happens: a parent or distance that
+# changes, a mark or tree edge that is added. Count those events over all BATCHES so that a
+# batch change cannot leave a check with nothing to look at.
+
+def _changes(x):
+    return np.diff(np.asarray(x), axis=0)
+
+
+EVENTS = {
+    # bfs: pi_h changes at some step after the first (what "parents are set once" constrains)
+    "bfs pi_h set": ("bfs", lambda t, A, s: np.sum(_changes(t.hints["pi_h"]) != 0)),
+    # bellman_ford / floyd_warshall: a known (masked) distance strictly improves
+    "bellman_ford known d improves": ("bellman_ford", lambda t, A, s: np.sum(
+        (_changes(t.hints["d"]) < 0) & (np.asarray(t.hints["msk"])[:-1] == 1))),
+    "floyd_warshall known D improves": ("floyd_warshall", lambda t, A, s: np.sum(
+        (_changes(t.hints["D"]) < 0) & (np.asarray(t.hints["msk"])[:-1] == 1))),
+    "dijkstra mark added": ("dijkstra", lambda t, A, s: np.sum(_changes(t.hints["mark"]) > 0)),
+    "mst_prim mark added": ("mst_prim", lambda t, A, s: np.sum(_changes(t.hints["mark"]) > 0)),
+    "mst_kruskal edge added": ("mst_kruskal", lambda t, A, s: np.sum(_changes(t.hints["in_mst_h"]) > 0)),
+    "bridges edge decided": ("bridges", lambda t, A, s: np.sum(_changes(t.hints["is_bridge_h"]) > 0)),
+    "dfs time set": ("dfs", lambda t, A, s: np.sum(_changes(t.hints["d"]) != 0)),
+    "scc second pass": ("strongly_connected_components", lambda t, A, s: np.sum(_changes(t.hints["phase"]) > 0)),
+}
+
+
+@pytest.mark.parametrize("event", list(EVENTS))
+def test_batches_exercise_the_per_step_checks(event):
+    name, count = EVENTS[event]
+    total = sum(int(count(*case)) for n, seed, options in BATCHES for case in traces(name, n, seed, options))
+    assert total > 0, f"no trace in BATCHES has a '{event}' event: the per-step check of {name} checks nothing"
+
+
 # --- generic shape and value checks ------------------------------------------------
 
 @pytest.mark.parametrize(("name", "n", "seed", "options"), cases())
