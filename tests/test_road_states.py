@@ -41,6 +41,13 @@ from road_portal_fixtures import (
 
 from gnnbench.io import OfflineError, download, http, offline_mode
 from gnnbench.road.build import crash_stage
+from gnnbench.road.coverage import (
+    coverage_markdown,
+    coverage_rows,
+    missing_years_message,
+    unavailable_years,
+    year_ranges,
+)
 from gnnbench.road.crashes import CRASH_COLUMNS, DROP_REASONS, CrashSchemaError
 from gnnbench.road.demo.server import Fault, LoopbackPortal
 from gnnbench.road.geo import utm_epsg
@@ -535,3 +542,56 @@ def test_sources_have_endpoints(code):
         assert "--crashes" in source.manual_instructions
     assert set(entry.columns.severity_values.values()) <= set(SEVERITIES)
     assert all(key == key.strip().upper() for key in entry.columns.severity_values)
+
+
+# ------------------------------------------------------------------------------------------ years and verification
+
+FETCHABLE = {  # the years each portal serves to `gnnbench download road` (research notes), written out by hand
+    "DE": list(range(2009, 2026)), "IA": list(range(2015, 2025)), "IL": list(range(2016, 2025)),
+    "MD": list(range(2015, 2026)), "MA": [*range(2013, 2020), *range(2021, 2025)], "MN": [], "MT": [],
+    "NV": list(range(2016, 2025)),
+}
+NOT_FETCHABLE = {  # of the ML4RoadSafety years (ML4RS_SPLITS above)
+    "DE": [], "MD": [], "NV": [], "IA": [2013, 2014], "IL": [2012, 2013, 2014, 2015],
+    "MA": [*range(2002, 2013), 2020], "MN": list(range(2015, 2023)), "MT": list(range(2016, 2021)),
+}
+
+
+@pytest.mark.parametrize("code", sorted(STATES))
+def test_years_the_portal_cannot_supply(code):
+    entry = STATES[code]
+    assert entry.crash_source.fetchable_years == FETCHABLE[code]
+    assert unavailable_years(entry, entry.years) == NOT_FETCHABLE[code]
+    message = missing_years_message(entry, entry.years)
+    if not NOT_FETCHABLE[code]:
+        assert message is None
+        return
+    assert message.startswith(f"{code}: the crash portal ")
+    assert f"--state {code} --crashes FILE" in message and f"import ml4roadsafety --state {code}" in message
+    assert entry.crash_source.manual_instructions in message
+
+
+def test_years_message_names_the_missing_ranges():
+    message = missing_years_message(STATES["MA"], range(2002, 2023))
+    assert "cannot supply 2002-2012, 2020 of the requested 2002-2022 (it serves 2013-2019, 2021-2024)" in message
+    assert missing_years_message(STATES["MA"], [2015, 2016]) is None
+    assert "none of the requested years (2016-2017) can be fetched" in missing_years_message(STATES["MT"], [2017, 2016])
+    assert year_ranges([2020, 2002, 2003, 2004, 2004]) == "2002-2004, 2020" and year_ranges([]) == "none"
+
+
+def test_every_state_says_what_was_verified_and_how():
+    rows = {row["state"]: row for row in coverage_rows()}
+    assert list(rows) == list(STATES)
+    for code, row in rows.items():
+        assert row["built from the live portal"] == "not yet"
+        verified = row["verified"]
+        # only Delaware's export was compared with a real file; every other state says it is unverified
+        assert ("[unverified]" in verified) and (code == "DE") == verified.startswith("full CSV export")
+    assert rows["MA"]["years by hand"] == "2002-2012, 2020" and rows["MA"]["formats by hand"] == "hub-csv, manual-csv"
+    assert rows["NV"]["formats fetched"] == "arcgis-json, arcgis-geojson"
+
+
+@pytest.mark.parametrize("document", ["README.md", "data_cards/road_accidents.md"])
+def test_documents_show_the_registry_table(document):
+    text = (Path(__file__).parent.parent / document).read_text(encoding="utf-8")
+    assert coverage_markdown() in text

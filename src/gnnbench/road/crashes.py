@@ -240,18 +240,20 @@ def _point_xy(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _place_values(raw: pd.DataFrame, place: Coordinates, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, str] | None:
     """(latitude, longitude) in WGS84 of ``rows`` read from ``place``, and its label; None if its columns are absent."""
+    if len(rows) < len(raw):
+        raw = raw.iloc[rows]
     if place.point:
         name = find_column(raw, place.point)
         if name is None:
             return None
-        x, y = _point_xy(raw[name].iloc[rows])
+        x, y = _point_xy(raw[name])
         return y, x, name
     y_name, x_name = find_column(raw, place.y), find_column(raw, place.x)
     if y_name is None or x_name is None:
         return None
     if y_name == "geometry" or x_name == "geometry":
-        return _numeric(raw[GEOMETRY_Y].iloc[rows]), _numeric(raw[GEOMETRY_X].iloc[rows]), "geometry"
-    y, x = _numeric(raw[y_name].iloc[rows]), _numeric(raw[x_name].iloc[rows])
+        return _numeric(raw[GEOMETRY_Y]), _numeric(raw[GEOMETRY_X]), "geometry"
+    y, x = _numeric(raw[y_name]), _numeric(raw[x_name])
     label = f"{y_name}/{x_name}"
     if place.crs != WGS84:
         with np.errstate(invalid="ignore"):

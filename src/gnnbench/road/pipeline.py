@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from ..io import atomic_path, loopback_allowed, offline_mode, sha256_file
 from .build import BuildParameters, RegionPaths, build_region
+from .coverage import missing_years_message, unavailable_years
 from .endpoints import Endpoints
 from .manifest import MANIFEST_NAME, read_manifest
 from .sources.crash_portals import crash_files, fetch_crashes
@@ -38,20 +39,31 @@ NETWORK_FILE = "network.graphml"
 def download_region(region: StateEntry, paths: RegionPaths, *, endpoints: Endpoints = Endpoints(),
                     years: Sequence[int] | None = None, osm_file: str | os.PathLike | None = None,
                     parts: Sequence[str] = ("crashes", "network", "weather", "volume"),
-                    parameters: BuildParameters = BuildParameters()) -> dict[str, Any]:
+                    parameters: BuildParameters = BuildParameters(),
+                    crash_format: str | None = None) -> dict[str, Any]:
     """Fetch the raw sources of ``region`` (those in ``parts``) into ``paths.raw``; return what was fetched.
 
     A state whose crash portal cannot be scripted is skipped for crashes with a note (pass the
-    files to the build with ``crashes=``). Already complete downloads are reused.
+    files to the build with ``crashes=``); years the portal cannot supply are listed as
+    ``report["crashes"]["unavailable_years"]`` (``gnnbench.road.coverage.missing_years_message`` says
+    what to do; the CLI prints it before downloading). ``crash_format`` is the portal export
+    to fetch (``"json"``, ``"geojson"`` or ``"csv"``; see ``fetch_crashes``). Already complete
+    downloads are reused.
     """
     years = list(years or region.years)
     report: dict[str, Any] = {}
     if "crashes" in parts:
+        missing = unavailable_years(region, years)
+        message = missing_years_message(region, years)
+        if message:
+            log.info("%s", message)
         if region.crash_source.kind == "manual":
             report["crashes"] = {"manual": region.crash_source.manual_instructions}
         else:
-            records = fetch_crashes(region, paths.crashes, years=years, base_url=endpoints.crash_portal)
+            records = fetch_crashes(region, paths.crashes, years=years, base_url=endpoints.crash_portal,
+                                    format=crash_format)
             report["crashes"] = {"files": len(records)}
+        report["crashes"]["unavailable_years"] = missing
     if "network" in parts and osm_file is None:
         place, bbox = (region.osm_place, None) if region.code in STATES else (None, region.bbox)
         overpass = f"{endpoints.overpass.rstrip('/')}" if endpoints.overpass else None

@@ -47,7 +47,8 @@ class CrashSource:
     (no scriptable bulk API: the user downloads files and passes ``--crashes PATH``).
     ``formats`` lists the export formats the portal offers (keys of :data:`CRASH_FORMATS`);
     ``csv_downloads`` maps a layer key to the URL of its CSV download where one is known (Socrata
-    datasets derive theirs from ``base_url``). ``verified`` says what was checked and how.
+    datasets derive theirs from ``base_url``). ``verified`` says what was checked and how; ``live_build``
+    when gnnbench last built the state from its live portal.
     """
 
     kind: str
@@ -58,6 +59,7 @@ class CrashSource:
     layers: Mapping[str, str] = field(default_factory=dict)
     manual_instructions: str | None = None
     verified: str = UNVERIFIED
+    live_build: str = "not yet"
     licence: str = "no licence statement found; public records, bulk download without login"
     formats: tuple[str, ...] = ()
     csv_downloads: Mapping[str, str] = field(default_factory=dict)
@@ -188,7 +190,7 @@ _IL_HUB_ITEMS = {  # from the IDOT hub's DCAT catalogue, https://gis-idot.openda
 }
 _MA_HOST = "https://gis.crashdata.dot.mass.gov/arcgis/rest/services/MassDOT/"
 _MA_CLOSED = "https://gis.massdot.state.ma.us/arcgis/rest/services/CrashClosedYear/"
-_NOT_LIVE = "; no build from the live portal yet"
+_THIRD_PARTY = "from documentation and third-party download code only [unverified]"
 
 
 def _ma_layers() -> dict[str, str]:
@@ -211,10 +213,9 @@ _ENTRIES = [
             kind="socrata", portal="https://data.delaware.gov/Transportation/Public-Crash-Data/827n-m6xc",
             base_url="https://data.delaware.gov", dataset_id="827n-m6xc", years=(2009, 2025),
             formats=_SOCRATA_FORMATS,
-            verified="full CSV export: header and value formats checked against a copy of the export committed "
-                     "in a public repository (github.com/ecomhub200/Douglas_County_2, 'Delaware sample "
-                     "dataset.csv', 3,546 rows); SODA JSON field names from third-party documentation "
-                     "[unverified]" + _NOT_LIVE,
+            verified="full CSV export: header and value formats checked against a copy published in a public "
+                     "repository (github.com/ecomhub200/Douglas_County_2, 3,546 rows), not a live download; "
+                     "SODA field names from documentation [unverified]",
             licence="Delaware Open Data (Del. Code tit. 29 §9144: state geospatial data is public domain); "
                     "no dataset-level licence statement found"),
         columns=ColumnMapping(
@@ -242,9 +243,7 @@ _ENTRIES = [
             manual_instructions="Years the rolling window no longer serves (before about 2015): export them from "
                                 "ICAT, the Iowa Crash Analysis Tool (https://icat.iowadot.gov), and pass the CSV "
                                 "with --crashes.",
-            verified=UNVERIFIED + ": FeatureServer and hub CSV URLs, field names (CRASH_KEY, CRASH_DATE, CSEV) and "
-                     "CSEV codes from third-party download code; hub CSV X/Y reported as Web Mercator, "
-                     "XCOORD/YCOORD as UTM 15N" + _NOT_LIVE,
+            verified=_THIRD_PARTY + " (field names, CSEV codes, hub CSV X/Y as Web Mercator)",
             licence="Iowa DOT terms of use (service may change without notice); no open licence found"),
         columns=ColumnMapping(
             crash_id=("CRASH_KEY", "CASENUMBER"), date=(("CRASH_DATE", "Date of Crash"),), date_format="epoch_ms",
@@ -268,9 +267,7 @@ _ENTRIES = [
                            for year, item in _IL_HUB_ITEMS.items()},
             manual_instructions="2012-2015: the hub's items for these years are not known; download their CSV from "
                                 "the IDOT hub by hand and pass them with --crashes.",
-            verified=UNVERIFIED + ": layer and hub item ids from the hub's DCAT catalogue as listed by third-party "
-                     "code, the 2022 hub CSV header from a third party's staging script; CrashSeverity values "
-                     "unverified" + _NOT_LIVE),
+            verified=_THIRD_PARTY + " (layer and hub item ids, the 2022 hub CSV header, CrashSeverity values)"),
         columns=ColumnMapping(
             crash_id=("ICN", "CrashID"), date=(("CrashDate", "Crash Date"),), date_format="epoch_ms",
             coordinates=(_latlon(("TSCrashLatitude",), ("TSCrashLongitude",)), GEOMETRY,
@@ -293,8 +290,7 @@ _ENTRIES = [
             portal="https://opendata.maryland.gov/Public-Safety/Maryland-Statewide-Vehicle-Crashes/65du-s3qu",
             base_url="https://opendata.maryland.gov", dataset_id="65du-s3qu", years=(2015, 2025),
             formats=_SOCRATA_FORMATS,
-            verified=UNVERIFIED + ": SODA field names from a third-party configuration, CSV dtypes from a third "
-                     "party's README; today's ACC_DATE type and the REPORT_TYPE spellings unverified" + _NOT_LIVE),
+            verified=_THIRD_PARTY + " (SODA field names; today's ACC_DATE type, REPORT_TYPE spellings)"),
         columns=ColumnMapping(
             crash_id=("REPORT_NO", "report_no"), date=(("ACC_DATE", "acc_date"),), date_format="auto",
             coordinates=(_latlon(("LATITUDE", "latitude"), ("LONGITUDE", "longitude")), GEOMETRY),
@@ -313,8 +309,7 @@ _ENTRIES = [
             layers=_ma_layers(), years=(2013, 2024), formats=(*_ARCGIS_FORMATS, "manual-csv"),
             manual_instructions="2002-2012 and 2020: download the yearly crash-level CSV from the MassDOT IMPACT "
                                 "portal and pass it with --crashes.",
-            verified=UNVERIFIED + ": service URLs and field names from third-party download code; the services' "
-                     "spatial reference (EPSG:26986) and the hub CSV's X/Y unverified" + _NOT_LIVE),
+            verified=_THIRD_PARTY + " (service URLs, field names; EPSG:26986 of the services and hub X/Y)"),
         columns=ColumnMapping(
             crash_id=("CRASH_NUMB",), date=(("CRASH_DATETIME", "CRASH_DATE", "CRASH_DATE_TEXT"),),
             date_format="epoch_ms",
@@ -337,9 +332,8 @@ _ENTRIES = [
             manual_instructions="Minnesota has no open bulk API (MNCrash and MnCMAT2 are restricted). Export the "
                                 "crashes from the Road Safety Information Center map ('Export Data') or the MNCrash "
                                 "ad-hoc search, and pass the CSV files with --crashes.",
-            verified=UNVERIFIED + ": the Road Safety Information Center export header from a third party's "
-                     "committed sample (August 2025); the MNCrash export columns only from ML4RoadSafety's "
-                     "script; the fatal InjuryLevel spelling unverified" + _NOT_LIVE),
+            verified="export header from a third party's sample export (August 2025) and ML4RoadSafety's script "
+                     "only [unverified] (MNCrash columns, the fatal InjuryLevel spelling)"),
         columns=ColumnMapping(
             crash_id=(), date=(("DateOfIncident", "Crash Date"),), date_format="auto",
             coordinates=(_latlon(("LatDec", "Latitude"), ("LongDec", "Longitude")), Coordinates(point=("geom",))),
@@ -358,8 +352,7 @@ _ENTRIES = [
             years=(2016, 2024), formats=("manual-csv",),
             manual_instructions="Download MDT's 'Montana Statewide Crash Data' file (a rolling five-year window) "
                                 "and pass it with --crashes.",
-            verified=UNVERIFIED + ": column names (Crash_Year, Crash_Month as a month name) from ML4RoadSafety's "
-                     "notes; exact spellings unverified" + _NOT_LIVE),
+            verified="from ML4RoadSafety's notes only [unverified] (exact column spellings)"),
         columns=ColumnMapping(
             crash_id=(), date=(("Crash_Year",), ("Crash_Month",)), date_format="year+month_name",
             coordinates=(_latlon(("Latitude", "LATITUDE", "Lat"), ("Longitude", "LONGITUDE", "Long", "Lon")),),
@@ -375,8 +368,7 @@ _ENTRIES = [
             layers={"all": "https://gis.dot.nv.gov/arcgis/rest/services/ArcGISOnline/CrashData_OpenData/"
                            "FeatureServer/0"},
             years=(2016, 2024), formats=_ARCGIS_FORMATS,
-            verified=UNVERIFIED + ": the hub CSV header (X = longitude, Y = latitude, WGS84) from a third party's "
-                     "printed frame, the FeatureServer fields from third-party download code" + _NOT_LIVE),
+            verified=_THIRD_PARTY + " (hub CSV header with X = longitude, Y = latitude; layer fields)"),
         columns=ColumnMapping(
             crash_id=("Accident_Rec_Num", "OBJECTID"), date=(("Crash_Date",),), date_format="epoch_ms",
             coordinates=(GEOMETRY, Coordinates(y=("Y",), x=("X",))),
@@ -399,40 +391,3 @@ def get_state(code: str) -> StateEntry:
     if key not in STATES:
         raise ValueError(f"unknown state {code!r}; expected one of {', '.join(STATES)}")
     return STATES[key]
-
-
-def unavailable_years(state: StateEntry, years: Iterable[int]) -> list[int]:
-    """Those of ``years`` the state's portal cannot supply to ``gnnbench download road``."""
-    available = set(state.crash_source.fetchable_years)
-    return sorted({int(year) for year in years} - available)
-
-
-def year_ranges(years: Iterable[int]) -> str:
-    """``[2002, 2003, 2004, 2020]`` -> ``"2002-2004, 2020"``."""
-    ordered = sorted(set(int(year) for year in years))
-    runs: list[list[int]] = []
-    for year in ordered:
-        if runs and year == runs[-1][1] + 1:
-            runs[-1][1] = year
-        else:
-            runs.append([year, year])
-    return ", ".join(f"{first}" if first == last else f"{first}-{last}" for first, last in runs) or "none"
-
-
-def missing_years_message(state: StateEntry, years: Iterable[int]) -> str | None:
-    """What ``gnnbench download road`` cannot fetch of ``years`` and what to do instead (None: nothing missing)."""
-    years = sorted({int(year) for year in years})
-    missing = unavailable_years(state, years)
-    if not missing:
-        return None
-    source = state.crash_source
-    if source.kind == "manual":
-        head = (f"{state.code}: the crash portal has no scriptable download, so none of the requested years "
-                f"({year_ranges(years)}) can be fetched.")
-    else:
-        head = (f"{state.code}: the crash portal cannot supply {year_ranges(missing)} of the requested "
-                f"{year_ranges(years)} (it serves {year_ranges(source.fetchable_years)}).")
-    how = source.manual_instructions or f"Download those years from {source.portal} by hand."
-    return (f"{head} {how} Build with `gnnbench build road --state {state.code} --crashes FILE ...`, or import "
-            f"the published ML4RoadSafety release: `gnnbench import ml4roadsafety --state {state.code}`.")
-
