@@ -312,6 +312,39 @@ def test_dropped_accident_rows_are_counted(fixture, tmp_path):
     assert quality["matched_reversed"] == int(fixture.seg_oneway[0])  # a two-way segment has the reverse edge
 
 
+def test_reversed_row_sharing_an_edge_month_is_counted(fixture, tmp_path):
+    """A row against a one-way street's direction joins that street's own row of the same month (counted)."""
+    state_dir = write_release(tmp_path, fixture)
+    linked = set(zip(fixture.edge_src.tolist(), fixture.edge_dst.tolist()))
+    seg = next(int(s) for s in np.flatnonzero(fixture.seg_oneway)
+               if (int(fixture.seg_v[s]), int(fixture.seg_u[s])) not in linked)
+    u, v = int(fixture.seg_u[seg]), int(fixture.seg_v[seg])
+    osm = fixture.osm_ids
+    path = state_dir / "accidents_monthly.csv"
+    listed = sum(int(c) for y, m, a, c in zip(fixture.acc_year, fixture.acc_month, fixture.acc_segment,
+                                             fixture.acc_count) if (y, m, a) == (2020, 1, seg))
+    rows = [f"2020,1,{osm[v]},{osm[u]},3,{v},{u}"] + ([] if listed else [f"2020,1,{osm[u]},{osm[v]},1,{u},{v}"])
+    path.write_text(path.read_text() + "\n".join(rows) + "\n")
+    release = read_release(state_dir)
+    quality = release.quality["accidents"]
+    assert quality["matched_reversed"] == 1 and quality["reversed_sharing_edge"] == 1
+    table = release.accidents.to_pydict()
+    edge = _edge_of(fixture, u, v)
+    counts = {(y, m, e): c for y, m, e, c in zip(table["year"], table["month"], table["edge_id"], table["count"])}
+    assert counts[(2020, 1, edge)] == (listed or 1) + 3
+
+
+def test_months_without_a_node_file_are_listed(fixture, tmp_path):
+    """ML4RoadSafety's loader skips a month whose node-features file is missing; the import report names it."""
+    state_dir = write_release(tmp_path, fixture)
+    (state_dir / "Nodes" / "node_features_2020_3.csv").unlink()
+    release = read_release(state_dir)
+    has_crashes = any((int(y), int(m)) == (2020, 3) for y, m in zip(fixture.acc_year, fixture.acc_month))
+    assert has_crashes and release.quality["accidents"]["months_without_node_file"] == ["2020-03"]
+    assert read_release(write_release(tmp_path / "full", fixture)).quality["accidents"][
+        "months_without_node_file"] == []
+
+
 def test_missing_file_is_named(fixture, tmp_path):
     state_dir = write_release(tmp_path, fixture)
     (state_dir / "Edges" / "edge_features.pt").unlink()
