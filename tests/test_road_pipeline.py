@@ -55,7 +55,7 @@ def test_manifest_records_sources_parameters_and_tables(demo_home):
     assert manifest["kind"] == "build" and manifest["state"] == "DEMO"
     assert set(manifest["tables"]) == set(TABLES)
     assert manifest["tables"]["node_weather"]["rows"] == 96 * 48
-    assert manifest["tables"]["edge_volume"]["rows"] > 0
+    assert manifest["tables"]["edge_volume"]["rows"] == len(_edges_near_arterials(demo_home)) * 4  # 4 years
     assert manifest["parameters"]["max_distance_m"] == 50.0
     assert manifest["parameters"]["splits"] == DEMO_REGION.splits
     roles = {source["role"] for source in manifest["sources"]}
@@ -67,6 +67,38 @@ def test_manifest_records_sources_parameters_and_tables(demo_home):
     assert volume["download"]["skipped_without_aadt_or_geometry"] == 0 and volume["download"]["sections"] == 7
     weather = manifest["quality"]["node_weather"]
     assert sum(weather["filled"]["tavg"].values()) == 96 * 48  # every node-month observed or filled
+
+
+def _edges_near_arterials(demo_home) -> set[int]:
+    """Edges whose midpoint lies within 30 m of an arterial way of the generated network (the HPMS sections
+    follow those ways), computed here with pyproj and shapely directly."""
+    import shapely
+    from pyproj import Transformer
+
+    network = DemoFixtures.generate(seed=0).network
+    to_utm = Transformer.from_crs("EPSG:4326", f"EPSG:{DEMO_REGION.utm_epsg}", always_xy=True)
+    position = {node: i for i, node in enumerate(network.node_ids.tolist())}
+    arterials = [shapely.LineString([to_utm.transform(network.lon[position[ref]], network.lat[position[ref]])
+                                     for ref in refs])
+                 for _, refs, tags in network.ways if tags["highway"] in ("trunk", "primary", "secondary", "tertiary")]
+    arterial = shapely.union_all(arterials)
+    edges = read_table("edges", RegionPaths.for_region("DEMO", demo_home).tables).to_pylist()
+    near = set()
+    for edge in edges:
+        line = shapely.from_wkb(edge["geometry"])
+        projected = shapely.LineString([to_utm.transform(x, y) for x, y in line.coords])
+        if projected.interpolate(0.5, normalized=True).distance(arterial) <= 30.0:
+            near.add(edge["edge_id"])
+    return near
+
+
+def test_volume_goes_to_the_edges_along_the_hpms_sections(demo_home):
+    volume = read_table("edge_volume", RegionPaths.for_region("DEMO", demo_home).tables).to_pandas()
+    near = _edges_near_arterials(demo_home)
+    assert len(near) > 80  # the 7 arterial ways carry 86 directed edges, plus crossings within 30 m
+    for year, rows in volume.groupby("year"):
+        assert set(rows["edge_id"]) == near, year
+        assert (rows["match_distance_m"] <= 30.0).all()
 
 
 def test_rebuilding_from_the_same_raw_files_gives_identical_tables(demo_home, tmp_path):
@@ -90,14 +122,39 @@ def test_an_osm_xml_extract_gives_the_same_network_as_overpass(demo_home, fixtur
         assert (out.tables / f"{name}.parquet").read_bytes() == (paths.tables / f"{name}.parquet").read_bytes()
 
 
-def test_build_parameters_change_the_output(demo_home, tmp_path):
+def test_build_parameters_change_the_output(demo_home, fixtures, tmp_path):
+    import shapely
+    from pyproj import Transformer
+
     paths = RegionPaths.for_region("DEMO", demo_home)
     out = RegionPaths(raw=paths.raw, tables=tmp_path / "tight")
     with offline_mode():
         build_region_from_raw(DEMO_REGION, out, parameters=BuildParameters(max_distance_m=5.0, years=(2019,)))
-    manifest = read_manifest(out.tables)
-    crashes = manifest["quality"]["crashes"]
-    assert crashes["dropped"]["unmatched"] > 20 and crashes["dropped"]["outside_years"] > 1000
+    crashes = read_manifest(out.tables)["quality"]["crashes"]
+
+    # The expected drops, from the generated rows: rows with a plausible place and date are kept until the
+    # year filter; of those in 2019 (repeats removed), the ones farther than 5 m from every road are unmatched.
+    lon_min, lat_min, lon_max, lat_max = DEMO_REGION.bbox
+
+    def plausible(row) -> bool:
+        try:
+            lat, lon = float(row["latitude"]), float(row["longitude"])
+        except (KeyError, ValueError):
+            return False
+        return lat_min <= lat <= lat_max and lon_min <= lon <= lon_max and row["crash_datetime"][:4].isdigit()
+
+    kept = [row for row in fixtures.crashes.rows if plausible(row)]
+    in_2019 = {(row["crash_datetime"], row["latitude"], row["longitude"]) for row in kept
+               if row["crash_datetime"].startswith("2019-")}
+    to_utm = Transformer.from_crs("EPSG:4326", f"EPSG:{DEMO_REGION.utm_epsg}", always_xy=True)
+    roads = shapely.union_all([shapely.LineString([to_utm.transform(x, y) for x, y in
+                                                   shapely.from_wkb(edge["geometry"]).coords])
+                               for edge in read_table("edges", out.tables).to_pylist()])
+    far = sum(shapely.Point(to_utm.transform(float(lon), float(lat))).distance(roads) > 5.0
+              for _, lat, lon in in_2019)
+    assert crashes["dropped"]["outside_years"] == sum(not row["crash_datetime"].startswith("2019-") for row in kept)
+    assert crashes["dropped"]["unmatched"] == far and far > 20
+    assert crashes["kept"] == len(in_2019) - far
     assert set(read_table("accidents", out.tables)["year"].to_pylist()) == {2019}
 
 
@@ -205,3 +262,22 @@ def test_state_dot_counts_replace_a_years_hpms_volume(demo_home, tmp_path):
     with pytest.raises(ValueError, match="YEAR=GEOJSON"):
         from gnnbench.cli import _aadt_files
         _aadt_files(["2019:x.geojson"])
+
+
+def test_download_lists_the_years_the_portal_cannot_supply(tmp_path):
+    """Massachusetts serves 2013-2019 and 2021-2024: of 2011, 2012, 2015, 2018 and 2020 only two are fetched."""
+    from road_portal_fixtures import MA
+
+    from gnnbench.road.endpoints import Endpoints
+    from gnnbench.road.states import STATES
+
+    paths = RegionPaths.for_region("MA", tmp_path)
+    with LoopbackPortal() as portal:
+        MA.serve(portal)
+        report = download_region(STATES["MA"], paths, endpoints=Endpoints(crash_portal=portal.url),
+                                 years=[2011, 2012, 2015, 2018, 2020], parts=("crashes",))
+    assert report["crashes"] == {"files": 2, "unavailable_years": [2011, 2012, 2020]}
+    listing = json.loads((paths.crashes / "complete.json").read_text())
+    assert [record["path"] for record in listing["files"]] == ["2015-b00000.json", "2018-b00000.json"]
+    manual = download_region(STATES["MT"], RegionPaths.for_region("MT", tmp_path), parts=("crashes",))
+    assert manual["crashes"]["unavailable_years"] == [2016, 2017, 2018, 2019, 2020]
