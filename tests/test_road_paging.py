@@ -86,6 +86,26 @@ def test_socrata_rows_retries_and_rejects_non_lists(httpserver, waits):
     assert len(waits) == 1
 
 
+def test_socrata_geojson_pages(httpserver):
+    features = [{"type": "Feature", "properties": {"id": str(i)}, "geometry": None} for i in range(3)]
+    seen: list[dict] = []
+
+    def handle(request: Request) -> Response:
+        seen.append(dict(request.args))
+        start, limit = int(request.args["$offset"]), int(request.args["$limit"])
+        return Response(json.dumps({"type": "FeatureCollection", "features": features[start:start + limit]}))
+
+    httpserver.expect_request("/resource/abcd-1234.geojson").respond_with_handler(handle)
+    pages = list(socrata_rows(httpserver.url_for("/"), "abcd-1234", page_size=2, geojson=True, retry=FAST))
+    assert pages == [features[:2], features[2:]]
+    assert [query["$offset"] for query in seen] == ["0", "2"]
+    httpserver.expect_request("/resource/bad.geojson").respond_with_json([{"id": "1"}])
+    with pytest.raises(DownloadError, match="expected a GeoJSON FeatureCollection"):
+        list(socrata_rows(httpserver.url_for("/"), "bad", geojson=True, retry=FAST))
+    with pytest.raises(ValueError, match="page_size must be an integer >= 1, got 0"):
+        list(socrata_rows(httpserver.url_for("/"), "abcd-1234", page_size=0))
+
+
 def test_socrata_columns(httpserver):
     view = {"columns": [{"fieldName": "crash_date", "name": "Crash Date"}, {"fieldName": "lat"}]}
     httpserver.expect_request("/api/views/abcd-1234.json").respond_with_json(view)
@@ -120,6 +140,11 @@ class FakeLayer:
         form = dict(request.form)
         self.queries.append(form)
         asked = [int(i) for i in form["objectIds"].split(",")]
+        if form["f"] == "geojson":  # ids in "id" only (outFields without the id field)
+            features = [{"type": "Feature", "id": i, "properties": {"name": f"road {i}"},
+                         "geometry": {"type": "Point", "coordinates": [float(i), -float(i)]}}
+                        for i in asked if i not in self.drop]
+            return Response(json.dumps({"type": "FeatureCollection", "features": features}))
         features = [
             {"attributes": {"FID": i, "name": f"road {i}"}, "geometry": {"x": float(i), "y": -float(i)}}
             for i in asked
@@ -131,6 +156,20 @@ class FakeLayer:
         httpserver.expect_request("/layer", method="GET").respond_with_handler(self.metadata)
         httpserver.expect_request("/layer/query").respond_with_handler(self.query)
         return httpserver.url_for("/layer")
+
+
+def test_arcgis_geojson_batches_are_checked_by_feature_id(httpserver):
+    layer = FakeLayer([7, 3, 1, 6, 2], max_records=3)
+    url = layer.serve(httpserver)
+    batches = list(arcgis_features(url, out_fields="name", geojson=True, retry=FAST))
+    assert [[f["id"] for f in batch] for batch in batches] == [[1, 2, 3], [6, 7]]
+    assert batches[0][0]["geometry"] == {"type": "Point", "coordinates": [1.0, -1.0]}
+    assert {query["f"] for query in layer.queries} == {"geojson"}
+    layer.drop = {6}
+    with pytest.raises(DownloadError, match="1 ids missing"):
+        list(arcgis_features(url, geojson=True, retry=FAST))
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        list(arcgis_features(url, batch_size=0))
 
 
 def test_arcgis_batches_by_max_record_count(httpserver):
