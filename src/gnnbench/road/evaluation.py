@@ -63,9 +63,10 @@ entries (not averaged per month)."""
 _UPSTREAM_ACCIDENT_FORMAT = """\
 ==== Expected input format of Evaluator({task!r}, protocol='ml4roadsafety') ====
 eval({{'y_true': ..., 'y_pred': ..., 'edge_index': ...}}):
-- y_true: per-directed-edge crash counts (0/1 works for occurrence) of every edge of the graph, array
-  [M, E] (M months) or [E], or a list of M 1-D arrays; each direction of a two-way road has its own label,
-  as in ML4RoadSafety (RoadAccidentDataset(..., source='ml4roadsafety').snapshot(y, m, labels='ml4roadsafety')).
+- y_true: per-directed-edge crash counts (0/1 works for occurrence), array [M, E] (M months) or [E], or a
+  list of M 1-D arrays; each direction of a two-way road has its own label, as in ML4RoadSafety. Give every
+  edge of the graph, or the edges that RoadAccidentDataset(..., source='ml4roadsafety')
+  .snapshot(y, m, labels='ml4roadsafety').eval_mask marks (the rule below, applied again, keeps them all).
 - y_pred: {pred}, same structure and shapes; must be finite.
 - edge_index: the directed edges of those entries, [2, E] (shared by every month) or a list of M [2, E_m].
 Per month, as ML4RoadSafety: positives are the edges with y_true > 0, months with fewer than 10 of them are
@@ -140,10 +141,11 @@ class Evaluator:
                         "scored months weighted by their positives; NaN when every month is skipped), 'months': int, "
                         "'months_skipped': int (months with fewer than 10 positives)}; ML4RoadSafety's logger "
                         "prints these x100")
-            unit = "months" if self.task == "accident_count" else "years"
-            return (f"{{'mae': float, 'mse': float, 'count': int (entries scored), '{unit}': int, "
-                    f"'{unit}_skipped': int (fewer than 10 labelled)}}; lower is better"
-                    + ("; in thousands of vehicles per day" if self.task == "traffic_volume" else ""))
+            if self.task == "accident_count":
+                return ("{'mae': float, 'mse': float, 'count': int (edges scored), 'months': int, 'months_skipped': "
+                        "int (fewer than 10 positives)}; lower is better")
+            return ("{'mae': float, 'mse': float, 'count': int (edges scored), 'years': int, 'years_skipped': int "
+                    "(fewer than 10 edges with an AADT)}; in thousands of vehicles per day; lower is better")
         if self.task == "accident_occurrence":
             return ("{'roc_auc': float, 'average_precision': float, 'f1': float, 'recall@<k>': float, "
                     "'months': int (months given), 'months_skipped': int (months without positives or without "
