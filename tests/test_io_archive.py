@@ -46,8 +46,28 @@ def test_zip_extracts_into_new_target(tmp_path):
     archive = make_zip(tmp_path / "data.zip", {"top.csv": b"a,b\n", "nested/deep/x.txt": b"x", "empty/": b""})
     files = safe_extract(archive, tmp_path / "out")
     assert files == [tmp_path / "out" / "top.csv", tmp_path / "out" / "nested" / "deep" / "x.txt"]
-    assert files[1].read_bytes() == b"x" and (tmp_path / "out" / "empty").is_dir()
+    assert [f.read_bytes() for f in files] == [b"a,b\n", b"x"] and (tmp_path / "out" / "empty").is_dir()
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*")) == [
+        "empty", "nested", "nested/deep", "nested/deep/x.txt", "top.csv"]
     assert leftovers(tmp_path) == []
+
+
+def test_extracted_target_gets_ordinary_permissions(tmp_path):
+    # the staging folder comes from mkdtemp (mode 0700); the finished target must have the umask's mode
+    umask = os.umask(0o022)
+    try:
+        safe_extract(make_zip(tmp_path / "data.zip", {"a.txt": b"a"}), tmp_path / "out")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+
+
+def test_existing_file_as_target_is_refused(tmp_path):
+    archive = make_zip(tmp_path / "data.zip", {"a.txt": b"a"})
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(FileExistsError, match="not an empty directory"):
+        safe_extract(archive, tmp_path / "out")
+    assert (tmp_path / "out").read_text() == "a file"
 
 
 @pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
@@ -68,6 +88,8 @@ def test_tar_extracts_with_inner_links(tmp_path, mode):
     assert files == [target / "pkg" / "a.txt", target / "pkg" / "sym.txt", target / "pkg" / "hard.txt"]
     assert (target / "pkg" / "sym.txt").is_symlink() and (target / "pkg" / "sym.txt").read_bytes() == b"alpha"
     assert (target / "pkg" / "hard.txt").read_bytes() == b"alpha"
+    assert os.readlink(target / "pkg" / "sym.txt") == "a.txt"  # kept relative, not resolved
+    assert leftovers(tmp_path) == []
 
 
 def test_non_empty_target_and_non_archive_are_refused(tmp_path):
@@ -96,31 +118,55 @@ def test_zip_symlink_escape_is_refused(tmp_path):
     with pytest.raises(UnsafeArchiveError, match="'link'.*outside"):
         safe_extract(archive, tmp_path / "out")
     inner = make_zip(tmp_path / "ok.zip", {"a.txt": b"a"}, symlinks={"dir/link": "../a.txt"})
-    assert len(safe_extract(inner, tmp_path / "out")) == 2
+    files = safe_extract(inner, tmp_path / "out")
+    assert files == [tmp_path / "out" / "a.txt", tmp_path / "out" / "dir" / "link"]
+    # zip symlinks land as plain files holding the link text (zipfile's way), never as links
+    assert not files[1].is_symlink() and files[1].read_bytes() == b"../a.txt"
+
+
+@pytest.mark.parametrize("kind", [stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK],
+                         ids=["fifo", "char-device", "block-device", "socket"])
+def test_zip_special_files_are_refused(tmp_path, kind):
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("fine.txt", b"ok")
+        info = zipfile.ZipInfo("special")
+        info.external_attr = (kind | 0o644) << 16
+        handle.writestr(info, b"")
+    with pytest.raises(UnsafeArchiveError, match="'special' is a device, fifo or socket"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def _unsafe(member: tuple, reason: str):
+    info = member[0]
+    return pytest.param(member, reason, id=f"{info.name}->{info.linkname}" if info.linkname else info.name)
 
 
 @pytest.mark.parametrize(
-    "member",
+    ("member", "reason"),
     [
-        tar_member("/abs/evil", data=b"x"),
-        tar_member("../evil", data=b"x"),
-        tar_member("sub/../../evil", data=b"x"),
-        tar_member("sym", tarfile.SYMTYPE, link="/etc/passwd"),
-        tar_member("sub/sym", tarfile.SYMTYPE, link="../../outside"),
-        tar_member("hard", tarfile.LNKTYPE, link="../outside"),
-        tar_member("hard", tarfile.LNKTYPE, link="/etc/passwd"),
-        tar_member("fifo", tarfile.FIFOTYPE),
-        tar_member("tty", tarfile.CHRTYPE),
-        tar_member("disk", tarfile.BLKTYPE),
+        _unsafe(tar_member("/abs/evil", data=b"x"), "has an absolute path"),
+        _unsafe(tar_member("../evil", data=b"x"), "contains '..'"),
+        _unsafe(tar_member("sub/../../evil", data=b"x"), "contains '..'"),
+        _unsafe(tar_member("sym", tarfile.SYMTYPE, link="/etc/passwd"), "is a symlink to '/etc/passwd' outside"),
+        _unsafe(tar_member("sub/sym", tarfile.SYMTYPE, link="../../outside"), "is a symlink to '../../outside'"),
+        _unsafe(tar_member("hard", tarfile.LNKTYPE, link="../outside"), "is a hard link to '../outside' outside"),
+        _unsafe(tar_member("hard", tarfile.LNKTYPE, link="/etc/passwd"), "is a hard link to '/etc/passwd'"),
+        _unsafe(tar_member("fifo", tarfile.FIFOTYPE), "is a device or fifo"),
+        _unsafe(tar_member("tty", tarfile.CHRTYPE), "is a device or fifo"),
+        _unsafe(tar_member("disk", tarfile.BLKTYPE), "is a device or fifo"),
+        # a GNU volume header: neither file, folder, link nor device
+        _unsafe(tar_member("volume", b"V"), "has unsupported type b'V'"),
     ],
-    ids=lambda member: f"{member[0].name}->{member[0].linkname}" if member[0].linkname else member[0].name,
 )
-def test_tar_unsafe_members_are_refused(tmp_path, member):
+def test_tar_unsafe_members_are_refused(tmp_path, member, reason):
     (tmp_path / "outside").write_text("precious")
     archive = make_tar(tmp_path / "bad.tar.gz", [tar_member("fine.txt", data=b"ok"), member])
     with pytest.raises(UnsafeArchiveError) as caught:
         safe_extract(archive, tmp_path / "out")
-    assert str(archive) in str(caught.value) and repr(member[0].name) in str(caught.value)
+    # refused by the check that runs before anything is written (not by tarfile's own filter afterwards)
+    assert str(caught.value).startswith(f"{archive}: member {member[0].name!r} {reason}")
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
     assert (tmp_path / "outside").read_text() == "precious"
 
