@@ -149,8 +149,9 @@ def test_eval_score_is_mean_of_output_fields():
 
 def test_eval_ignores_extra_prediction_fields():
     truth = {"pi": np.array([[0, 0, 1]])}
-    result = Evaluator("bfs").eval({"y_true": truth, "y_pred": {"pi": truth["pi"], "extra": np.zeros(3)}})
-    assert result == {"pi": 1.0, "score": 1.0}
+    pred = {"pi": np.array([[0, 0, 0]]), "extra": np.zeros(3)}  # node 2 wrong: 2 / 3
+    result = Evaluator("bfs").eval({"y_true": truth, "y_pred": pred})
+    assert result == {"pi": pytest.approx(2 / 3), "score": pytest.approx(2 / 3)}
 
 
 def test_eval_accepts_torch_tensors():
