@@ -170,3 +170,28 @@ def test_a_finished_download_of_another_format_is_not_mixed(tmp_path):
             fetch_crashes(STATES["DE"], tmp_path, base_url=portal.url, format="csv")
         with pytest.raises(ValueError, match="format must be one of 'json', 'geojson', 'csv'; got 'xml'"):
             fetch_crashes(STATES["DE"], tmp_path, base_url=portal.url, format="xml")
+
+
+def test_build_road_nevada_from_the_hub_csv(tmp_path):
+    """The reported command, end to end: `gnnbench build road --state NV --crashes FILE` with the hub CSV."""
+    from gnnbench.cli import main
+    from gnnbench.road.manifest import read_manifest
+    from gnnbench.road.tables import read_table
+
+    crashes = tmp_path / "CrashData_OpenData.csv"
+    crashes.write_text(hub_csv(NV_FEATURES))
+    road = tmp_path / "road.osm"  # one primary road through the first (Las Vegas) crash; the others are far off
+    nodes = "".join(f'<node id="{i}" lat="36.236043" lon="{lon:.6f}" version="1"/>'
+                    for i, lon in enumerate((-115.108709, -115.106709, -115.104709), start=1))
+    road.write_text(f'<?xml version="1.0" encoding="UTF-8"?><osm version="0.6">{nodes}<way id="10" version="1">'
+                    '<nd ref="1"/><nd ref="2"/><nd ref="3"/><tag k="highway" v="primary"/></way></osm>')
+    assert main(["build", "road", "--state", "NV", "--crashes", str(crashes), "--osm", str(road),
+                 "--root", str(tmp_path / "data")]) == 0
+    tables = tmp_path / "data" / "tables" / "NV"
+    quality = read_manifest(tables)["quality"]["crashes"]
+    assert quality["records_read"] == 9 and quality["kept"] == 1
+    assert quality["dropped"] == all_drops(**NV.dropped, unmatched=3)  # Reno, Carson City, Henderson: no road
+    assert quality["coordinate_sources"] == {"Y/X": 8}
+    accidents = read_table("accidents", tables).to_pylist()
+    assert [(row["year"], row["month"], row["count"], row["property_damage"]) for row in accidents] == [
+        (2016, 1, 1, 1)]
