@@ -281,3 +281,26 @@ def test_download_lists_the_years_the_portal_cannot_supply(tmp_path):
     assert [record["path"] for record in listing["files"]] == ["2015-b00000.json", "2018-b00000.json"]
     manual = download_region(STATES["MT"], RegionPaths.for_region("MT", tmp_path), parts=("crashes",))
     assert manual["crashes"]["unavailable_years"] == [2016, 2017, 2018, 2019, 2020]
+
+
+def test_download_road_says_which_years_it_cannot_fetch_before_it_starts(tmp_path, capsys, monkeypatch):
+    from gnnbench.cli import main
+
+    monkeypatch.setenv("GNNBENCH_OFFLINE", "1")  # the download itself fails: the message must come first
+    root = str(tmp_path / "road")
+    assert main(["download", "road", "--state", "MA", "--only", "crashes", "--years", "2011", "2015",
+                 "--root", root]) == 2
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.startswith("gnnbench: MA: the crash portal cannot supply 2011 of the requested 2011, 2015 (it "
+                            "serves 2013-2019, 2021-2024). 2002-2012 and 2020: download the yearly crash-level CSV")
+    assert "`gnnbench import ml4roadsafety --state MA`" in first
+    assert second.startswith("gnnbench: error: offline mode: the crash records of MA are missing")
+
+    assert main(["download", "road", "--state", "MA", "--only", "crashes", "--years", "2015", "--root", root]) == 2
+    assert not capsys.readouterr().err.startswith("gnnbench: MA: the crash portal")  # nothing missing
+
+    assert main(["download", "road", "--state", "MN", "--only", "crashes", "--root", root]) == 0
+    captured = capsys.readouterr()
+    assert "MN: the crash portal has no scriptable download, so none of the requested years (2015-2022)" in captured.err
+    report = json.loads(captured.out)
+    assert report["crashes"]["unavailable_years"] == list(range(2015, 2023)) and "manual" in report["crashes"]

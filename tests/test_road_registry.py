@@ -139,3 +139,19 @@ def test_every_state_says_what_was_verified_and_how():
 def test_documents_show_the_registry_table(document):
     text = (Path(__file__).parent.parent / document).read_text(encoding="utf-8")
     assert coverage_markdown() in text
+
+
+def test_info_road_without_a_state_prints_the_table(capsys):
+    import json
+
+    from gnnbench.cli import main
+
+    assert main(["info", "road"]) == 0
+    out = capsys.readouterr().out
+    blocks = {block.split()[0]: block for block in out.split("\n") if block and not block.startswith(" ")}
+    assert list(blocks) == ["DE", "IA", "IL", "MD", "MA", "MN", "MT", "NV"]
+    assert "    years by hand:              2002-2012, 2020\n" in out  # Massachusetts
+    assert out.count("built from the live portal: not yet") == 8
+    assert main(["info", "road", "--json"]) == 0
+    rows = {row["state"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["IA"]["years by hand"] == "2013-2014" and rows["MN"]["formats fetched"] == "none"

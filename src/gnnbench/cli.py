@@ -170,6 +170,9 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
     road.add_argument("--years", type=int, nargs="+", default=None, help="years (default: the state's splits)")
     road.add_argument("--only", choices=("crashes", "network", "weather", "volume"), action="append",
                       help="download only these parts (repeatable)")
+    road.add_argument("--format", choices=("json", "geojson", "csv"), default=None,
+                      help="crash export to fetch: the portal's API pages as JSON (default) or GeoJSON, or its "
+                           "CSV download where its address is known")
     road.add_argument("--home", **home)
     road.set_defaults(handler=_download_road)
 
@@ -221,8 +224,11 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
     info.set_defaults(handler=lambda args: _usage(info))
     road = info_targets.add_parser("road", help="sizes, years, sources and quality report of a state's tables",
                                    description="Print the manifest summary of a state's built (or imported) "
-                                               "tables: table sizes, years and splits, sources, quality report.")
-    road.add_argument("--state", required=True, help=_STATE_HELP)
+                                               "tables: table sizes, years and splits, sources, quality report. "
+                                               "Without --state: per state, the crash portal, its export formats, "
+                                               "the years it can supply against the ML4RoadSafety years, and "
+                                               "what was verified and how.")
+    road.add_argument("--state", default=None, help=_STATE_HELP + " (default: the table of every state)")
     road.add_argument("--source", choices=("build", "ml4roadsafety"), default="build",
                       help="which tables: built from raw sources (default) or imported from ML4RoadSafety")
     road.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
@@ -246,8 +252,15 @@ def _download_road(args: argparse.Namespace) -> int:
         return 0
     entry = region(args.state)
     paths = RegionPaths.for_region(entry.code, _road_home(args))
-    report = download_region(entry, paths, years=args.years, osm_file=args.osm,
-                             parts=tuple(args.only or ("crashes", "network", "weather", "volume")))
+    parts = tuple(args.only or ("crashes", "network", "weather", "volume"))
+    if "crashes" in parts:
+        from .road.coverage import missing_years_message
+
+        message = missing_years_message(entry, args.years or entry.years)
+        if message:  # said before any download starts
+            print(f"gnnbench: {message}", file=sys.stderr)
+    report = download_region(entry, paths, years=args.years, osm_file=args.osm, parts=parts,
+                             crash_format=args.format)
     print(json.dumps({"state": entry.code, "raw": str(paths.raw), **report}, indent=1, default=str))
     return 0
 
@@ -307,6 +320,11 @@ def _import_ml4roadsafety(args: argparse.Namespace) -> int:
 def _info_road(args: argparse.Namespace) -> int:
     from .road.manifest import read_manifest
 
+    if args.state is None:
+        from .road.coverage import coverage_rows, coverage_text
+
+        print(json.dumps(coverage_rows(), indent=1) if args.json else coverage_text())
+        return 0
     root = _road_home(args) / ("ml4roadsafety" if args.source == "ml4roadsafety" else "")
     manifest = read_manifest(root / "tables" / args.state.upper())
     if args.json:
