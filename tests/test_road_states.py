@@ -291,3 +291,24 @@ def test_modified_page_file_fails_its_checksum(tmp_path):
     page.unlink()
     with pytest.raises(FileNotFoundError, match=rf"{DE_DATASET}-p00001\.json is listed in .*{COMPLETE} but missing"):
         crash_files(tmp_path)
+
+
+def test_loopback_portal_never_prints_when_a_client_hangs_up(capfd, caplog):
+    """A client resetting its connection mid-request is logged (debug), not printed (quickstart's output)."""
+    import logging
+    import socket
+    import struct
+    import time
+
+    with caplog.at_level(logging.DEBUG, logger="gnnbench.road.demo.server"), LoopbackPortal() as portal:
+        host, port = urlsplit(portal.url).hostname, urlsplit(portal.url).port
+        client = socket.create_connection((host, port))
+        client.sendall(b"GET /resource/x.json HTTP/1.1\r\nHost: x\r\n")  # an unfinished request ...
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # ... then a reset
+        deadline = time.monotonic() + 5
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert capfd.readouterr().err == ""
+    assert [record.levelno for record in caplog.records] == [logging.DEBUG]
+    assert "loopback portal" in caplog.records[0].getMessage()

@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +35,22 @@ class Fault:
     retry_after: float | None = None
 
 
+log = logging.getLogger(__name__)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A threading server that logs a failed request instead of printing its traceback to stderr."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):  # the client hung up: expected with keep-alive
+            log.debug("loopback portal: %s from %s", error, client_address)
+        else:
+            log.warning("loopback portal: request from %s failed", client_address, exc_info=True)
+
+
 _OVERPASS_STATUS = ("Connected as: 1\nCurrent time: 2026-01-01T00:00:00Z\nAnnounced endpoint: none\n"
                     "Rate limit: 2\n2 slots available now.\nCurrently running queries (pid, space limit, "
                     "time limit, start time):\n")
@@ -47,7 +65,7 @@ class LoopbackPortal:
         self._faults: dict[str, list[Fault]] = {}
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _QuietServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- routes ---------------------------------------------------------------------------
@@ -116,8 +134,7 @@ class LoopbackPortal:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
