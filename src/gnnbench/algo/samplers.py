@@ -73,15 +73,15 @@ def distribution(name: str, **options: object) -> GraphDistribution:
         if isinstance(p, (str, bytes)) or not len(values):
             raise ValueError(f"p must be a probability or a non-empty sequence of probabilities, got {p!r}")
         options["p"] = tuple(check_float("p", x, minimum=0.0, maximum=1.0) for x in values)
-    for name in ("low", "high", "eps"):
-        if name in options:
-            bounds = {"minimum": 0.0, "maximum": 1.0} if name == "eps" else {}
-            options[name] = check_float(name, options[name], **bounds)
+    for option in ("low", "high", "eps"):  # not ``name``: that is the algorithm, checked below
+        if option in options:
+            bounds = {"minimum": 0.0, "maximum": 1.0} if option == "eps" else {}
+            options[option] = check_float(option, options[option], **bounds)
     if "k" in options:
         options["k"] = check_int("k", options["k"], minimum=1)
-    for name in ("directed", "acyclic", "weighted"):
-        if name in options and not isinstance(options[name], (bool, np.bool_)):
-            raise ValueError(f"{name} must be True or False, got {options[name]!r}")
+    for option in ("directed", "acyclic", "weighted"):
+        if option in options and not isinstance(options[option], (bool, np.bool_)):
+            raise ValueError(f"{option} must be True or False, got {options[option]!r}")
     dist = replace(base, **options)
     _check_distribution(name, dist)
     return dist
