@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gnnbench import __version__
-from gnnbench.algo import ALGORITHMS, SPECS
+from gnnbench.algo import ALGORITHMS, SPECS, sample
 from gnnbench.cli import main
 
 
@@ -16,13 +16,16 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("GNNBENCH_HOME", str(tmp_path / "home"))
 
 
-def test_quickstart(tmp_path, capsys):
+def test_quickstart(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # PyG prints "Processing..." only outside pytest
     root = tmp_path / "data"
     assert main(["quickstart", "--root", str(root), "--road-root", str(tmp_path / "road")]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "Processing" not in captured.err + out and "Done!" not in captured.err + out  # no library prints
     assert f"gnnbench {__version__} quickstart" in out and "'bfs'" in out
     lines = out.splitlines()
-    for split, graphs, nodes in (("train", 1000, 16), ("val", 32, 16), ("test", 32, 64)):
+    for split, graphs, nodes in (("train", 1000, 16), ("valid", 32, 16), ("test", 32, 64)):
         line = next(line for line in lines if line.strip().startswith(f"{split} ") or
                     line.strip().startswith(f"{split}:"))
         assert f"{graphs} graphs" in line and f"{nodes} nodes" in line, line
@@ -33,7 +36,7 @@ def test_quickstart(tmp_path, capsys):
     processed = root / "algorithmic_reasoning" / "bfs" / "processed"
     assert str(processed) in out
     assert len(list(processed.glob("*.npz"))) == 3
-    assert "96 intersections, 325 directed road segments, 48 months" in out
+    assert "96 intersections, 325 directed road segments, 48 months (one graph each)" in out
     assert "crash records: read 2140, kept 2000" in out and "speed-limit heuristic" in out
     assert (tmp_path / "road" / "tables" / "DEMO" / "manifest.json").exists()
     home = tmp_path / "home"
@@ -58,17 +61,18 @@ def test_algo_list(capsys):
             assert f"{field}:" in out
 
 
-def test_algo_generate_prints_json_lines(tmp_path, capsys):
+@pytest.mark.parametrize("spelling", ["valid", "val"])
+def test_algo_generate_prints_json_lines(tmp_path, capsys, spelling):
     root = tmp_path / "data"
-    argv = ["algo", "generate", "dfs", "--split", "val", "--num-samples", "5", "-n", "6", "--root", str(root)]
+    argv = ["algo", "generate", "dfs", "--split", spelling, "--num-samples", "5", "-n", "6", "--root", str(root)]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
-    assert record["algorithm"] == "dfs" and record["split"] == "val"
+    assert record["algorithm"] == "dfs" and record["split"] == "valid"  # CLRS-30's "val" is the same split
     assert (record["graphs"], record["n"], record["seed"]) == (5, 6, 2)
-    assert record["max_steps"] >= 1 and record["mean_steps"] <= record["max_steps"]
-    assert record["seconds"] >= 0
+    lengths = sample("dfs", 5, n=6, seed=2).lengths  # the valid split's seed, drawn independently
+    assert record["max_steps"] == int(lengths.max()) and record["mean_steps"] == round(float(lengths.mean()), 2)
     path = Path(record["path"])
     assert path.exists() and path.suffix == ".npz"
     assert path.parent == root / "algorithmic_reasoning" / "dfs" / "processed"
@@ -104,10 +108,8 @@ def test_algo_generate_force_reload(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["algo", "generate", "dfz", "--split", "val", "--num-samples", "5", "-n", "6"], "unknown algorithm 'dfz'"),
+    (["algo", "generate", "dfz", "--split", "valid", "--num-samples", "5", "-n", "6"], "unknown algorithm 'dfz'"),
     (["algo", "generate", "dfs", "--split", "vall", "--num-samples", "5", "-n", "6"], "unknown split 'vall'"),
-    (["algo", "generate", "bfs", "--split", "val", "--num-samples", "5", "-n", "6", "--p", "1.5"],
-     "edge probabilities p"),
 ])
 def test_algo_generate_errors(tmp_path, capsys, argv, message):
     assert main([*argv, "--root", str(tmp_path)]) == 2
@@ -122,6 +124,31 @@ def test_bad_algorithm_error_lists_valid_names(tmp_path, capsys):
     err = capsys.readouterr().err
     for name in ALGORITHMS:
         assert name in err
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["algo", "generate", "bfs", "--num-samples", "-1"], "--num-samples"),
+    (["algo", "generate", "bfs", "-n", "0"], "--nodes"),
+    (["algo", "generate", "bfs", "-n", "2.5"], "invalid int value"),
+    (["algo", "generate", "bfs", "--seed", "-3"], "--seed"),
+    (["algo", "generate", "bfs", "--seed", str(2**32)], "--seed"),
+    (["algo", "generate", "bfs", "--p", "1.5"], "--p"),
+    (["algo", "generate", "bfs", "--p", "nan"], "--p"),
+    (["build", "road", "--state", "DE", "--max-distance", "0"], "--max-distance"),
+    (["build", "road", "--state", "DE", "--max-distance", "-5"], "--max-distance"),
+    (["build", "road", "--state", "DE", "--years", "2019", "19"], "--years"),
+    (["download", "road", "--state", "DE", "--years", "-2019"], "--years"),
+    (["hessian", "report", "--spec", "s.py", "--checkpoint", "m.pt", "--num-matvecs", "0"], "--num-matvecs"),
+    (["hessian", "report", "--spec", "s.py", "--checkpoint", "m.pt", "--top-k", "0"], "--top-k"),
+    (["hessian", "report", "--spec", "s.py", "--checkpoint", "m.pt", "--seed", "-1"], "--seed"),
+])
+def test_numeric_options_are_checked_and_named(tmp_path, capsys, argv, option):
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--root", str(tmp_path)] if argv[0] != "hessian" else argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and "Traceback" not in err
+    assert not (tmp_path / "algorithmic_reasoning").exists()
 
 
 def test_argparse_errors_exit_with_2(capsys):
@@ -156,22 +183,51 @@ def test_version(capsys):
 def test_road_commands_build_and_describe_the_demo_region(tmp_path, capsys):
     from gnnbench.cli import main
 
-    home = tmp_path / "road"
-    assert main(["build", "road", "--state", "DEMO", "--home", str(home)]) == 0
-    assert main(["info", "road", "--state", "DEMO", "--home", str(home)]) == 0
-    out = capsys.readouterr().out
+    root = tmp_path / "road"
+    assert main(["build", "road", "--state", "DEMO", "--root", str(root)]) == 0
+    assert main(["info", "road", "--state", "DEMO", "--root", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert "deprecated" not in captured.err
+    out = captured.out
+    assert f"DEMO: tables at {root / 'tables' / 'DEMO'}" in out
     assert "accidents" in out and "dropped unmatched: 20" in out and "splits: train 2018-2019" in out
-    assert main(["info", "road", "--state", "DEMO", "--home", str(home), "--json"]) == 0
-    assert '"kind": "build"' in capsys.readouterr().out
+    assert main(["info", "road", "--state", "DEMO", "--root", str(root), "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest == json.loads((root / "tables" / "DEMO" / "manifest.json").read_text())
+    assert manifest["kind"] == "build"
+
+
+def test_home_is_a_deprecated_spelling_of_root(tmp_path, capsys):
+    root = tmp_path / "road"
+    assert main(["build", "road", "--state", "DEMO", "--root", str(root)]) == 0
+    capsys.readouterr()
+    assert main(["info", "road", "--state", "DEMO", "--home", str(root), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "--home is deprecated" in captured.err and "use --root" in captured.err
+    assert json.loads(captured.out)["state"] == "DEMO"  # read from the --home directory
+    assert not (tmp_path / "home" / "road").exists()  # not the default root
+
+
+@pytest.mark.parametrize("command", [["download", "road"], ["build", "road"], ["import", "ml4roadsafety"],
+                                     ["info", "road"], ["hessian", "diffusion"], ["algo", "generate"],
+                                     ["quickstart"]])
+def test_every_data_directory_option_is_called_root(capsys, command):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--root DIR" in text and "--home" not in text
+    if command[0] in ("download", "build", "import", "info", "hessian"):
+        assert "$GNNBENCH_HOME/road" in text
 
 
 def test_road_commands_explain_manual_states_and_missing_builds(tmp_path, capsys):
     from gnnbench.cli import main
 
-    home = tmp_path / "road"
-    assert main(["build", "road", "--state", "MN", "--home", str(home)]) == 2
+    root = tmp_path / "road"
+    assert main(["build", "road", "--state", "MN", "--root", str(root)]) == 2
     assert "road network" in capsys.readouterr().err
-    assert main(["info", "road", "--state", "MA", "--home", str(home)]) == 2
+    assert main(["info", "road", "--state", "MA", "--root", str(root)]) == 2
     assert "no road build found" in capsys.readouterr().err
-    assert main(["build", "road", "--state", "XX", "--home", str(home)]) == 2
+    assert main(["build", "road", "--state", "XX", "--root", str(root)]) == 2
     assert "unknown state" in capsys.readouterr().err

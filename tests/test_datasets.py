@@ -581,15 +581,31 @@ def test_unknown_algorithm(tmp_path, name):
 def test_unknown_split(tmp_path, split):
     with pytest.raises(ValueError, match="unknown split") as info:
         AlgorithmicReasoningDataset(tmp_path, "bfs", split, num_samples=2, n=4)
-    for valid in ("train", "val", "test", "test_16", "test_32", "test_64", "test_128"):
-        assert valid in str(info.value)
+    listed = str(info.value).split("valid splits: ")[1].split(" (")[0].split(", ")
+    assert listed == ["train", "valid", "test", "test_16", "test_32", "test_64", "test_128"]
+    assert "'val' is accepted" in str(info.value)
 
 
 @pytest.mark.parametrize("alias", ["valid", "validation", "val"])
 def test_split_aliases(tmp_path, alias):
     dataset = AlgorithmicReasoningDataset(tmp_path, "bfs", alias, num_samples=2, n=4)
-    assert dataset.split == "val"
-    assert dataset.seed == 2  # the val split's seed unless overridden
+    assert dataset.split == "valid"
+    assert dataset.seed == 2  # CLRS-30's validation seed unless overridden
+    assert dataset.processed_paths == AlgorithmicReasoningDataset(tmp_path, "bfs", "valid", num_samples=2,
+                                                                  n=4).processed_paths  # one cache file
+    assert [path.name.split("_")[0] for path in (tmp_path / "algorithmic_reasoning" / "bfs" /
+                                                 "processed").glob("*.npz")] == ["valid"]
+
+
+def test_clrs_spelling_val_reads_the_valid_split_config():
+    from gnnbench.algo import CLRS30_SPLITS, resolve_split
+
+    assert list(CLRS30_SPLITS) == ["train", "valid", "test"]
+    assert CLRS30_SPLITS["val"] is CLRS30_SPLITS["valid"] and "val" in CLRS30_SPLITS
+    assert resolve_split("val") == ("valid", CLRS30_SPLITS["valid"])
+    assert (CLRS30_SPLITS["valid"].num_samples, CLRS30_SPLITS["valid"].n, CLRS30_SPLITS["valid"].seed) == (32, 16, 2)
+    with pytest.raises(KeyError):
+        CLRS30_SPLITS["vali"]
 
 
 def test_split_defaults(tmp_path):
@@ -617,3 +633,213 @@ def test_single_node_graphs(tmp_path, algorithm):
     assert item.num_nodes == 1
     assert tuple(item.edge_index.shape) == (2, 1)
     assert_item_matches(item, traces[1], algorithm, 1, dataset.max_steps)
+
+
+# --- items are fresh ------------------------------------------------------------------------------
+
+def test_changing_an_item_in_place_never_changes_the_dataset(tmp_path):
+    dataset = make(tmp_path, "dijkstra")  # float32 scalar inputs are stored float32: the case that could alias
+    traces = sample("dijkstra", NUM, n=N, seed=SEED)
+    item = dataset[3]
+    for key in item.keys():
+        if torch.is_tensor(item[key]):
+            item[key].zero_() if item[key].dtype != torch.bool else item[key].fill_(False)
+    assert_item_matches(dataset[3], traces[3], "dijkstra", N, dataset.max_steps)
+    np.testing.assert_allclose(dataset.targets(Stage.INPUT)["A"][3], traces.inputs["A"][3], rtol=1e-6)
+
+
+# --- PyTorch Geometric conventions ------------------------------------------------------------------
+
+def test_constructor_follows_pyg_argument_order():
+    import inspect
+
+    from torch_geometric.datasets import TUDataset
+
+    ours = inspect.signature(AlgorithmicReasoningDataset).parameters
+    positional = [name for name, p in ours.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
+    assert positional == ["root", "algorithm", "split", "transform", "pre_transform", "pre_filter", "force_reload"]
+    pyg = inspect.signature(TUDataset).parameters  # TUDataset(root, name, transform, pre_transform, pre_filter, ...)
+    for name in ("transform", "pre_transform", "pre_filter", "force_reload"):
+        assert ours[name].default == pyg[name].default, name
+    assert ours["split"].default == "train"
+    assert {name for name, p in ours.items() if p.kind == p.KEYWORD_ONLY} == {
+        "num_samples", "n", "seed", "sampler_options", "pad_steps"}
+
+
+def test_transform_is_the_fourth_positional_argument(tmp_path):
+    dataset = AlgorithmicReasoningDataset(tmp_path, "bfs", "train", lambda data: data.update({"tag": 5}),
+                                          num_samples=3, n=4)
+    assert dataset[1].tag == 5
+
+
+def _node_features(data):
+    """A pre_transform as a PyG user writes one: CLRS inputs to x, the parent pointers to y."""
+    data.x = torch.stack([data.pos, data.s], dim=1)
+    data.y = data.pi.clone()
+    return data
+
+
+def test_num_features_and_classes_explain_what_to_use(tmp_path):
+    dataset = make(tmp_path, "bfs")
+    for name in ("num_features", "num_node_features", "num_edge_features", "num_classes"):
+        with pytest.raises(AttributeError, match=r"dataset\.spec") as info:
+            getattr(dataset, name)
+        assert name in str(info.value) and "pi: node pointer" in str(info.value)
+
+
+def test_num_features_and_classes_follow_pyg_once_items_have_x_and_y(tmp_path):
+    dataset = make(tmp_path, "bfs", pre_transform=_node_features)
+    assert dataset.num_features == dataset.num_node_features == 2
+    # PyG's rule for integer labels: max + 1 over the whole dataset, computed here by hand from the traces
+    traces = sample("bfs", NUM, n=N, seed=SEED)
+    assert dataset.num_classes == int(max(traces[i].outputs["pi"].max() for i in range(NUM))) + 1
+
+
+def test_pre_transform_runs_once_when_processing_and_is_cached(tmp_path):
+    calls = []
+
+    def counted(data):
+        calls.append(1)
+        return _node_features(data)
+
+    dataset = make(tmp_path, "bfs", pre_transform=counted)
+    assert len(calls) == NUM
+    traces = sample("bfs", NUM, n=N, seed=SEED)
+    for i in range(NUM):
+        item = dataset[i]
+        np.testing.assert_array_equal(item.y.numpy(), traces[i].outputs["pi"])
+        np.testing.assert_array_equal(item.x[:, 1].numpy(), traces[i].inputs["s"])
+    assert len(calls) == NUM  # access does not call it
+    again = make(tmp_path, "bfs", pre_transform=counted)
+    assert len(calls) == NUM  # the cache is reused for the same function
+    assert_same_items(dataset, again)
+    make(tmp_path, "bfs", pre_transform=counted, force_reload=True)
+    assert len(calls) == 2 * NUM
+
+
+def test_a_different_pre_transform_processes_again_with_a_warning(tmp_path):
+    make(tmp_path, "bfs", pre_transform=_node_features)
+
+    def other(data):
+        data.x = data.pos[:, None] * 2
+        return data
+
+    with pytest.warns(UserWarning, match="pre_transform differs") as record:
+        changed = make(tmp_path, "bfs", pre_transform=other)
+    assert "_node_features" in str(record[0].message) and "other" in str(record[0].message)
+    traces = sample("bfs", NUM, n=N, seed=SEED)
+    np.testing.assert_allclose(changed[2].x[:, 0].numpy(), traces[2].inputs["pos"] * 2, rtol=1e-6)
+    assert "y" not in changed[2]
+    with warnings.catch_warnings(record=True) as record:  # same function again: no warning, no work
+        warnings.simplefilter("always")
+        make(tmp_path, "bfs", pre_transform=other)
+    assert not [w for w in record if "differs" in str(w.message)]
+    # a lambda with other constants is another function, although PyG's repr comparison sees two "<lambda>"s
+    with pytest.warns(UserWarning, match="pre_transform differs"):
+        make(tmp_path, "bfs", pre_transform=lambda data: data.update({"x": data.pos[:, None] * 3}))
+    with pytest.warns(UserWarning, match="pre_transform differs"):
+        tripled = make(tmp_path, "bfs", pre_transform=lambda data: data.update({"x": data.pos[:, None] * 4}))
+    np.testing.assert_allclose(tripled[0].x[:, 0].numpy(), traces[0].inputs["pos"] * 4, rtol=1e-6)
+
+
+def test_pre_filter_keeps_items_and_runs_before_pre_transform(tmp_path):
+    traces = sample("bfs", 20, n=8, seed=0)
+    keep = [i for i in range(20) if traces[i].num_steps > 2]
+    assert 0 < len(keep) < 20  # the case needs both kinds
+
+    def long_traces(data):
+        assert "x" not in data  # PyG filters before it pre-transforms
+        return int(data.num_steps) > 2
+
+    dataset = make(tmp_path, "bfs", num_samples=20, n=8, seed=0, pre_filter=long_traces,
+                   pre_transform=_node_features)
+    assert len(dataset) == len(keep)
+    np.testing.assert_array_equal(dataset.num_steps, traces.lengths[keep])
+    np.testing.assert_array_equal(dataset.targets()["pi"], traces.outputs["pi"][keep])
+    for position, i in enumerate(keep):
+        np.testing.assert_array_equal(dataset[position].y.numpy(), traces[i].outputs["pi"])
+    with pytest.warns(UserWarning, match="pre_filter differs"):
+        everything = make(tmp_path, "bfs", num_samples=20, n=8, seed=0, pre_filter=lambda data: True,
+                          pre_transform=_node_features)
+    assert len(everything) == 20
+
+
+def test_pre_filter_alone_keeps_the_compact_storage(tmp_path):
+    traces = sample("dijkstra", NUM, n=N, seed=SEED)
+    threshold = int(np.median(traces.lengths))
+    dataset = make(tmp_path, "dijkstra", pre_filter=lambda data: int(data.num_steps) > threshold)
+    keep = [i for i in range(NUM) if traces[i].num_steps > threshold]
+    assert 0 < len(dataset) == len(keep) < NUM
+    assert dataset.max_steps == int(traces.lengths.max())  # padding follows every generated trace
+    for position, i in enumerate(keep):
+        assert_item_matches(dataset[position], traces[i], "dijkstra", N, dataset.max_steps)
+
+
+def test_pre_transformed_items_are_fresh_batch_and_subset_like_pyg(tmp_path):
+    dataset = make(tmp_path, "bfs", pre_transform=_node_features)
+    item = dataset[4]
+    item.x.zero_()
+    item.pi.zero_()
+    traces = sample("bfs", NUM, n=N, seed=SEED)
+    np.testing.assert_array_equal(dataset[4].x[:, 0].numpy(), traces[4].inputs["pos"].astype(np.float32))
+    batch = next(iter(DataLoader(dataset, batch_size=3)))
+    assert batch.x.shape == (3 * N, 2) and batch.num_graphs == 3
+    # pointer fields are still offset per graph after the pre_transform
+    assert torch.equal(batch.pi - batch.ptr[batch.batch], torch.cat([torch.from_numpy(traces[i].outputs["pi"])
+                                                                       for i in range(3)]))
+    mask = torch.zeros(NUM, dtype=torch.bool)
+    mask[[2, 7]] = True
+    assert [int(d.num_steps) for d in dataset[mask]] == [traces[2].num_steps, traces[7].num_steps]
+    shuffled, perm = dataset.shuffle(return_perm=True)
+    assert torch.equal(shuffled[0].x, dataset[int(perm[0])].x)
+    assert len(dataset[2:5]) == 3 and torch.equal(dataset[2:5][1].y, dataset[3].y)
+
+
+def test_no_console_output_from_the_library(tmp_path, capfd, monkeypatch):
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # PyG prints "Processing..." only outside pytest
+    make(tmp_path, "bfs", pre_transform=_node_features, pre_filter=lambda data: True)
+    make(tmp_path, "bfs", force_reload=True)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+# --- numeric arguments ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"num_samples": -1}, "num_samples"), ({"num_samples": 2.5}, "num_samples"), ({"n": 0}, "n must"),
+    ({"n": 1.5}, "n must"), ({"seed": -1}, "seed"), ({"seed": 2**32}, "seed"), ({"seed": "1"}, "seed"),
+    ({"pad_steps": -2}, "pad_steps"), ({"pad_steps": 3.0}, "pad_steps"),
+    ({"sampler_options": {"p": 1.5}}, "p must"), ({"sampler_options": {"p": [0.2, -0.1]}}, "p must"),
+    ({"sampler_options": {"k": 0}}, "k must"), ({"sampler_options": {"eps": 2.0}}, "eps must"),
+    ({"sampler_options": {"low": float("nan")}}, "low must"), ({"sampler_options": {"high": "1"}}, "high must"),
+])
+def test_numeric_arguments_are_checked(tmp_path, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        AlgorithmicReasoningDataset(tmp_path, "strongly_connected_components", "valid", **kwargs)
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: sample("bfs", 2, n=1.5), "n must"), (lambda: sample("bfs", 1.0, n=4), "num must"),
+    (lambda: sample("bfs", -1, n=4), "num must"), (lambda: sample("bfs", 2, n=4, seed=1.5), "seed"),
+    (lambda: sample("bfs", 2, n=4, seed=-1), "seed"), (lambda: sample("bfs", 2, n=4, p=float("nan")), "p must"),
+    (lambda: sample("strongly_connected_components", 2, n=8, k=2.5), "k must"),
+    (lambda: sample("dijkstra", 2, n=4, low="0"), "low must"), (lambda: sample("bfs", 2, n=4, directed=1), "directed"),
+])
+def test_sample_arguments_are_checked(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_run_algorithm_source_is_checked():
+    from gnnbench.algo import run_algorithm
+
+    for s in (1.5, True, -1, 3):
+        with pytest.raises(ValueError, match="source node s"):
+            run_algorithm("bfs", np.ones((3, 3)), s=s)
+
+
+def test_sampler_options_as_numpy_values_still_work():
+    a = sample("bfs", 3, n=5, seed=1, p=np.array([0.3]))
+    b = sample("bfs", 3, n=5, seed=1, p=0.3)
+    np.testing.assert_array_equal(a.inputs["adj"], b.inputs["adj"])

@@ -201,6 +201,6 @@ def test_hessian_report_command_measures_a_checkpoint(tmp_path, capsys):
 def test_hessian_diffusion_command_on_the_demo_region(tmp_path, capsys):
     from gnnbench.cli import main
 
-    assert main(["hessian", "diffusion", "--state", "DEMO", "--home", str(tmp_path / "road"), "--rule", "sum"]) == 0
+    assert main(["hessian", "diffusion", "--state", "DEMO", "--root", str(tmp_path / "road"), "--rule", "sum"]) == 0
     out = capsys.readouterr().out
     assert "sum: sigma_max" in out and "l=6" in out

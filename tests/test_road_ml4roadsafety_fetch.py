@@ -185,10 +185,10 @@ def test_import_command_through_a_loopback_dataverse_with_faults(fixture, tmp_pa
         portal.add_json(FILES_PATH, listing)
         portal.add_file("/api/access/datafile/42", payload, "application/zip")
         portal.inject("/api/access/datafile/42", Fault("status", 500), Fault("truncate"))
-        assert main(["import", "ml4roadsafety", "--state", "MA", "--server", portal.url, "--home", str(home)]) == 0
+        assert main(["import", "ml4roadsafety", "--state", "MA", "--server", portal.url, "--root", str(home)]) == 0
         ranges = [path for method, path in portal.requests if path.startswith("/api/access/datafile/42")]
     assert len(ranges) == 3  # the 500, the truncated body, then the resumed rest
-    assert main(["info", "road", "--state", "MA", "--source", "ml4roadsafety", "--home", str(home)]) == 0
+    assert main(["info", "road", "--state", "MA", "--source", "ml4roadsafety", "--root", str(home)]) == 0
     out = capsys.readouterr().out
     assert "MA (ml4roadsafety-import" in out and "accidents" in out
 

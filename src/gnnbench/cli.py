@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .arguments import check_float, check_int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +28,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+class _DeprecatedOption(argparse.Action):
+    """An old option name kept for one release: says so on stderr and stores into the new option's value."""
+
+    def __init__(self, option_strings: list[str], dest: str, replacement: str, **kwargs: object) -> None:
+        self.replacement = replacement
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"gnnbench: warning: {option_string} is deprecated and will be removed in the next release; "
+              f"use {self.replacement}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _root_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--root DIR`` (every command that takes a data directory), and the deprecated ``--home`` alias."""
+    parser.add_argument("--root", type=Path, default=None, metavar="DIR", help=help)
+    parser.add_argument("--home", type=Path, dest="root", action=_DeprecatedOption, replacement="--root",
+                        help=argparse.SUPPRESS)
+
+
+def _number(kind: type, name: str, **bounds: float) -> object:
+    """An argparse ``type`` that parses ``kind`` and checks it with gnnbench.arguments (the error names ``name``)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        try:
+            return check_int(name, value, **bounds) if kind is int else check_float(name, value, **bounds)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_ROAD_ROOT_HELP = "road data directory (default: $GNNBENCH_HOME/road); raw/, tables/ and processed/ live there"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gnnbench",
@@ -38,14 +80,14 @@ def _parser() -> argparse.ArgumentParser:
 
     quick = commands.add_parser(
         "quickstart", help="generate CLRS-30 splits and build the synthetic road demo region (offline)",
-        description="Generate the CLRS-30 train/val/test splits of one algorithm as PyTorch Geometric datasets, "
+        description="Generate the CLRS-30 train/valid/test splits of one algorithm as PyTorch Geometric datasets, "
                     "then build the synthetic road demo region through the real download and build pipeline "
                     "(served by a loopback server) and load one monthly snapshot. Needs no network.")
     quick.add_argument("--algorithm", default="bfs", help="algorithm to generate (default: bfs)")
-    quick.add_argument("--root", type=Path, default=None,
-                       help="dataset directory (default: $GNNBENCH_HOME/datasets)")
-    quick.add_argument("--road-root", type=Path, default=None,
-                       help="road data directory (default: $GNNBENCH_HOME/road)")
+    quick.add_argument("--root", type=Path, default=None, metavar="DIR",
+                       help="dataset directory of the algorithmic splits (default: $GNNBENCH_HOME/datasets)")
+    quick.add_argument("--road-root", type=Path, default=None, metavar="DIR",
+                       help="road data directory of the demo region (default: $GNNBENCH_HOME/road)")
     quick.set_defaults(handler=_quickstart)
 
     algo = commands.add_parser("algo", help="algorithmic reasoning traces",
@@ -59,16 +101,21 @@ def _parser() -> argparse.ArgumentParser:
     generate = algo_commands.add_parser(
         "generate", help="generate (and cache) dataset splits",
         description="Generate dataset splits as cached PyTorch Geometric datasets. By default CLRS-30's "
-                    "train/val/test; --split test_16 ... test_128 gives the length-generalisation sets.")
+                    "train/valid/test (CLRS-30's spelling 'val' is accepted for 'valid'); --split test_16 ... "
+                    "test_128 gives the length-generalisation sets.")
     generate.add_argument("algorithms", nargs="*", help="algorithms (default: all twelve)")
     generate.add_argument("--split", action="append", dest="splits",
-                          help="split to generate, repeatable (default: train, val, test)")
-    generate.add_argument("--num-samples", type=int, default=None, help="override the split's number of graphs")
-    generate.add_argument("-n", "--nodes", type=int, default=None, help="override the split's graph size")
-    generate.add_argument("--seed", type=int, default=None, help="override the split's seed")
-    generate.add_argument("--p", type=float, action="append", default=None,
+                          help="split to generate, repeatable (default: train, valid, test)")
+    generate.add_argument("--num-samples", type=_number(int, "--num-samples", minimum=0), default=None,
+                          help="override the split's number of graphs")
+    generate.add_argument("-n", "--nodes", type=_number(int, "--nodes", minimum=1), default=None,
+                          help="override the split's graph size")
+    generate.add_argument("--seed", type=_number(int, "--seed", minimum=0, maximum=2**32 - 1), default=None,
+                          help="override the split's seed")
+    generate.add_argument("--p", type=_number(float, "--p", minimum=0.0, maximum=1.0), action="append", default=None,
                           help="edge probability; repeat to draw one of several per graph")
-    generate.add_argument("--root", type=Path, default=None, help="dataset directory")
+    generate.add_argument("--root", type=Path, default=None, metavar="DIR",
+                          help="dataset directory (default: $GNNBENCH_HOME/datasets)")
     generate.add_argument("--force-reload", action="store_true", help="regenerate even if cached")
     generate.set_defaults(handler=_algo_generate)
     _road_parsers(commands)
@@ -95,9 +142,11 @@ def _hessian_parsers(commands: argparse._SubParsersAction) -> None:
     measure.add_argument("--out", type=Path, default=Path("hessian_report.json"), help="JSON record to write")
     measure.add_argument("--plots", type=Path, default=None, help="directory for the figures (needs matplotlib)")
     measure.add_argument("--method", choices=("hutch++", "hutchinson"), default="hutch++")
-    measure.add_argument("--num-matvecs", type=int, default=99, help="Hessian-vector products per layer trace")
-    measure.add_argument("--top-k", type=int, default=5, help="number of top eigenvalues")
-    measure.add_argument("--seed", type=int, default=0)
+    measure.add_argument("--num-matvecs", type=_number(int, "--num-matvecs", minimum=1), default=99,
+                         help="Hessian-vector products per layer trace")
+    measure.add_argument("--top-k", type=_number(int, "--top-k", minimum=1), default=5,
+                         help="number of top eigenvalues")
+    measure.add_argument("--seed", type=_number(int, "--seed", minimum=0), default=0)
     measure.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     measure.set_defaults(handler=_hessian_report)
     diffusion = targets.add_parser(
@@ -107,7 +156,7 @@ def _hessian_parsers(commands: argparse._SubParsersAction) -> None:
     diffusion.add_argument("--state", required=True, help=_STATE_HELP)
     diffusion.add_argument("--rule", choices=("gcn", "mean", "sum"), action="append",
                            help="aggregation rule (repeatable; default: all three)")
-    diffusion.add_argument("--home", type=Path, default=None, help="road data directory")
+    _root_option(diffusion, _ROAD_ROOT_HELP)
     diffusion.set_defaults(handler=_hessian_diffusion)
 
 
@@ -137,7 +186,7 @@ def _hessian_diffusion(args: argparse.Namespace) -> int:
     from .datasets import RoadAccidentDataset
     from .hessian import diffusion_spectrum
 
-    graph = RoadAccidentDataset(args.home, args.state)[0]
+    graph = RoadAccidentDataset(args.root, args.state).static_graph
     for rule in args.rule or ("gcn", "mean", "sum"):
         result = diffusion_spectrum(graph.edge_index, graph.num_nodes, rule)
         print(f"{rule}: sigma_max {result.sigma_max:.6g}, max degree {result.max_degree}, "
@@ -152,8 +201,6 @@ _STATE_HELP = "two-letter state code (DE IA IL MD MA MN MT NV), or DEMO for the 
 
 
 def _road_parsers(commands: argparse._SubParsersAction) -> None:
-    home = {"type": Path, "default": None,
-            "help": "road data directory (default: $GNNBENCH_HOME/road); raw/, tables/ and processed/ live there"}
     download = commands.add_parser("download", help="download raw sources",
                                    description="Download raw public sources into the cache.")
     download_targets = download.add_subparsers(title="what", metavar="WHAT")
@@ -167,13 +214,14 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
                     "refuses the network.")
     road.add_argument("--state", required=True, help=_STATE_HELP)
     road.add_argument("--osm", type=Path, default=None, help="local OSM XML extract to use instead of Overpass")
-    road.add_argument("--years", type=int, nargs="+", default=None, help="years (default: the state's splits)")
+    road.add_argument("--years", type=_number(int, "--years", minimum=1900), nargs="+", default=None,
+                      help="years (default: the state's splits)")
     road.add_argument("--only", choices=("crashes", "network", "weather", "volume"), action="append",
                       help="download only these parts (repeatable)")
     road.add_argument("--format", choices=("json", "geojson", "csv"), default=None,
                       help="crash export to fetch: the portal's API pages as JSON (default) or GeoJSON, or its "
                            "CSV download where its address is known")
-    road.add_argument("--home", **home)
+    _root_option(road, _ROAD_ROOT_HELP)
     road.set_defaults(handler=_download_road)
 
     build = commands.add_parser("build", help="build tables from downloaded sources",
@@ -193,10 +241,12 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
     road.add_argument("--aadt", action="append", default=[], metavar="YEAR=GEOJSON",
                       help="traffic counts of a year (GeoJSON lines with an 'aadt' property, e.g. a state DOT's) "
                            "to use instead of that year's HPMS download; repeatable")
-    road.add_argument("--max-distance", type=float, default=50.0,
+    road.add_argument("--max-distance", type=_number(float, "--max-distance", minimum=0.0, open_min=True),
+                      default=50.0,
                       help="map-matching distance in metres (default: 50)")
-    road.add_argument("--years", type=int, nargs="+", default=None, help="years (default: the state's splits)")
-    road.add_argument("--home", **home)
+    road.add_argument("--years", type=_number(int, "--years", minimum=1900), nargs="+", default=None,
+                      help="years (default: the state's splits)")
+    _root_option(road, _ROAD_ROOT_HELP)
     road.set_defaults(handler=_build_road)
 
     importer = commands.add_parser("import", help="import published releases",
@@ -215,7 +265,7 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
     ml4rs.add_argument("--doi", default=None, help="Dataverse DOI (default: doi:10.7910/DVN/V71K5R)")
     ml4rs.add_argument("--server", default=None,
                        help="Dataverse installation (default: https://dataverse.harvard.edu)")
-    ml4rs.add_argument("--home", **home)
+    _root_option(ml4rs, _ROAD_ROOT_HELP)
     ml4rs.set_defaults(handler=_import_ml4roadsafety)
 
     info = commands.add_parser("info", help="describe built datasets",
@@ -232,14 +282,14 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
     road.add_argument("--source", choices=("build", "ml4roadsafety"), default="build",
                       help="which tables: built from raw sources (default) or imported from ML4RoadSafety")
     road.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
-    road.add_argument("--home", **home)
+    _root_option(road, _ROAD_ROOT_HELP)
     road.set_defaults(handler=_info_road)
 
 
 def _road_home(args: argparse.Namespace) -> Path:
     from .io import gnnbench_home
 
-    return args.home if args.home is not None else gnnbench_home() / "road"
+    return args.root if args.root is not None else gnnbench_home() / "road"
 
 
 def _download_road(args: argparse.Namespace) -> int:
@@ -360,7 +410,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 
     algorithm = args.algorithm
     print(f"gnnbench {__version__} quickstart: CLRS-30 splits of {algorithm!r}")
-    for split in ("train", "val", "test"):
+    for split in ("train", "valid", "test"):
         start = time.perf_counter()
         dataset = AlgorithmicReasoningDataset(args.root, algorithm, split)
         seconds = time.perf_counter() - start
@@ -389,9 +439,9 @@ def _quickstart_road(args: argparse.Namespace) -> int:
     print("road accidents: the synthetic demo region (generated, served on loopback, downloaded, built)")
     start = time.perf_counter()
     dataset = RoadAccidentDataset(args.road_root, "DEMO", "accident_occurrence")
-    static = dataset[0]
+    static = dataset.static_graph
     print(f"  built in {time.perf_counter() - start:.1f} s: {static.num_nodes} intersections, "
-          f"{static.edge_index.shape[1]} directed road segments, {len(dataset.months)} months")
+          f"{static.edge_index.shape[1]} directed road segments, {len(dataset)} months (one graph each)")
     crashes = dataset.quality_report["crashes"]
     dropped = {reason: count for reason, count in crashes["dropped"].items() if count}
     print(f"  crash records: read {crashes['records_read']}, kept {crashes['kept']}, dropped {dropped}")
@@ -435,7 +485,7 @@ def _algo_generate(args: argparse.Namespace) -> int:
     options = {"p": tuple(args.p)} if args.p else {}
     summary = []
     for algorithm in algorithms:
-        for split in args.splits or ("train", "val", "test"):
+        for split in args.splits or ("train", "valid", "test"):
             start = time.perf_counter()
             dataset = AlgorithmicReasoningDataset(args.root, algorithm, split, num_samples=args.num_samples,
                                                   n=args.nodes, seed=args.seed, sampler_options=options,

@@ -7,10 +7,12 @@ later construction with a different ``pre_transform`` or ``pre_filter`` processe
 function).
 
 A fingerprint covers what PyG's comparison (the ``repr`` without memory addresses) covers, plus, for
-Python functions, their code, constants, default arguments and closure values, so two different
-lambdas do not look alike, and for transform objects their attributes (``NormalizeFeatures(["x"])``
-and ``NormalizeFeatures(["edge_attr"])`` print alike) and the code of their ``__call__``/``forward``. The values of global variables a function reads are not covered: after
-changing those, pass ``force_reload=True``.
+Python functions, their code, constants, default arguments and the constants and functions they
+close over (not mutable state such as a call counter), so two different lambdas do not look alike,
+and for transform objects their attributes (``NormalizeFeatures(["x"])`` and
+``NormalizeFeatures(["edge_attr"])`` print alike) and the code of their ``__call__``/``forward``.
+The values of global variables a function reads are not covered: after changing those, pass
+``force_reload=True``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from ..io.files import atomic_path
 logger = logging.getLogger(__name__)
 
 FUNCTIONS = ("pre_transform", "pre_filter")
+
+
+_CONSTANTS = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset)
 
 
 def describe(function: Any) -> str:
@@ -69,7 +74,10 @@ def _feed(digest: Any, value: Any, depth: int) -> None:
                 contents = cell.cell_contents
             except ValueError:  # an empty cell
                 continue
-            _feed(digest, contents, depth + 1)
+            if callable(contents) or isinstance(contents, _CONSTANTS):
+                _feed(digest, contents, depth + 1)
+            else:  # mutable state (a call counter, a cache) is not part of what the function computes
+                digest.update(type(contents).__qualname__.encode())
     elif callable(value) and not isinstance(value, type) and not isinstance(value, types.BuiltinFunctionType):
         cls = type(value)
         digest.update(f"{cls.__module__}.{cls.__qualname__}:{describe(value)}".encode())
