@@ -1,6 +1,6 @@
 """Generate every algorithmic-reasoning split and print a content fingerprint of each.
 
-Builds the CLRS-30 train/val/test splits and the length-generalisation test sets
+Builds the CLRS-30 train/valid/test splits and the length-generalisation test sets
 (n = 16, 32, 64, 128) of all twelve algorithms as cached PyTorch Geometric
 datasets, then prints, per split, its size and a SHA-256 over the arrays' bytes
 (independent of file timestamps), so two machines or two gnnbench versions can
@@ -22,7 +22,7 @@ import numpy as np
 from gnnbench.algo import ALGORITHMS
 from gnnbench.datasets import AlgorithmicReasoningDataset
 
-SPLITS = ("train", "val", "test", "test_16", "test_32", "test_64", "test_128")
+SPLITS = ("train", "valid", "test", "test_16", "test_32", "test_64", "test_128")
 
 
 def content_digest(dataset: AlgorithmicReasoningDataset) -> str:

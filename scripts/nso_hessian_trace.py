@@ -1,6 +1,6 @@
 """Does noise stability optimization (NSO) lower the Hessian trace? Plain vs NSO training on one benchmark task.
 
-Task: monthly accident occurrence on the road demo region (``RoadAccidentDataset("DEMO")``): a 2-layer
+Task: monthly accident occurrence on the road demo region (``RoadAccidentDataset(root, "DEMO")``): a 2-layer
 GCN over intersections plus an MLP on (source, target, road features) scores every road segment; loss is
 binary cross-entropy over the training months (2018-2019), evaluated on the test months (2021) with the
 official Evaluator. Both runs use the same seed, initialisation, optimizer (Adam) and number of steps; the NSO
