@@ -205,6 +205,11 @@ def test_targets_are_the_stacked_outputs(tmp_path, algorithm):
     assert Evaluator(algorithm).eval({"y_true": targets, "y_pred": dict(traces.outputs)})["score"] == 1.0
 
 
+def test_targets_of_an_unknown_stage_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="stage must be one of 'input', 'output'"):
+        make(tmp_path, "bfs").targets("hint")
+
+
 def test_targets_follow_a_subset(tmp_path):
     dataset = make(tmp_path, "bfs")
     subset = dataset[[4, 1, 7]]

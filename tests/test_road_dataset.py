@@ -405,6 +405,9 @@ def test_changed_tables_are_processed_again(copy, caplog):
     (lambda d: d.training_edges(2019, 5, negative_ratio=float("nan")), "negative_ratio"),
     (lambda d: d.training_edges(2019, 5, negative_ratio="1"), "negative_ratio"),
     (lambda d: d.training_edges(2019, 13), "month"),
+    (lambda d: d.store.month_position(2019.5, 7), "year"), (lambda d: d.store.counts(2019, 7.0), "month"),
+    (lambda d: d.store.volume_of(2019.0), "year"), (lambda d: d.store.weather_of(2019, 13), "month"),
+    (lambda d: d.store.weather_of("2019"), "year"),
 ])
 def test_numeric_arguments_are_checked(root, call, name):
     with pytest.raises(ValueError, match=name):

@@ -22,7 +22,7 @@ from ..algo import sample
 from ..algo.samplers import distribution
 from ..algo.specs import SPECS, Stage, Type, check_algorithm
 from ..algo.splits import resolve_split
-from ..arguments import check_int
+from ..arguments import check_choice, check_int
 from ..io import file_lock
 from ..io.cache import gnnbench_home
 from ..io.files import atomic_path
@@ -245,6 +245,7 @@ class AlgorithmicReasoningDataset(Dataset):
 
         These are the generated traces' values: a ``pre_transform`` does not change them.
         """
+        check_choice("stage", stage, (Stage.INPUT, Stage.OUTPUT))
         rows = self._kept[self.indices()]
         return {name: values[rows] for name, values in self.columns.stacked(stage).items()}
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arguments import check_int
 from ..io import atomic_path
 from .manifest import read_manifest
 from .sources.osm import HIGHWAY_CLASSES, edge_classes
@@ -165,7 +166,7 @@ class SnapshotStore:
     def month_position(self, year: int, month: int) -> int:
         """Index of (year, month) in :attr:`months`; a clear error for months outside the build."""
         try:
-            return self.month_lookup[(int(year), int(month))]
+            return self.month_lookup[(check_int("year", year), check_int("month", month, minimum=1, maximum=12))]
         except KeyError:
             first, last = tuple(self.months[0]), tuple(self.months[-1])
             raise KeyError(f"{year}-{month:02d} is not a month of this dataset ({first[0]}-{first[1]:02d} to "
@@ -203,7 +204,8 @@ class SnapshotStore:
         """Node weather ``[N, 6]`` of a month, or the mean over a year's months when ``month`` is None."""
         if month is not None:
             return np.asarray(self.weather[self.month_position(year, month)])
-        rows = [i for (y, _), i in self.month_lookup.items() if y == int(year)]
+        year = check_int("year", year)
+        rows = [i for (y, _), i in self.month_lookup.items() if y == year]
         if not rows:
             raise KeyError(f"{year} is not a year of this dataset")
         return np.asarray(self.weather[min(rows): max(rows) + 1]).mean(axis=0)
@@ -211,7 +213,7 @@ class SnapshotStore:
     def volume_of(self, year: int) -> np.ndarray:
         """AADT of every edge in ``year`` (NaN where no volume was matched)."""
         years = np.asarray(self.volume_years)
-        where = np.flatnonzero(years == int(year))
+        where = np.flatnonzero(years == check_int("year", year))
         if not len(where):
             raise KeyError(f"no traffic volume year {year} in this dataset (years: {years.tolist()})")
         return np.asarray(self.volume[where[0]])
