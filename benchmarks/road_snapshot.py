@@ -8,6 +8,9 @@ order), accidents, weather and AADT.
 * gnnbench: the dataset is built from the tables (``write_snapshot_store``, timed once) and opened;
   ``dataset.snapshot(year, month)`` is timed ``--repeats`` times for one month (median), then once
   for every month (median).
+* Every timing of either loader runs until its output is in memory: one element per 4 KiB page of
+  every returned tensor is read (gnnbench maps its edge arrays copy-on-write, so their page faults
+  are counted; upstream's tensors are already in memory).
 * baseline: :class:`ML4RoadSafetyLoader`, a re-implementation of ``TrafficAccidentDataset`` in
   ``ml_for_road_safety/data_loaders.py`` of https://github.com/VirtuosoResearch/ML4RoadSafety at
   commit ``d8b3d96a8dc9f1323e9595addd705c3c2c96b42c`` (the file last changed in ``0caf148``), with the
@@ -35,7 +38,7 @@ its ``torch.Tensor`` round trip keeps exactly).
 Targets: a snapshot in at most 50 ms (median) and at least 20x faster than upstream's loader, checked
 at every size (``--quick``: a 20k-node region for CI, a few seconds).
 
-    python benchmarks/road_snapshot.py [--quick] [--work DIR]
+    python benchmarks/road_snapshot.py [--quick] [--work DIR] [--threads N]
 """
 
 from __future__ import annotations
@@ -163,10 +166,36 @@ class ML4RoadSafetyLoader:
         return out
 
 
+def _timed_call(function) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = function()
+    return (time.perf_counter() - start) * 1000.0, result
+
+
 def _timed(function, *args) -> tuple[float, object]:
+    """Milliseconds to call ``function`` and then read every memory page of every tensor it returned."""
     start = time.perf_counter()
     result = function(*args)
+    _touch(result)
     return (time.perf_counter() - start) * 1000.0, result
+
+
+def _touch(result) -> int:
+    """Read one element per 4 KiB page of each tensor in ``result`` (a ``Data`` or a dict of tensors and
+    ``Data``): lazily mapped arrays (gnnbench maps its edge arrays copy-on-write) are faulted in here, so
+    both loaders are timed until their output is in memory."""
+    import torch
+    from torch_geometric.data import Data
+
+    values = result.to_dict().values() if isinstance(result, Data) else result.values()
+    total = 0
+    for value in values:
+        if isinstance(value, Data):
+            total += _touch(value)
+        elif isinstance(value, torch.Tensor) and value.numel():
+            flat = value.reshape(-1)
+            total += int(flat[::max(1, 4096 // flat.element_size())].to(torch.int64).sum())
+    return total
 
 
 def main() -> int:
@@ -177,7 +206,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=None, help="snapshot timings (default 10 quick, 50 full)")
     parser.add_argument("--baseline-repeats", type=int, default=None,
                         help="timings of each baseline (default 3 quick, 5 full)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads for both loaders (default: torch's); 1 on a machine whose cores "
+                             "other jobs share, where torch's thread pool waits on busy cores")
     args = parser.parse_args()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="gnnbench-state-scale-") as scratch:
         work = args.work or Path(scratch)
         start = time.perf_counter()
@@ -185,6 +221,9 @@ def main() -> int:
         print(f"region: {region.stats['nodes']:,} nodes, {region.stats['edges']:,} directed edges, "
               f"{region.stats['accident_rows']:,} accident rows over {12 * len(region.years)} months "
               f"[{time.perf_counter() - start:.1f} s to generate or load, {region.directory}]", flush=True)
+        import torch
+
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s) for both loaders", flush=True)
         return run(args, region)
 
 
@@ -196,8 +235,8 @@ def run(args, region) -> int:
     root = region.directory
     state = region.region.code
     shutil.rmtree(root / "processed" / state, ignore_errors=True)
-    build_ms, dataset = _timed(lambda: RoadAccidentDataset(root, state=state, task="accident_occurrence"))
-    open_ms, dataset = _timed(lambda: RoadAccidentDataset(root, state=state, task="accident_occurrence"))
+    build_ms, dataset = _timed_call(lambda: RoadAccidentDataset(root, state=state, task="accident_occurrence"))
+    open_ms, dataset = _timed_call(lambda: RoadAccidentDataset(root, state=state, task="accident_occurrence"))
     count_dataset = RoadAccidentDataset(root, state=state, task="accident_count")
     year, month = region.years[-1], 6
     first_ms, snapshot = _timed(dataset.snapshot, year, month)
