@@ -32,6 +32,20 @@ def trained():
     return model, initial, loss_fn, train, test
 
 
+def _exact_hessian(model, loss_fn, batch):
+    """Dense Hessian of the batch loss over the flat parameters, by torch.autograd.functional.hessian."""
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
+
+    def f(vector):
+        pieces = torch.split(vector, [s.numel() for s in shapes])
+        params = {name: piece.reshape(shape) for name, piece, shape in zip(names, pieces, shapes)}
+        return torch.nn.functional.cross_entropy(torch.func.functional_call(model, params, (batch[0],)), batch[1])
+
+    return torch.autograd.functional.hessian(f, flat)
+
+
 def _exact_layer_terms(model, initial, loss_fn, batch):
     """{layer: (v_i^T H_ii v_i, Tr H_ii)} for layers "0" and "2" (module groups) on one batch."""
     names = [name for name, _ in model.named_parameters()]
@@ -66,13 +80,19 @@ def test_formulas_by_hand():
         2.0 * math.sqrt(4.0 * 5.0 / 20))
     with pytest.raises(ValueError, match="different layers"):
         bounds.trace_radius(1.0, {"a": 1.0}, {"b": 1.0}, n=2)
-    with pytest.raises(ValueError, match="n must be positive"):
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
         bounds.ju_li_zhang(0.1, {"a": 1.0}, n=0, loss_bound=1.0)
+    with pytest.raises(ValueError, match="loss_bound must be a finite number > 0"):
+        bounds.ju_li_zhang(0.1, {"a": 1.0}, n=3, loss_bound=0.0)
+    with pytest.raises(ValueError, match="epsilon"):
+        bounds.ju_li_zhang(0.1, {"a": 1.0}, n=3, loss_bound=1.0, epsilon=-0.1)
+    with pytest.raises(ValueError, match="n must be an integer"):
+        bounds.trace_radius(1.0, {"a": 1.0}, {"a": 1.0}, n=2.5)
 
 
 def test_quadratic_bound_uses_the_exact_max_over_batches(trained):
     model, initial, loss_fn, train, test = trained
-    report_ = bounds.hessian_bound(model, initial, loss_fn, train_data=train, test_data=test, n=18)
+    report_ = bounds.hessian_bound(model, loss_fn, initial, train_data=train, test_data=test, n=18)
     exact = [_exact_layer_terms(model, initial, loss_fn, batch) for batch in train]
     for layer in ("0", "2"):
         assert report_.terms["H_i"][layer] == pytest.approx(max(terms[layer][0] for terms in exact), rel=1e-8)
@@ -82,6 +102,7 @@ def test_quadratic_bound_uses_the_exact_max_over_batches(trained):
     assert report_.measured_gap == pytest.approx(float(loss_fn(test[0])) - report_.train_loss)
     expected, _, _ = bounds.ju_li_zhang(report_.train_loss, report_.terms["H_i"], 18, max(train_losses), 0.1)
     assert report_.bound_on_test_loss == pytest.approx(expected)
+    assert report_.terms["num_matvecs"] == 3 * 2  # one product per layer and batch
     assert "maximum over batches in place of over single examples" in report_.approximations
     json.dumps(report_.to_dict())
 
@@ -90,18 +111,51 @@ def test_trace_forms_use_radius_times_max_trace(trained):
     model, initial, loss_fn, train, test = trained
     exact = [_exact_layer_terms(model, initial, loss_fn, batch) for batch in train]
     radii = bounds.radii_squared(model, initial, ["0", "2"])
-    # blocks have 20 and 12 parameters: Hutch++ with 90 matvecs sketches 30 > block size, i.e. exact
-    report_ = bounds.hessian_bound(model, initial, loss_fn, train_data=train, n=18, form="trace", num_matvecs=90)
+    # 32 parameters: Hutch++ with 96 products per batch (288 in all) sketches 32 rows, which span the space: exact,
+    # with 32 + 32 products per batch spent
+    report_ = bounds.hessian_bound(model, loss_fn, initial, train_data=train, n=18, form="trace", num_matvecs=288)
+    assert report_.terms["num_matvecs"] == 3 * 64
     for layer in ("0", "2"):
         max_trace = max(terms[layer][1] for terms in exact)
         assert report_.terms["max_trace_i"][layer] == pytest.approx(max_trace, rel=1e-8)
         assert report_.terms["H_i"][layer] == pytest.approx(radii[layer] * max_trace, rel=1e-8)
-    radius_report = bounds.trace_radius_bound(model, initial, loss_fn, train_data=train, test_data=test, n=18,
-                                              num_matvecs=90)
+    radius_report = bounds.trace_radius_bound(model, loss_fn, initial, train_data=train, test_data=test, n=18,
+                                              num_matvecs=288)
     traces = {layer: max(terms[layer][1] for terms in exact) for layer in ("0", "2")}
     largest = max(float(loss_fn(batch)) for batch in train)
     expected = bounds.trace_radius(largest, traces, {k: math.sqrt(v) for k, v in radii.items()}, 18)
     assert radius_report.bound_on_gap == pytest.approx(expected, rel=1e-8)
+    assert radius_report.bound_on_gap == pytest.approx(  # by hand: max loss * sqrt(sum T_i * sum r_i^2 / n)
+        largest * math.sqrt(sum(traces.values()) * sum(radii.values()) / 18), rel=1e-8)
+
+
+def test_old_argument_order_still_works_with_a_deprecation_warning(trained):
+    model, initial, loss_fn, train, test = trained
+    new = bounds.hessian_bound(model, loss_fn, initial, train_data=train, n=18)
+    with pytest.warns(DeprecationWarning, match=r"hessian_bound\(model, initial, loss_fn, \.\.\.\) is deprecated"):
+        old = bounds.hessian_bound(model, initial, loss_fn, train_data=train, n=18)
+    assert old.to_dict() == new.to_dict()
+    with pytest.warns(DeprecationWarning, match="trace_radius_bound"):
+        old = bounds.trace_radius_bound(model, initial, loss_fn, train_data=train, n=18, num_matvecs=30)
+    assert old.bound_on_gap == bounds.trace_radius_bound(model, loss_fn, initial, train_data=train, n=18,
+                                                         num_matvecs=30).bound_on_gap
+    with pytest.raises(TypeError, match="initial must be a state dict or a module"):
+        bounds.hessian_bound(model, loss_fn, 3.0, train_data=train, n=18)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n": 0}, "n must be an integer >= 1"), ({"n": 18.0}, "n must be an integer"),
+    ({"n": 18, "epsilon": -1}, "epsilon"), ({"n": 18, "loss_bound": 0}, "loss_bound"),
+    ({"n": 18, "form": "spectral"}, "form must be one of"),
+    ({"n": 18, "form": "trace", "num_matvecs": 0}, "num_matvecs must be an integer >= 3"),
+    ({"n": 18, "form": "trace", "num_matvecs": 6}, "num_matvecs=6 is too small for 3 batches"),
+])
+def test_bound_arguments_are_checked(trained, kwargs, message):
+    model, initial, loss_fn, train, _ = trained
+    with pytest.raises(ValueError, match=message):
+        bounds.hessian_bound(model, loss_fn, initial, train_data=train, **kwargs)
+    with pytest.raises(ValueError, match="train_data has no batches"):
+        bounds.trace_radius_bound(model, loss_fn, initial, train_data=[], n=18)
 
 
 def test_radii_follow_the_operator_layer_names():
@@ -129,14 +183,23 @@ def test_radii_follow_the_operator_layer_names():
 
 def test_report_record_and_plots(trained, tmp_path):
     model, initial, loss_fn, train, test = trained
-    record = report(model, loss_fn, data=train, initial=initial, test_data=test, n=18, num_matvecs=30, top_k=3,
+    # 288 products: 96 per batch, Hutch++ resolves the 32-parameter Hessian exactly (64 products per batch)
+    record = report(model, loss_fn, data=train, initial=initial, test_data=test, n=18, num_matvecs=288, top_k=3,
                     density_runs=2, density_steps=10, path=tmp_path / "report.json", plots_dir=tmp_path / "plots")
     on_disk = json.loads((tmp_path / "report.json").read_text())
-    assert on_disk["trace"]["max"]["per_layer"].keys() == {"0", "2"}
-    assert len(on_disk["top_eigenvalues"]) == 3 and on_disk["top_eigenvalues"] == sorted(
-        on_disk["top_eigenvalues"], reverse=True)
+    exact = [_exact_layer_terms(model, initial, loss_fn, batch) for batch in train]
+    for layer in ("0", "2"):
+        traces = [terms[layer][1] for terms in exact]
+        assert on_disk["trace"]["max"]["per_layer"][layer] == pytest.approx(max(traces), rel=1e-8)
+        assert on_disk["trace"]["mean"]["per_layer"][layer] == pytest.approx(sum(traces) / 3, rel=1e-8)
+    spectrum = torch.linalg.eigvalsh(_exact_hessian(model, loss_fn, train[0]))
+    assert on_disk["top_eigenvalues"] == pytest.approx(spectrum.flip(0)[:3].tolist(), rel=1e-3)
     assert set(on_disk["bounds"]) == {"ju_li_zhang_2022", "trace_radius"}
-    assert on_disk["settings"]["seed"] == 0 and on_disk["settings"]["num_matvecs"] == 30
+    assert on_disk["bounds"]["trace_radius"]["terms"]["T_i"] == pytest.approx(on_disk["trace"]["max"]["per_layer"])
+    assert on_disk["settings"]["seed"] == 0 and on_disk["settings"]["num_matvecs"] == 288
+    matvecs = on_disk["matvecs"]
+    assert matvecs["trace"] == 3 * 64 and matvecs["spectral_density"] == 2 * 10 and matvecs["bounds"] == 3 * 2
+    assert 3 <= matvecs["eigenvalues"] <= 300 and matvecs["total"] == sum(v for k, v in matvecs.items() if k != "total")
     assert record["trace"]["mean"]["total"] == on_disk["trace"]["mean"]["total"]
     assert (tmp_path / "plots" / "per_layer_trace.png").stat().st_size > 1000
     assert (tmp_path / "plots" / "eigenvalue_density.png").stat().st_size > 1000
@@ -189,6 +252,9 @@ def test_hessian_report_command_measures_a_checkpoint(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Hessian trace" in printed and "ju_li_zhang_2022: bound on the gap" in printed
     record = json.loads(out.read_text())
+    # 12 products in all over 3 batches, Hutch++: 4 per batch (sketch 1, basis 1, 2 probes)
+    assert record["matvecs"]["trace"] == 12 and record["trace"]["mean"]["num_matvecs"] == 12
+    assert f"Hessian-vector products: trace 12, eigenvalues {record['matvecs']['eigenvalues']}" in printed
     assert len(record["top_eigenvalues"]) == 2 and set(record["bounds"]) == {"ju_li_zhang_2022", "trace_radius"}
     assert record["bounds"]["trace_radius"]["terms"]["n"] == 30
     bad = tmp_path / "bad.py"

@@ -12,7 +12,6 @@ from torch_geometric.nn import GCNConv, GINConv, MessagePassing, SimpleConv
 
 from gnnbench.hessian.diffusion import (
     DENSE_LIMIT,
-    DiffusionReport,
     depth_factors,
     diffusion_matrix,
     diffusion_spectrum,
@@ -260,7 +259,6 @@ def test_max_degree_definitions():
 def test_factors_and_report():
     edges = cycle(300)
     report = diffusion_spectrum(edges, 300, "sum")
-    assert isinstance(report, DiffusionReport)
     assert report.rule == "sum" and report.num_nodes == 300 and report.num_edges == 600
     assert sorted(report.factors) == [1, 2, 3, 4, 5, 6]
     for depth, values in report.factors.items():
@@ -268,7 +266,6 @@ def test_factors_and_report():
         assert values["max_degree^(l-1)"] == pytest.approx(3.0 ** (depth - 1))
         assert values["ratio"] == pytest.approx(values["sigma_max^(l-1)"] / values["max_degree^(l-1)"])
     assert report.factors[1] == {"sigma_max^(l-1)": 1.0, "max_degree^(l-1)": 1.0, "ratio": 1.0}
-    assert report.seconds >= 0
     payload = json.loads(json.dumps(report.to_dict()))
     assert sorted(payload["factors"]) == ["1", "2", "3", "4", "5", "6"]
     gcn = diffusion_spectrum(edges, 300, "gcn", depths=[2, 4])

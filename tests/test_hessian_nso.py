@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from gnnbench.hessian.nso import NoiseStabilityOptimizer, TracePenalty, nso_gradient, trace_penalty
+from gnnbench.hessian.nso import NoiseStabilityOptimizer, nso_gradient, trace_penalty
 
 DT = torch.float64
 
@@ -235,8 +235,12 @@ def test_bad_arguments():
     _assert_bitwise(model, before)
     with pytest.raises(ValueError, match="weight"):
         trace_penalty(model, loss_fn, weight=-1.0)
-    with pytest.raises(ValueError, match="num_probes"):
-        trace_penalty(model, loss_fn, weight=1.0, num_probes=0)
+    with pytest.raises(ValueError, match="num_matvecs must be an integer >= 1"):
+        trace_penalty(model, loss_fn, weight=1.0, num_matvecs=0)
+    with pytest.raises(ValueError, match="num_matvecs"):
+        trace_penalty(model, loss_fn, weight=1.0, num_matvecs=1.5)
+    with pytest.raises(ValueError, match="give only 'num_matvecs'"):
+        trace_penalty(model, loss_fn, weight=1.0, num_matvecs=2, num_probes=3)
     model[0].weight.requires_grad_(False)
     with pytest.raises(ValueError, match="requires_grad"):
         nso_gradient(model, loss_fn, sigma=0.1, parameters="0.weight")
@@ -266,8 +270,8 @@ def _flat_hessian(model, X, Y):
 
 def test_trace_penalty_estimate_matches_exact_quadratic_forms():
     model, loss_fn, X, Y = _tiny()
-    result = trace_penalty(model, loss_fn, weight=0.0, num_probes=3, generator=torch.Generator().manual_seed(9))
-    assert isinstance(result, TracePenalty)
+    result = trace_penalty(model, loss_fn, weight=0.0, num_matvecs=3, generator=torch.Generator().manual_seed(9))
+    assert result.num_matvecs == 3
     assert result.loss == pytest.approx(_value(loss_fn()), rel=1e-12)
     assert all(p.grad is None for p in model.parameters())  # weight 0 adds nothing
     H = _flat_hessian(model, X, Y)
@@ -283,11 +287,11 @@ def test_trace_penalty_estimate_matches_exact_quadratic_forms():
 def test_trace_penalty_gradient_matches_finite_differences():
     model, loss_fn, X, Y = _tiny()
     weight, seed = 2.5, 11
-    trace_penalty(model, loss_fn, weight=weight, num_probes=2, generator=torch.Generator().manual_seed(seed))
+    trace_penalty(model, loss_fn, weight=weight, num_matvecs=2, generator=torch.Generator().manual_seed(seed))
     analytic = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
     def penalty():  # same probes: T(W) is a deterministic function of W
-        return weight * trace_penalty(model, loss_fn, weight=0.0, num_probes=2,
+        return weight * trace_penalty(model, loss_fn, weight=0.0, num_matvecs=2,
                                       generator=torch.Generator().manual_seed(seed)).trace
 
     eps, numeric = 1e-5, []
@@ -305,7 +309,7 @@ def test_trace_penalty_gradient_matches_finite_differences():
     torch.testing.assert_close(analytic, torch.tensor(numeric, dtype=DT), rtol=1e-6, atol=1e-8)
     # include_loss adds exactly the plain gradient on top
     model.zero_grad()
-    trace_penalty(model, loss_fn, weight=weight, num_probes=2, include_loss=True,
+    trace_penalty(model, loss_fn, weight=weight, num_matvecs=2, include_loss=True,
                   generator=torch.Generator().manual_seed(seed))
     combined = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
     model.zero_grad()
@@ -350,3 +354,11 @@ def test_nso_training_reaches_flatter_minimum():
         plain_traces.append(plain_trace)
         nso_traces.append(nso_trace)
     assert sum(nso_traces) < 0.6 * sum(plain_traces)
+
+
+def test_trace_penalty_old_budget_name_still_works():
+    model, loss_fn, _, _ = _tiny()
+    new = trace_penalty(model, loss_fn, weight=0.0, num_matvecs=2, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(DeprecationWarning, match="'num_probes' is deprecated.*'num_matvecs'"):
+        old = trace_penalty(model, loss_fn, weight=0.0, num_probes=2, generator=torch.Generator().manual_seed(1))
+    assert old == new and old.num_matvecs == 2

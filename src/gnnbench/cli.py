@@ -143,7 +143,9 @@ def _hessian_parsers(commands: argparse._SubParsersAction) -> None:
     measure.add_argument("--plots", type=Path, default=None, help="directory for the figures (needs matplotlib)")
     measure.add_argument("--method", choices=("hutch++", "hutchinson"), default="hutch++")
     measure.add_argument("--num-matvecs", type=_number(int, "--num-matvecs", minimum=1), default=99,
-                         help="Hessian-vector products per layer trace")
+                         help="Hessian-vector products for the per-layer traces, in all (split over the batches)")
+    measure.add_argument("--probes", choices=("full", "block"), default="full",
+                         help="per-layer traces from full-length probes (default) or block-supported ones")
     measure.add_argument("--top-k", type=_number(int, "--top-k", minimum=1), default=5,
                          help="number of top eigenvalues")
     measure.add_argument("--seed", type=_number(int, "--seed", minimum=0), default=0)
@@ -170,7 +172,7 @@ def _hessian_report(args: argparse.Namespace) -> int:
     record = report(model, spec.loss_fn(model), data=spec.train_batches(),
                     initial=load_state_dict(args.initial) if args.initial else None, test_data=test,
                     n=spec.num_train_examples, trace_method=args.method, num_matvecs=args.num_matvecs,
-                    top_k=args.top_k, seed=args.seed, path=args.out, plots_dir=args.plots)
+                    probes=args.probes, top_k=args.top_k, seed=args.seed, path=args.out, plots_dir=args.plots)
     trace_mean = record["trace"]["mean"]
     print(f"Hessian trace (mean over batches): {trace_mean['total']:.6g} ± {trace_mean['stderr'] or 0:.2g}")
     for layer, value in trace_mean["per_layer"].items():
@@ -178,6 +180,7 @@ def _hessian_report(args: argparse.Namespace) -> int:
     print("top eigenvalues: " + ", ".join(f"{value:.6g}" for value in record["top_eigenvalues"]))
     for name, bound in (record.get("bounds") or {}).items():
         print(f"{name}: bound on the gap {bound['bound_on_gap']:.4g}, measured gap {bound['measured_gap']:.4g}")
+    print("Hessian-vector products: " + ", ".join(f"{part} {count}" for part, count in record["matvecs"].items()))
     print(f"record written to {args.out}")
     return 0
 

@@ -19,6 +19,10 @@ examples and ``xi`` a lower-order term (O(n^-3/4)) that is not computed. Its tra
     gap <= max loss * sqrt( (sum_i T_i) * (sum_i r_i^2) / n ),
     T_i = max over the data of Tr(H_i),  r_i = ||W_i - W0_i||_F.
 
+:func:`hessian_bound` and :func:`trace_radius_bound` take ``(model, loss_fn, initial, ...)`` like every Hessian
+function (the order ``(model, initial, loss_fn)`` of earlier releases is recognised, warned about and swapped for
+one release); ``num_matvecs`` is the total number of Hessian-vector products of a trace estimate.
+
 Approximations made here (also listed in every report's ``approximations``):
 
 * the maximum over the data is taken over **batches** (the loss of a batch is its mean loss), not
@@ -33,11 +37,15 @@ Approximations made here (also listed in every report's ``approximations``):
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+
+from ..arguments import check_choice, check_float, check_int
+from .results import TraceResult
 
 
 @dataclass
@@ -69,9 +77,9 @@ _APPROXIMATIONS = [
 def ju_li_zhang(train_loss: float, quadratic_forms: Mapping[str, float], n: int, loss_bound: float,
                 epsilon: float = 0.1) -> tuple[float, float, int]:
     """(bound on the test loss, its gap term, number of negative H_i set to 0) of the ICML 2022 bound."""
-    _check_positive(n=n, loss_bound=loss_bound)
-    if epsilon < 0:
-        raise ValueError(f"epsilon must be non-negative, got {epsilon}")
+    n = check_int("n", n, minimum=1)
+    loss_bound = check_float("loss_bound", loss_bound, minimum=0.0, open_min=True)
+    epsilon = check_float("epsilon", epsilon, minimum=0.0)
     negative = sum(1 for value in quadratic_forms.values() if value < 0)
     root_sum = sum(math.sqrt(max(value, 0.0)) for value in quadratic_forms.values())
     gap_term = (1 + epsilon) * math.sqrt(loss_bound) * root_sum / math.sqrt(n)
@@ -80,29 +88,68 @@ def ju_li_zhang(train_loss: float, quadratic_forms: Mapping[str, float], n: int,
 
 def trace_radius(max_loss: float, traces: Mapping[str, float], radii: Mapping[str, float], n: int) -> float:
     """max loss * sqrt((sum_i T_i) * (sum_i r_i^2) / n); negative trace sums are clipped at 0."""
-    _check_positive(n=n)
+    n = check_int("n", n, minimum=1)
+    max_loss = check_float("max_loss", max_loss, minimum=0.0)
     if set(traces) != set(radii):
         raise ValueError(f"traces and radii name different layers: {sorted(set(traces) ^ set(radii))}")
     total_trace = max(sum(traces.values()), 0.0)
     return max_loss * math.sqrt(total_trace * sum(r * r for r in radii.values()) / n)
 
 
-def hessian_bound(model: torch.nn.Module, initial: Mapping[str, torch.Tensor] | torch.nn.Module,
-                  loss_fn: Callable[[Any], torch.Tensor], *, train_data: Iterable[Any], n: int,
-                  test_data: Iterable[Any] | None = None, epsilon: float = 0.1, loss_bound: float | None = None,
-                  form: str = "quadratic", parameters: Iterable[str] | None = None, num_matvecs: int = 100,
-                  method: str = "hutch++", seed: int = 0, strategy: str = "auto") -> BoundReport:
+Weights = Mapping[str, torch.Tensor] | torch.nn.Module
+
+
+def _order(function: str, loss_fn: Any, initial: Any) -> tuple[Callable[[Any], torch.Tensor], Weights]:
+    """``(loss_fn, initial)``: the order before this release, ``(model, initial, loss_fn)``, is recognised by the
+    types (a state dict or module where the loss closure belongs, a plain callable after it), warned about and
+    swapped."""
+    def weights(value: Any) -> bool:
+        return isinstance(value, (Mapping, torch.nn.Module))
+
+    if weights(loss_fn) and callable(initial) and not weights(initial):
+        warnings.warn(f"{function}(model, initial, loss_fn, ...) is deprecated and will stop working in the next "
+                      f"release; call {function}(model, loss_fn, initial, ...)", DeprecationWarning, stacklevel=3)
+        return initial, loss_fn
+    if not callable(loss_fn):
+        raise TypeError(f"{function}: loss_fn must be a callable returning a batch's loss, got "
+                        f"{type(loss_fn).__name__}")
+    if not weights(initial):
+        raise TypeError(f"{function}: initial must be a state dict or a module (the starting weights), got "
+                        f"{type(initial).__name__}")
+    return loss_fn, initial
+
+
+def _batches(name: str, data: Iterable[Any] | None) -> list[Any] | None:
+    if data is None:
+        return None
+    batches = list(data)
+    if not batches:
+        raise ValueError(f"{name} has no batches")
+    return batches
+
+
+def hessian_bound(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], initial: Weights, *,
+                  train_data: Iterable[Any], n: int, test_data: Iterable[Any] | None = None, epsilon: float = 0.1,
+                  loss_bound: float | None = None, form: str = "quadratic", parameters: Iterable[str] | None = None,
+                  num_matvecs: int = 100, method: str = "hutch++", seed: int = 0,
+                  strategy: str = "auto") -> BoundReport:
     """The Ju-Li-Zhang bound of ``model`` against its start ``initial`` (a state dict or a model).
 
-    ``form="quadratic"`` uses H_i = max over batches of v_i^T H_i v_i (exact quadratic forms);
-    ``form="trace"`` uses ||W_i - W0_i||_F^2 * max over batches of Tr(H_i) (estimated).
-    ``loss_fn(batch)`` returns a batch's mean loss; ``n`` is the number of training examples.
+    ``form="quadratic"`` uses H_i = max over batches of v_i^T H_i v_i (exact quadratic forms: one product per layer
+    and batch); ``form="trace"`` uses ||W_i - W0_i||_F^2 * max over batches of Tr(H_i), estimated with
+    ``num_matvecs`` Hessian-vector products in all (split over the batches). ``loss_fn(batch)`` returns a batch's
+    mean loss; ``n`` is the number of training examples. ``terms["num_matvecs"]`` is the number of products
+    performed. The order ``(model, initial, loss_fn)`` of earlier releases still works (deprecated).
     """
     from .estimators import quadratic_form, trace
 
-    if form not in ("quadratic", "trace"):
-        raise ValueError(f"form must be 'quadratic' or 'trace', got {form!r}")
-    train_data, test_data = list(train_data), (list(test_data) if test_data is not None else None)
+    loss_fn, initial = _order("hessian_bound", loss_fn, initial)
+    check_choice("form", form, ("quadratic", "trace"))
+    n = check_int("n", n, minimum=1)
+    epsilon = check_float("epsilon", epsilon, minimum=0.0)
+    if loss_bound is not None:
+        loss_bound = check_float("loss_bound", loss_bound, minimum=0.0, open_min=True)
+    train_data, test_data = _batches("train_data", train_data), _batches("test_data", test_data)
     direction = displacement(model, initial, parameters)
     train_losses = _batch_losses(model, loss_fn, train_data)
     train_loss = sum(train_losses) / len(train_losses)
@@ -120,6 +167,7 @@ def hessian_bound(model: torch.nn.Module, initial: Mapping[str, torch.Tensor] | 
         per_layer = {name: radii[name] * value for name, value in result.per_layer.items()}
         terms.update(max_trace_i=dict(result.per_layer), trace_stderr_i=dict(result.per_layer_stderr),
                      radius_squared_i=radii, H_i=per_layer)
+    terms["num_matvecs"] = result.num_matvecs
     bound, gap_term, negative = ju_li_zhang(train_loss, per_layer, n, bound_c, epsilon)
     terms.update(gap_term=gap_term, negative_H_i_set_to_zero=negative)
     test_loss = _mean(_batch_losses(model, loss_fn, test_data)) if test_data else None
@@ -131,29 +179,42 @@ def hessian_bound(model: torch.nn.Module, initial: Mapping[str, torch.Tensor] | 
         approximations=list(_APPROXIMATIONS) + (["traces estimated stochastically"] if form == "trace" else []))
 
 
-def trace_radius_bound(model: torch.nn.Module, initial: Mapping[str, torch.Tensor] | torch.nn.Module,
-                       loss_fn: Callable[[Any], torch.Tensor], *, train_data: Iterable[Any], n: int,
-                       test_data: Iterable[Any] | None = None, max_loss: float | None = None,
-                       parameters: Iterable[str] | None = None, num_matvecs: int = 100, method: str = "hutch++",
-                       seed: int = 0, strategy: str = "auto") -> BoundReport:
-    """max loss * sqrt((sum_i T_i)(sum_i r_i^2) / n), with T_i = max over batches of Tr(H_i)."""
+def trace_radius_bound(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], initial: Weights, *,
+                       train_data: Iterable[Any], n: int, test_data: Iterable[Any] | None = None,
+                       max_loss: float | None = None, parameters: Iterable[str] | None = None,
+                       num_matvecs: int = 100, method: str = "hutch++", seed: int = 0,
+                       strategy: str = "auto", traces: TraceResult | None = None) -> BoundReport:
+    """max loss * sqrt((sum_i T_i)(sum_i r_i^2) / n), with T_i = max over batches of Tr(H_i), estimated with
+    ``num_matvecs`` Hessian-vector products in all (split over the batches; ``terms["num_matvecs"]``: the number
+    performed). ``traces``: per-layer maxima over the training batches already measured (``trace(...,
+    data=train_data, reduce="max")``), used instead of measuring them again. The order ``(model, initial,
+    loss_fn)`` of earlier releases still works (deprecated)."""
     from .estimators import trace
 
-    train_data, test_data = list(train_data), (list(test_data) if test_data is not None else None)
+    loss_fn, initial = _order("trace_radius_bound", loss_fn, initial)
+    n = check_int("n", n, minimum=1)
+    if max_loss is not None:
+        max_loss = check_float("max_loss", max_loss, minimum=0.0)
+    train_data, test_data = _batches("train_data", train_data), _batches("test_data", test_data)
     train_losses = _batch_losses(model, loss_fn, train_data)
     train_loss = _mean(train_losses)
-    result = trace(model, loss_fn, method=method, num_matvecs=num_matvecs, per_layer=True, seed=seed,
-                   parameters=parameters, data=train_data, reduce="max", strategy=strategy)
-    radii2 = radii_squared(model, initial, result.per_layer)
+    if traces is None:
+        traces = trace(model, loss_fn, method=method, num_matvecs=num_matvecs, per_layer=True, seed=seed,
+                       parameters=parameters, data=train_data, reduce="max", strategy=strategy)
+    elif traces.reduce != "max" or traces.num_batches != len(train_data):
+        raise ValueError(f"traces must be the maximum over the {len(train_data)} training batches (reduce='max'), "
+                         f"got reduce={traces.reduce!r} over {traces.num_batches} batches")
+    radii2 = radii_squared(model, initial, traces.per_layer)
     largest = max_loss if max_loss is not None else max(train_losses)
-    gap = trace_radius(largest, result.per_layer, {name: math.sqrt(value) for name, value in radii2.items()}, n)
+    gap = trace_radius(largest, traces.per_layer, {name: math.sqrt(value) for name, value in radii2.items()}, n)
     test_loss = _mean(_batch_losses(model, loss_fn, test_data)) if test_data else None
     return BoundReport(
         name="trace_radius", formula="gap <= max loss * sqrt((sum_i T_i) (sum_i r_i^2) / n)",
         bound_on_gap=gap, bound_on_test_loss=train_loss + gap, train_loss=train_loss, test_loss=test_loss,
         measured_gap=None if test_loss is None else test_loss - train_loss,
-        terms={"n": n, "max_loss": largest, "T_i": dict(result.per_layer),
-               "T_i_stderr": dict(result.per_layer_stderr), "r_i_squared": radii2},
+        terms={"n": n, "max_loss": largest, "T_i": dict(traces.per_layer),
+               "T_i_stderr": dict(traces.per_layer_stderr), "r_i_squared": radii2,
+               "num_matvecs": traces.num_matvecs},
         approximations=["maximum over batches in place of over single examples",
                         "max loss = largest training batch loss unless given", "traces estimated stochastically"])
 
@@ -205,9 +266,3 @@ def _batch_losses(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor]
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
-
-
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value}")

@@ -42,6 +42,9 @@ Design choices (both APIs):
   copied back after every perturbed pass, so the perturbed passes run in the model's current mode (batch
   statistics in training mode, as in the authors' code) but leave running means/variances and
   ``num_batches_tracked`` untouched. Dropout and other randomness in the passes use the global RNG.
+* **``num_samples`` is not a Hessian-vector-product budget.** It is ``k``, the number of noise draws per step;
+  NSO computes no Hessian-vector product at all, only gradients: ``2k`` perturbed gradient evaluations per step,
+  plus the unperturbed one when ``lam > 0`` (:class:`NoiseStabilityOptimizer` always evaluates it: ``2k + 1``).
 * **Cost.** ``2k + 1`` forward and ``2k + 1`` backward passes per step (:func:`nso_gradient` with
   ``lam = 0`` skips the unperturbed backward; ``lam = 1`` is plain training, one pass and no noise), plus
   memory for two copies of the perturbed weights and one gradient accumulator. The in-place perturbation
@@ -56,12 +59,13 @@ noise scale to tune, but third-order autograd); ``weight = (1 - lam) sigma^2 / 2
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
+
+from ..arguments import check_choice, check_float, check_int, renamed
 
 Scale = Literal["absolute", "relative"]
 SCALES = ("absolute", "relative")
@@ -77,7 +81,8 @@ def nso_gradient(model: torch.nn.Module, loss_fn: Callable[[], Tensor], *, sigma
     """Add the NSO gradient ``g`` to ``.grad`` of the trainable parameters; return the unperturbed loss.
 
     ``g = lam grad L(W) + (1 - lam)/(2k) sum_j [grad L(W + U_j) + grad L(W - U_j)]``, ``U_j ~ N(0, sigma^2 I)``
-    on ``parameters`` (``k = num_samples``). ``loss_fn()`` returns the scalar loss of the current weights and
+    on ``parameters`` (``k = num_samples``, the number of noise draws: ``2k`` gradient evaluations, plus one when
+    ``lam > 0``; not a Hessian-vector-product budget). ``loss_fn()`` returns the scalar loss of the current weights and
     does not call ``backward``. Like ``loss.backward()``, the gradient is **accumulated** into ``.grad`` (a
     parameter whose gradient is never defined keeps ``.grad`` as it was), so zero the gradients first and
     call ``optimizer.step()`` after. The weights are restored bitwise before returning. With ``lam = 0`` the
@@ -255,73 +260,73 @@ def _copy_back(buffers: list[Tensor], saved: list[Tensor]) -> None:
 
 
 def _check_nso(sigma: float, num_samples: int, lam: float, scale: str) -> None:
-    if not _is_real(sigma) or not math.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"sigma must be a finite non-negative number, got {sigma!r}")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
-        raise ValueError(f"num_samples (k) must be an integer >= 1, got {num_samples!r}")
-    if not _is_real(lam) or not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must be a number in [0, 1], got {lam!r}")
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {', '.join(map(repr, SCALES))}, got {scale!r}")
+    check_float("sigma", sigma, minimum=0.0)
+    check_int("num_samples", num_samples, minimum=1)
+    check_float("lam", lam, minimum=0.0, maximum=1.0)
+    check_choice("scale", scale, SCALES)
 
 
 # --- Hessian-trace penalty ---------------------------------------------------------------------------------------
 
 class TracePenalty(NamedTuple):
-    """The loss at the current weights and the Hutchinson estimate of Tr(H) (before ``weight``)."""
+    """The loss at the current weights, the Hutchinson estimate of Tr(H) (before ``weight``) and the number of
+    Hessian-vector products computed (each then differentiated once more for the penalty's gradient)."""
 
     loss: float
     trace: float
+    num_matvecs: int = 0
 
 
-def trace_penalty(model: torch.nn.Module, loss_fn: Callable[[], Tensor], *, weight: float, num_probes: int = 1,
+def trace_penalty(model: torch.nn.Module, loss_fn: Callable[[], Tensor], *, weight: float, num_matvecs: int = 1,
                   include_loss: bool = False, parameters: str | Iterable[str] | None = None,
-                  generator: torch.Generator | None = None) -> TracePenalty:
+                  generator: torch.Generator | None = None, num_probes: int | None = None) -> TracePenalty:
     """Add ``weight * grad T(W)`` (and ``grad L(W)`` with ``include_loss``) to ``.grad``, by double backward.
 
     ``T(W) = (1/m) sum_{j=1..m} v_j^T H(W) v_j`` is the Hutchinson estimate of the trace of the Hessian of
     ``L = loss_fn()`` with respect to ``parameters`` (names or prefixes; default all trainable), with
-    Rademacher (+-1) probes ``v_j`` (``m = num_probes``; ``E T = Tr(H)``). ``generator`` draws, probe by probe,
+    Rademacher (+-1) probes ``v_j`` (``m = num_matvecs``, the number of Hessian-vector products; ``E T = Tr(H)``). ``generator`` draws, probe by probe,
     one tensor per selected parameter in ``model.named_parameters()`` order. ``H v`` comes from
     differentiating ``grad L . v`` (``create_graph=True``) and ``grad T`` from differentiating ``v^T H v``
     again (third derivatives), for every trainable parameter; gradients are accumulated into ``.grad`` as
     ``backward`` does. ``loss_fn`` must be twice differentiable (e.g. tanh/softplus, not only ReLU, whose
     Hessian ignores the kinks). Cost: one forward, one backward with graph, then per probe one
     Hessian-vector product with graph plus one backward through it, about ``1 + 3m`` backward passes;
-    memory of one double-backward graph. Returns the loss and ``T`` (unweighted).
+    memory of one double-backward graph. Returns the loss, ``T`` (unweighted) and the number of products computed
+    (``m``, or 0 where the gradient does not depend on the selected parameters). ``num_probes`` is the deprecated
+    name of ``num_matvecs``.
     """
-    if not _is_real(weight) or not math.isfinite(weight) or weight < 0:
-        raise ValueError(f"weight must be a finite non-negative number, got {weight!r}")
-    if isinstance(num_probes, bool) or not isinstance(num_probes, numbers.Integral) or num_probes < 1:
-        raise ValueError(f"num_probes must be an integer >= 1, got {num_probes!r}")
+    num_matvecs = renamed("num_probes", "num_matvecs", num_probes, num_matvecs, default=1)
+    weight = check_float("weight", weight, minimum=0.0)
+    num_matvecs = check_int("num_matvecs", num_matvecs, minimum=1)
     trainable, selected = _select(model, parameters)
     chosen = [trainable[index] for index in selected]
     total: list[Tensor | None] = [None] * len(trainable)
-    estimate = 0.0
+    estimate, products = 0.0, 0
     with torch.enable_grad():
         loss = _scalar(loss_fn())
         if not loss.requires_grad:
             raise RuntimeError("loss_fn() returned a loss that does not depend on any trainable parameter")
         grads = torch.autograd.grad(loss, chosen, create_graph=True, allow_unused=True)
-        for _ in range(num_probes):
+        for _ in range(num_matvecs):
             probes = [_rademacher(param, generator) for param in chosen]
             terms = [(grad * probe).sum() for grad, probe in zip(grads, probes)
                      if grad is not None and grad.requires_grad]
             if not terms:  # the gradient is constant in the selected parameters: H = 0
                 continue
             hvps = torch.autograd.grad(sum(terms), chosen, create_graph=True, allow_unused=True)
+            products += 1
             quads = [(hvp * probe).sum() for hvp, probe in zip(hvps, probes) if hvp is not None]
             if not quads:
                 continue
             quad = sum(quads)
-            estimate += float(quad.detach()) / num_probes
+            estimate += float(quad.detach()) / num_matvecs
             if weight > 0 and quad.requires_grad:
-                _accumulate(total, list(torch.autograd.grad(quad * (weight / num_probes), trainable,
+                _accumulate(total, list(torch.autograd.grad(quad * (weight / num_matvecs), trainable,
                                                              retain_graph=True, allow_unused=True)), 1.0)
         if include_loss:
             _accumulate(total, list(torch.autograd.grad(loss, trainable, allow_unused=True)), 1.0)
     _add_to_grad(trainable, total)
-    return TracePenalty(loss=float(loss.detach()), trace=estimate)
+    return TracePenalty(loss=float(loss.detach()), trace=estimate, num_matvecs=products)
 
 
 def _rademacher(param: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -361,6 +366,3 @@ def _scalar(loss: Any) -> Tensor:
         raise ValueError("loss_fn() must return a scalar tensor (the mean loss of the batch)")
     return loss.reshape(())
 
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -1,9 +1,9 @@
 """One JSON record (and optional plots) of a model's Hessian measurements, for harness runs and leaderboards.
 
 ``report(model, loss_fn, data=...)`` measures per-layer traces, the top eigenvalues and the spectral
-density on the given batches, and, when the starting weights and held-out data are given, the
-Hessian-based bounds next to the measured generalization gap. Every setting and seed is recorded,
-so the record can be recomputed. Plots (per-layer trace bars, eigenvalue density) need matplotlib
+density on the given batches and, when the starting weights and held-out data are given, the
+Hessian-based bounds next to the measured generalization gap. Every setting and seed is recorded, with
+the number of Hessian-vector products each measurement performed, so the record can be recomputed. Plots (per-layer trace bars, eigenvalue density) need matplotlib
 (``pip install "gnnbench[plots]"``).
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..arguments import check_int
 
 REPORT_FORMAT = 1
 
@@ -27,51 +28,65 @@ REPORT_FORMAT = 1
 def report(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], *, data: Iterable[Any],
            initial: Mapping[str, torch.Tensor] | torch.nn.Module | None = None,
            test_data: Iterable[Any] | None = None, n: int | None = None, parameters: Iterable[str] | None = None,
-           trace_method: str = "hutch++", num_matvecs: int = 99, top_k: int = 5, density_runs: int = 5,
-           density_steps: int = 40, seed: int = 0, strategy: str = "auto", path: str | os.PathLike | None = None,
-           plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+           trace_method: str = "hutch++", num_matvecs: int = 99, probes: str = "full", top_k: int = 5,
+           density_runs: int = 5, density_steps: int = 40, seed: int = 0, strategy: str = "auto",
+           path: str | os.PathLike | None = None, plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Measure ``model`` on ``data`` (batches; ``loss_fn(batch)`` is a batch's mean loss) and return a JSON record.
 
-    Traces and eigenvalues are of the loss on the **first** batch unless stated: the per-layer traces are
-    reported as the mean and the maximum over all batches; eigenvalues and the density use the first batch.
-    With ``initial`` (the starting weights), ``test_data`` and ``n`` (training examples) the record also
-    holds both bounds of ``gnnbench.hessian.bounds``. ``path`` writes the JSON; ``plots_dir`` the figures.
+    Per-layer traces use ``num_matvecs`` Hessian-vector products in all (split over the batches; ``probes`` as in
+    :func:`~gnnbench.hessian.trace`), estimated once per batch and reported as the mean and the maximum over the
+    batches. The top ``top_k`` eigenvalues (at most 100 block iterations) and the density (``density_runs`` x
+    ``density_steps`` products) are of the **first** batch. With ``initial`` (the starting weights), ``test_data``
+    and ``n`` (training examples) the record also holds both bounds of :mod:`gnnbench.hessian.bounds` (the trace
+    bound reuses the maximum traces; the quadratic bound costs one product per layer and batch). ``matvecs`` in
+    the record counts the products each measurement performed. ``path`` writes the JSON; ``plots_dir`` the figures.
     """
     from .bounds import hessian_bound, trace_radius_bound
-    from .estimators import eigenvalues, spectral_density, trace
+    from .estimators import _make_operator, reduce_traces, trace_batches
+    from .spectrum import eigenvalues_of, spectral_density_of
 
     batches = list(data)
     if not batches:
         raise ValueError("report needs at least one batch of data")
+    check_int("top_k", top_k, minimum=1)
+    check_int("density_runs", density_runs, minimum=1)
+    check_int("density_steps", density_steps, minimum=1)
+    check_int("seed", seed)
+    if n is not None:
+        check_int("n", n, minimum=1)
     parameters = list(parameters) if parameters is not None else None
     first = batches[0]
     start = time.perf_counter()
-    settings = {"trace_method": trace_method, "num_matvecs": num_matvecs, "top_k": top_k,
+    settings = {"trace_method": trace_method, "num_matvecs": num_matvecs, "probes": probes, "top_k": top_k,
                 "density_runs": density_runs, "density_steps": density_steps, "seed": seed, "strategy": strategy,
                 "parameters": parameters, "batches": len(batches)}
-    traces = {reduce: trace(model, loss_fn, method=trace_method, num_matvecs=num_matvecs, per_layer=True, seed=seed,
-                            parameters=parameters, data=batches, reduce=reduce, strategy=strategy).to_dict()
-              for reduce in ("mean", "max")}
-    top = eigenvalues(model, lambda: loss_fn(first), k=top_k, which="largest", seed=seed, parameters=parameters,
-                      strategy=strategy)
-    density = spectral_density(model, lambda: loss_fn(first), num_runs=density_runs, num_steps=density_steps,
-                               seed=seed, parameters=parameters, strategy=strategy)
+    per_batch = trace_batches(model, loss_fn, batches, method=trace_method, num_matvecs=num_matvecs, probes=probes,
+                              seed=seed, parameters=parameters, strategy=strategy)
+    traces = {reduce: reduce_traces(per_batch, reduce) for reduce in ("mean", "max")}
+    op = _make_operator(model, lambda: loss_fn(first), parameters=parameters, groups="module", strategy=strategy)
+    top = eigenvalues_of(op, k=top_k, which="largest", seed=seed)
+    eigen_matvecs = op.num_matvecs
+    density = spectral_density_of(op, num_runs=density_runs, num_steps=density_steps, seed=seed)
+    matvecs = {"trace": traces["mean"].num_matvecs, "eigenvalues": eigen_matvecs,
+               "spectral_density": density.num_matvecs}
     record: dict[str, Any] = {
         "format": REPORT_FORMAT, "gnnbench_version": __version__, "torch_version": torch.__version__,
         "device": str(next(model.parameters()).device), "python": platform.python_version(),
         "model": type(model).__name__, "settings": settings,
-        "trace": traces, "top_eigenvalues": [float(value) for value in top],
+        "trace": {reduce: result.to_dict() for reduce, result in traces.items()},
+        "top_eigenvalues": [float(value) for value in top],
         "spectral_density": {"grid": density.grid.tolist(), "density": density.density.tolist()},
     }
     if initial is not None and test_data is not None and n is not None:
         test_batches = list(test_data)
-        record["bounds"] = {
-            "ju_li_zhang_2022": hessian_bound(model, initial, loss_fn, train_data=batches, test_data=test_batches,
-                                              n=n, parameters=parameters, strategy=strategy).to_dict(),
-            "trace_radius": trace_radius_bound(model, initial, loss_fn, train_data=batches, test_data=test_batches,
-                                               n=n, parameters=parameters, num_matvecs=num_matvecs,
-                                               method=trace_method, seed=seed, strategy=strategy).to_dict(),
-        }
+        quadratic = hessian_bound(model, loss_fn, initial, train_data=batches, test_data=test_batches, n=n,
+                                  parameters=parameters, strategy=strategy)
+        radius = trace_radius_bound(model, loss_fn, initial, train_data=batches, test_data=test_batches, n=n,
+                                    parameters=parameters, traces=traces["max"])
+        record["bounds"] = {"ju_li_zhang_2022": quadratic.to_dict(), "trace_radius": radius.to_dict()}
+        matvecs["bounds"] = quadratic.terms["num_matvecs"]  # the trace bound reused the traces above
+    matvecs["total"] = sum(matvecs.values())
+    record["matvecs"] = matvecs
     record["seconds"] = round(time.perf_counter() - start, 3)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
