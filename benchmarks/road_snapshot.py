@@ -10,7 +10,9 @@ order), accidents, weather and AADT.
   for every month (median).
 * Every timing of either loader runs until its output is in memory: one element per 4 KiB page of
   every returned tensor is read (gnnbench maps its edge arrays copy-on-write, so their page faults
-  are counted; upstream's tensors are already in memory).
+  are counted; upstream's tensors are already in memory). Both run with one torch thread unless
+  ``--threads`` says otherwise (on cores that other jobs share, torch's thread pool waits on them and
+  both timings spread tenfold).
 * baseline: :class:`ML4RoadSafetyLoader`, a re-implementation of ``TrafficAccidentDataset`` in
   ``ml_for_road_safety/data_loaders.py`` of https://github.com/VirtuosoResearch/ML4RoadSafety at
   commit ``d8b3d96a8dc9f1323e9595addd705c3c2c96b42c`` (the file last changed in ``0caf148``), with the
@@ -206,11 +208,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=None, help="snapshot timings (default 10 quick, 50 full)")
     parser.add_argument("--baseline-repeats", type=int, default=None,
                         help="timings of each baseline (default 3 quick, 5 full)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads for both loaders (default: torch's); 1 on a machine whose cores "
-                             "other jobs share, where torch's thread pool waits on busy cores")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads for both loaders (default 1; 0: torch's default). With more "
+                             "threads than free cores torch's thread pool waits on busy cores and both timings "
+                             "spread tenfold")
     args = parser.parse_args()
-    if args.threads is not None:
+    if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
