@@ -292,9 +292,9 @@ def test_graph_objects_and_torch_input():
 
 def test_bad_input():
     edges = np.array([[0, 1], [1, 2]])
-    with pytest.raises(ValueError, match="unknown aggregation rule"):
+    with pytest.raises(ValueError, match="rule must be one of"):
         diffusion_matrix(edges, 3, "max")
-    with pytest.raises(ValueError, match="unknown aggregation rule"):
+    with pytest.raises(ValueError, match="rule must be one of"):
         diffusion_spectrum(edges, 3, "attention")
     with pytest.raises(ValueError, match="outside"):
         diffusion_matrix(edges, 2, "gcn")
@@ -308,9 +308,17 @@ def test_bad_input():
         diffusion_matrix(edges.astype(float), 3, "gcn")
     with pytest.raises(ValueError, match="num_nodes"):
         diffusion_matrix(edges, -1, "gcn")
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="method must be one of"):
         largest_singular_value(sp.identity(3), method="lobpcg")
     with pytest.raises(ValueError, match="2-D"):
         largest_singular_value(np.ones(4))
     with pytest.raises(ValueError, match="tol"):
         largest_singular_value(sp.identity(3), tol=0)
+    with pytest.raises(ValueError, match="max_iter must be an integer >= 1"):
+        largest_singular_value(sp.identity(3), max_iter=0)
+    with pytest.raises(ValueError, match="num_nodes must be an integer >= 0"):
+        diffusion_matrix(edges, 2.5, "gcn")
+    with pytest.raises(ValueError, match="depths must be an integer >= 1"):
+        diffusion_spectrum(edges, 3, "gcn", depths=[1.5])
+    with pytest.raises(ValueError, match="tol"):
+        diffusion_spectrum(edges, 3, "gcn", tol=-1.0)

@@ -50,6 +50,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from ..arguments import check_choice, check_float, check_int
+
 Rule = Literal["gcn", "mean", "sum"]
 RULES: tuple[str, ...] = ("gcn", "mean", "sum")
 METHODS: tuple[str, ...] = ("auto", "dense", "eigsh", "normal", "svds", "power")
@@ -79,9 +81,7 @@ def _as_graph(edge_index: Any, num_nodes: int | None) -> tuple[np.ndarray, np.nd
     array = array.astype(np.int64, copy=False)
     if num_nodes is None:
         num_nodes = int(array.max()) + 1 if array.size else 0
-    if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, np.integer)) or num_nodes < 0:
-        raise ValueError(f"num_nodes must be a non-negative integer, got {num_nodes!r}")
-    num_nodes = int(num_nodes)
+    num_nodes = check_int("num_nodes", num_nodes, minimum=0)
     if array.size:
         low, high = int(array.min()), int(array.max())
         if low < 0 or high >= num_nodes:
@@ -90,9 +90,7 @@ def _as_graph(edge_index: Any, num_nodes: int | None) -> tuple[np.ndarray, np.nd
 
 
 def _check_rule(rule: str) -> str:
-    if rule not in RULES:
-        raise ValueError(f"unknown aggregation rule {rule!r}; expected one of {RULES}")
-    return rule
+    return check_choice("rule", rule, RULES)
 
 
 def _aggregation(src: np.ndarray, dst: np.ndarray, n: int, rule: str,
@@ -215,10 +213,10 @@ def largest_singular_value(matrix: Any, *, tol: float = 1e-6, method: str = "aut
     * ``"auto"``: dense up to :data:`DENSE_LIMIT` rows and columns, else eigsh when ``P`` is symmetric,
       else normal. An ARPACK failure to converge falls back to power iteration with a warning.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    if not tol > 0:
-        raise ValueError(f"tol must be positive, got {tol}")
+    check_choice("method", method, METHODS)
+    tol = check_float("tol", tol, minimum=0.0, open_min=True)
+    if max_iter is not None:
+        max_iter = check_int("max_iter", max_iter, minimum=1)
     if hasattr(matrix, "detach") and hasattr(matrix, "cpu"):
         matrix = matrix.detach().cpu().to_dense().numpy()  # to_dense: a no-op for a strided tensor
     if not sp.issparse(matrix) and np.ndim(matrix) != 2:
@@ -285,11 +283,11 @@ class DiffusionReport:
 def depth_factors(sigma_max: float, max_degree: float,
                   depths: Iterable[int] = range(1, 7)) -> dict[int, dict[str, float]]:
     """``{l: {"sigma_max^(l-1)", "max_degree^(l-1)", "ratio" = sigma_max^(l-1) / max_degree^(l-1)}}``."""
+    sigma_max = check_float("sigma_max", sigma_max, minimum=0.0)
+    max_degree = check_float("max_degree", max_degree, minimum=0.0)
     factors: dict[int, dict[str, float]] = {}
     for depth in depths:
-        depth = int(depth)
-        if depth < 1:
-            raise ValueError(f"depths must be >= 1, got {depth}")
+        depth = check_int("depths", depth, minimum=1)
         ours, theirs = float(sigma_max) ** (depth - 1), float(max_degree) ** (depth - 1)
         ratio = ours / theirs if theirs > 0 else (1.0 if ours == 0 else math.inf)
         factors[depth] = {"sigma_max^(l-1)": ours, "max_degree^(l-1)": theirs, "ratio": ratio}
@@ -301,6 +299,8 @@ def diffusion_spectrum(edge_index: Any, num_nodes: int | None = None, rule: Rule
                        tol: float = 1e-6, method: str = "auto") -> DiffusionReport:
     """Build ``P`` for ``rule``, compute ``sigma_max(P)`` and ``max_degree``, and the factors for ``depths``."""
     _check_rule(rule)
+    check_float("tol", tol, minimum=0.0, open_min=True)
+    check_choice("method", method, METHODS)
     start = time.perf_counter()
     src, dst, n = _as_graph(edge_index, num_nodes)
     loops = {"gcn": True, "mean": False, "sum": True}[rule] if add_self_loops is None else bool(add_self_loops)

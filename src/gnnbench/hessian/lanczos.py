@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..arguments import check_choice, check_float, check_int
+
 MatMat = Callable[[Tensor], Tensor]
 
 WHICH = ("largest", "smallest", "largest_magnitude")
@@ -71,7 +73,7 @@ def lanczos_tridiagonal(matmat: MatMat, v0: Tensor, num_steps: int, *, reorthogo
     if v0.dim() != 2:
         raise ValueError(f"v0 must be [runs, d], got shape {tuple(v0.shape)}")
     r, d = v0.shape
-    m = max(1, min(int(num_steps), d))
+    m = min(check_int("num_steps", num_steps, minimum=1), max(d, 1))
     v = v0.to(torch.float64)
     norms = v.norm(dim=1, keepdim=True)
     if bool((norms == 0).any()):
@@ -160,17 +162,11 @@ def lanczos_eigsh(matmat: MatMat, dim: int, k: int, *, which: str = "largest", t
     the basis spans the whole space (the Ritz values are then exact), or after ``max_iter`` iterations (with a
     ``RuntimeWarning``). Returns ``(values [k], vectors [k, dim] or None, info)``, float64.
     """
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    if not 1 <= k <= dim:
-        raise ValueError(f"k must be between 1 and the dimension {dim}, got {k}")
-    if not tol > 0:
-        raise ValueError(f"tol must be positive, got {tol}")
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
-    p = min(dim, k if block_size is None else int(block_size))
-    if p < 1:
-        raise ValueError(f"block_size must be at least 1, got {block_size}")
+    check_choice("which", which, WHICH)
+    k = check_int("k", k, minimum=1, maximum=dim)
+    tol = check_float("tol", tol, minimum=0.0, open_min=True)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
+    p = min(dim, k if block_size is None else check_int("block_size", block_size, minimum=1))
     f64 = torch.float64
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")

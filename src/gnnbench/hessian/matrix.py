@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..arguments import check_float
+
 
 @dataclass(frozen=True)
 class MatrixGroup:
@@ -43,6 +45,7 @@ class MatrixOperator:
     """
 
     def __init__(self, matrix: Tensor, groups: GroupSpec = None, *, check: bool = True, atol: float = 1e-8) -> None:
+        atol = check_float("atol", atol, minimum=0.0)
         matrix = torch.as_tensor(matrix)
         if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
             raise ValueError(f"matrix must be square, got shape {tuple(matrix.shape)}")
