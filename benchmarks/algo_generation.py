@@ -1,29 +1,41 @@
-"""Trace generation speed: gnnbench against the CLRS-30 reference sampler, side by side.
+"""Trace generation speed: gnnbench against the CLRS-30 reference sampler, like for like.
 
-For every algorithm at n = 16 and n = 64 this prints samples per second of
+For every algorithm at n = 16 and n = 64 this times, on the same graphs (seed 0),
+the same number of samples, one untimed warm-up run each and the best of the same
+number of repeats (the three interleaved within each round, so load on a shared
+machine hits all of them alike):
 
-* the baseline: DeepMind's CLRS-30 sampler (``build_sampler``) when ``dm-clrs`` is
-  importable (``pip install --no-deps dm-clrs jax chex attrs absl-py`` suffices),
-  otherwise gnnbench's own kernels run as plain Python (a straightforward
-  pure-Python port, loaded in this process with numba's JIT disabled);
-* ``gnnbench.algo.sample`` producing a ``TraceSet`` (every field computed; the
-  two edge-mask kinds kept as compact encodings);
-* the same plus every trace taken out of the set with all its arrays
-  materialised, the strictest comparison with the reference's dense output;
+* the baseline: DeepMind's CLRS-30 sampler, ``clrs.build_sampler(name, num_samples,
+  length=n, seed=0)``, which generates every sample and returns them as dense,
+  padded batch arrays (``dm-clrs`` 2.0.3 = https://github.com/google-deepmind/clrs
+  tag v2.0.3, commit fbaa76281e958b2df76c823768908040487328cd; ``pip install
+  --no-deps dm-clrs jax chex attrs absl-py`` suffices). Without it, gnnbench's own
+  kernels run as plain Python (numba's JIT disabled) stand in, and no target applies;
+* ``sample()``: ``gnnbench.algo.sample`` producing the ``TraceSet`` the datasets use
+  (every field computed; one-hot hints and the edge masks of bridges, Kruskal and
+  Floyd-Warshall kept as compact encodings);
+* materialised: ``sample(...).clrs_batch()``, every field dense in CLRS-30's own
+  batch layout, the arrays a CLRS-30 user receives (checked equal to the
+  reference's, array for array, in the warm-up round).
 
-and the ratios against the baseline, measured in the same run. It then times
-generating the CLRS-30 train/val/test splits of all twelve algorithms.
+It prints per-row ratios and PASS/FAIL against the targets (``sample()`` at least
+50x and materialised at least 20x the reference, at n = 16 and n = 64), then the time
+to generate the CLRS-30 splits of all twelve algorithms. ``--check`` exits with
+status 1 when a target fails.
 
-    python benchmarks/algo_generation.py [--quick] [--markdown]
+    python benchmarks/algo_generation.py [--quick] [--check] [--markdown] [--baseline reference]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import time
 import types
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,33 +43,54 @@ import numpy as np
 from gnnbench.algo import ALGORITHMS, CLRS30_SPLITS, sample
 from gnnbench.algo.reference import load_clrs_reference
 
-
-def _best_rate(run, count: int, repeats: int) -> float:
-    """Samples per second of the fastest of ``repeats`` runs producing ``count`` samples."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return count / best
+REFERENCE_VERSION = "2.0.3"
+REFERENCE_COMMIT = "fbaa76281e958b2df76c823768908040487328cd"  # google-deepmind/clrs tag v2.0.3
+TARGETS = {"sample": 50.0, "materialised": 20.0}  # minimum speed-up over the reference
+SIZES = (16, 64)
+# Samples per run: CLRS-30's train split size at n = 16, its test split size at n = 64.
+COUNTS = {"full": {16: 1000, 64: 32}, "quick": {16: 200, 64: 16}}
+REPEATS = {"full": 5, "quick": 3}
 
 
-def _reference_baseline():
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    run: Callable[[str, int, int], object]
+    reference: bool
+    check: Callable[[object, object], list[str]] | None = None
+
+
+def _reference_baseline() -> Baseline | None:
     try:
         ref = load_clrs_reference()
     except ImportError:
         return None
-
-    def run(name, num, n):
-        ref.samplers.build_sampler(name, num_samples=num, length=n, seed=0)
-
-    import logging
-
     logging.getLogger("absl").setLevel(logging.ERROR)
-    return f"CLRS-30 reference sampler (dm-clrs {ref.version})", run
+
+    def run(name: str, num: int, n: int):
+        sampler, _ = ref.samplers.build_sampler(name, num_samples=num, length=n, seed=0)
+        return sampler.next()  # the whole dataset: arrays built in the constructor
+
+    commit = REFERENCE_COMMIT if ref.version == REFERENCE_VERSION else "commit unknown for this version"
+    return Baseline(f"CLRS-30 reference sampler (dm-clrs {ref.version}, {commit})", run, True, _differences)
 
 
-def _pure_python_baseline():
+def _differences(feedback, batch) -> list[str]:
+    """Fields where the reference's batch and gnnbench's ``clrs_batch()`` differ."""
+    problems = []
+    groups = ((feedback.features.inputs, batch.inputs), (feedback.features.hints, batch.hints),
+              (feedback.outputs, batch.outputs))
+    for points, ours in groups:
+        for point in points:
+            got = ours[point.name]
+            if got.shape != point.data.shape or got.dtype != point.data.dtype or not np.array_equal(got, point.data):
+                problems.append(point.name)
+    if not np.array_equal(feedback.features.lengths, batch.lengths):
+        problems.append("lengths")
+    return problems
+
+
+def _pure_python_baseline() -> Baseline:
     """gnnbench.algo re-imported as plain Python: numba's JIT disabled for that copy."""
     import numba
 
@@ -72,50 +105,98 @@ def _pure_python_baseline():
     finally:
         numba.config.DISABLE_JIT = previous
 
-    def run(name, num, n):
-        for trace in pure.sample(name, num, n=n, seed=0):
-            pass
+    def run(name: str, num: int, n: int):
+        return pure.sample(name, num, n=n, seed=0).clrs_batch()
 
-    return "gnnbench kernels as plain Python (numba JIT disabled)", run
+    return Baseline("gnnbench kernels as plain Python (numba JIT disabled; no targets apply)", run, False)
 
 
-def _materialise(traces) -> None:
-    for trace in traces:
-        for group in (trace.inputs, trace.hints, trace.outputs):
-            for value in group.values():
-                np.asarray(value)
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class Row:
+    algorithm: str
+    n: int
+    count: int
+    baseline: float  # samples per second
+    sample: float
+    materialised: float
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        return {"sample": self.sample / self.baseline, "materialised": self.materialised / self.baseline}
+
+
+def measure(baseline: Baseline, name: str, n: int, count: int, repeats: int) -> Row:
+    """Best-of-``repeats`` rates after one warm-up run each, the three runs interleaved."""
+    runs = {
+        "baseline": lambda: baseline.run(name, count, n),
+        "sample": lambda: sample(name, count, n=n, seed=0),
+        "materialised": lambda: sample(name, count, n=n, seed=0).clrs_batch(),
+    }
+    reference_out = runs["baseline"]()
+    ours_out = runs["materialised"]()
+    runs["sample"]()
+    if baseline.check is not None:
+        problems = baseline.check(reference_out, ours_out)
+        if problems:
+            sys.exit(f"{name} n={n}: gnnbench's arrays differ from the reference's in {problems}")
+    del reference_out, ours_out
+    best = {key: float("inf") for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            best[key] = min(best[key], _seconds(run))
+    return Row(name, n, count, *(count / best[key] for key in ("baseline", "sample", "materialised")))
+
+
+def _verdict(row: Row, kind: str, reference: bool) -> str:
+    if not reference:
+        return ""
+    return "PASS" if row.ratios[kind] >= TARGETS[kind] else "FAIL"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples and repeats (for CI smoke runs)")
-    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{COUNTS['quick'][16]} / {COUNTS['quick'][64]} samples at n = 16 / 64 and "
+                             f"{REPEATS['quick']} repeats (CI); targets are still checked")
+    parser.add_argument("--check", action="store_true", help="exit with status 1 if any target fails")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument("--baseline", choices=("auto", "reference", "python"), default="auto")
+    parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=ALGORITHMS, metavar="NAME")
+    parser.add_argument("--repeats", type=int, help="timed repeats per run (default: 5, --quick 3)")
     args = parser.parse_args()
 
     baseline = None if args.baseline == "python" else _reference_baseline()
     if baseline is None:
-        if args.baseline == "reference":
-            sys.exit("the CLRS-30 reference is not importable: pip install --no-deps dm-clrs jax chex attrs absl-py")
+        if args.baseline == "reference" or args.check:
+            sys.exit("the CLRS-30 reference is not importable (targets are defined against it): "
+                     "pip install --no-deps dm-clrs && pip install jax chex attrs absl-py")
         baseline = _pure_python_baseline()
-    baseline_name, baseline_run = baseline
-    print(f"baseline: {baseline_name}")
-
-    ours_count = {16: 200 if args.quick else 1000, 64: 16 if args.quick else 64}
-    base_count = {16: 10 if args.quick else 50, 64: 2 if args.quick else 5}
-    repeats = 1 if args.quick else 5
+    mode = "quick" if args.quick else "full"
+    counts, repeats = COUNTS[mode], args.repeats or REPEATS[mode]
+    print(f"baseline: {baseline.name}")
+    print(f"protocol: seed 0, {counts[16]} samples at n = 16 and {counts[64]} at n = 64 for every contestant, "
+          f"one warm-up run each, best of {repeats} interleaved repeats")
+    if baseline.reference:
+        print(f"targets: sample() >= {TARGETS['sample']:.0f}x, materialised >= {TARGETS['materialised']:.0f}x "
+              "the reference at every size")
 
     rows = []
-    for name in ALGORITHMS:
-        sample(name, 2, n=8)  # load compiled kernels
-        for n in (16, 64):
-            base = _best_rate(lambda: baseline_run(name, base_count[n], n), base_count[n], 1)
-            ours = _best_rate(lambda: sample(name, ours_count[n], n=n, seed=0), ours_count[n], repeats)
-            dense = _best_rate(lambda: _materialise(sample(name, ours_count[n], n=n, seed=0)),
-                               ours_count[n], repeats)
-            rows.append((name, n, base, ours, ours / base, dense, dense / base))
-            print(f"  {name:30s} n={n:3d}  baseline {base:9.1f}/s  gnnbench {ours:10.1f}/s ({ours / base:6.1f}x)"
-                  f"  materialised {dense:10.1f}/s ({dense / base:6.1f}x)", flush=True)
+    for name in args.algorithms:
+        sample(name, 2, n=8)  # load (or compile) the kernels outside the timed runs
+        for n in SIZES:
+            row = measure(baseline, name, n, counts[n], repeats)
+            rows.append(row)
+            ratios = row.ratios
+            print(f"  {name:30s} n={n:3d}  baseline {row.baseline:9.1f}/s"
+                  f"  sample() {row.sample:10.1f}/s {ratios['sample']:6.1f}x {_verdict(row, 'sample', baseline.reference):4s}"
+                  f"  materialised {row.materialised:10.1f}/s {ratios['materialised']:6.1f}x "
+                  f"{_verdict(row, 'materialised', baseline.reference)}", flush=True)
 
     start = time.perf_counter()
     for name in ALGORITHMS:
@@ -124,16 +205,30 @@ def main() -> None:
     splits_seconds = time.perf_counter() - start
 
     if args.markdown:
-        print("\n| algorithm | n | baseline samples/s | gnnbench samples/s | speed-up "
+        print("\n| algorithm | n | CLRS-30 samples/s | `sample()` samples/s | speed-up "
               "| materialised samples/s | speed-up |")
         print("|---|---:|---:|---:|---:|---:|---:|")
-        for name, n, base, ours, ratio, dense, dense_ratio in rows:
-            print(f"| {name} | {n} | {base:,.0f} | {ours:,.0f} | {ratio:,.0f}x | {dense:,.0f} | {dense_ratio:,.0f}x |")
-    worst = min(rows, key=lambda r: r[4])
-    worst_dense = min(rows, key=lambda r: r[6])
-    print(f"\nslowest speed-up: {worst[0]} at n={worst[1]}: {worst[4]:.1f}x "
-          f"(materialised: {worst_dense[0]} at n={worst_dense[1]}: {worst_dense[6]:.1f}x)")
+        for row in rows:
+            ratios = row.ratios
+            print(f"| {row.algorithm} | {row.n} | {row.baseline:,.0f} | {row.sample:,.0f} | {ratios['sample']:,.0f}x "
+                  f"| {row.materialised:,.0f} | {ratios['materialised']:,.0f}x |")
+    print()
+    failed = []
+    for kind in ("sample", "materialised"):
+        worst = min(rows, key=lambda r: r.ratios[kind])
+        line = f"slowest {kind}: {worst.algorithm} at n={worst.n}: {worst.ratios[kind]:.1f}x"
+        if baseline.reference:
+            misses = [r for r in rows if r.ratios[kind] < TARGETS[kind]]
+            failed += [(kind, r) for r in misses]
+            line += (f"  target >= {TARGETS[kind]:.0f}x: "
+                     + ("PASS" if not misses else f"FAIL ({len(misses)} of {len(rows)} rows)"))
+        print(line)
     print(f"CLRS-30 train/val/test splits of all {len(ALGORITHMS)} algorithms: {splits_seconds:.2f} s")
+    if failed:
+        print("targets missed: " + ", ".join(f"{r.algorithm} n={r.n} {kind} {r.ratios[kind]:.1f}x"
+                                             for kind, r in failed))
+        if args.check:
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,19 @@ def run_batch(name: str, graphs: np.ndarray, sources: np.ndarray | None = None,
     sampler's dtype (int64 for unweighted graphs). ``copy=False`` lets the trace
     set keep (and make read-only) ``graphs`` itself.
     """
-    implementation = IMPLEMENTATIONS[name]
-    num, n = graphs.shape[0], graphs.shape[1]
     if sources is None:
-        sources = np.zeros(num, dtype=np.int64)
-    as_float = np.ascontiguousarray(graphs, dtype=np.float64)
-    keep_float32 = implementation.float32_kernel and graphs.dtype == np.float32
-    kernel_graphs = graphs if keep_float32 else as_float
+        sources = np.zeros(graphs.shape[0], dtype=np.int64)
+    keep_float32 = IMPLEMENTATIONS[name].float32_kernel and graphs.dtype == np.float32
+    kernel_graphs = graphs if keep_float32 else np.ascontiguousarray(graphs, dtype=np.float64)
+    return run_kernels(name, kernel_graphs, graphs.copy() if copy else graphs, sources, aux)
+
+
+def run_kernels(name: str, kernel_graphs: np.ndarray, A: np.ndarray, sources: np.ndarray,
+                aux: np.ndarray | None = None, metadata: dict | None = None) -> TraceSet:
+    """The trace set of ``name`` on ``kernel_graphs`` (float64, or float32 for a kernel that
+    computes in float32); ``A``, the same graphs in the caller's dtype, becomes the ``A`` field."""
+    implementation = IMPLEMENTATIONS[name]
+    num, n = kernel_graphs.shape[0], kernel_graphs.shape[1]
     try:
         recording = record(implementation.batch, implementation.which, implementation.kernel,
                            implementation.layout, kernel_graphs, sources, aux)
@@ -46,8 +52,8 @@ def run_batch(name: str, graphs: np.ndarray, sources: np.ndarray | None = None,
             raise ValueError(f"{name}: graph {error.sample} has a negative-weight cycle reachable from "
                              f"source {int(sources[error.sample])}, so shortest paths are undefined") from None
         raise
-    hints, outputs = implementation.finalize(recording, graphs)
-    inputs = {"pos": node_positions(num, n), "A": graphs.copy() if copy else graphs, "adj": graph_probe(as_float)}
+    hints, outputs = implementation.finalize(recording, A)
+    inputs = {"pos": node_positions(num, n), "A": A, "adj": graph_probe(kernel_graphs)}
     if name in SOURCE_ALGORITHMS:
         inputs["s"] = one_hot(sources, n)
     return TraceSet(
@@ -56,6 +62,7 @@ def run_batch(name: str, graphs: np.ndarray, sources: np.ndarray | None = None,
         hints={k: hints[k] for k in fields(name, Stage.HINT)},
         outputs={k: outputs[k] for k in fields(name, Stage.OUTPUT)},
         offsets=recording.offsets,
+        metadata=metadata if metadata is not None else {},
     )
 
 

@@ -15,12 +15,13 @@ turns the compact recording into CLRS-format fields with vectorised NumPy.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+
+from . import memory
 
 TIE = -2  # kernel status: tied keys met; rerun this sample in Python (see algorithms.ordering)
 NEVER = np.iinfo(np.int64).max  # event step of something that never happens (see trace.EventMask)
@@ -69,8 +70,8 @@ def record(batch, which: int, kernel, layout: Layout, graphs: np.ndarray, source
     if aux is None:
         aux = np.zeros((0, 0), dtype=np.int64)
     cap = max(16, num * layout.expected_steps(n))
-    rec = _arena([((cap, *shape(n)), dtype) for dtype, shape in layout.steps])
-    out = _arena([((num, *shape(n)), dtype) for dtype, shape in layout.per_sample])
+    rec = memory.buffers([((cap, *shape(n)), dtype) for dtype, shape in layout.steps])
+    out = memory.buffers([((num, *shape(n)), dtype) for dtype, shape in layout.per_sample])
     offsets = np.zeros(num + 1, dtype=np.int64)
     start = 0
     while start < num:
@@ -88,7 +89,7 @@ def record(batch, which: int, kernel, layout: Layout, graphs: np.ndarray, source
             raise KernelError(int(done), int(status))
         used = int(offsets[done])
         cap = max(2 * cap, int(status) + cap // 2)
-        grown = _arena([((cap, *buf.shape[1:]), buf.dtype) for buf in rec])
+        grown = memory.buffers([((cap, *buf.shape[1:]), buf.dtype) for buf in rec])
         for new, old in zip(grown, rec):
             new[:used] = old[:used]
         rec = grown
@@ -97,41 +98,10 @@ def record(batch, which: int, kernel, layout: Layout, graphs: np.ndarray, source
     return Recording(steps=tuple(buf[:total] for buf in rec), per_sample=out, offsets=offsets)
 
 
-_HUGE_PAGE_THRESHOLD = 4 << 20  # NumPy asks for transparent huge pages from 4 MiB up
-
-
-def empty_array(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
-    """``np.empty`` that gets transparent huge pages whenever it is not tiny.
-
-    First-touch page faults dominate filling fresh medium-sized arrays here; NumPy
-    only advises huge pages for blocks of 4 MiB or more, so we reserve at least
-    that (untouched address space costs nothing) and view the front of it.
-    """
-    if math.prod(shape) * np.dtype(dtype).itemsize < 1 << 20:
-        return np.empty(shape, dtype=dtype)
-    return _arena([(tuple(shape), np.dtype(dtype))])[0]
-
-
-def _arena(specs: list[tuple[tuple[int, ...], np.dtype]]) -> tuple[np.ndarray, ...]:
-    """Uninitialised arrays carved from one 64-byte-aligned, huge-page-advised block."""
-    sizes = [math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in specs]
-    starts = np.concatenate([[0], np.cumsum([(size + 63) // 64 * 64 for size in sizes])])
-    total = int(starts[-1]) + 64
-    if total >= 1 << 20:  # smaller blocks come from malloc's reused memory anyway
-        total = max(total, _HUGE_PAGE_THRESHOLD)
-    block = np.empty(total, dtype=np.uint8)
-    base = (-block.ctypes.data) % 64
-    return tuple(block[base + start: base + start + size].view(dtype).reshape(shape)
-                 for (shape, dtype), start, size in zip(specs, starts[:-1], sizes))
-
-
-# Large outputs are allocated here (``empty_array``), not inside numba, so that they
-# get huge pages.
-
 def one_hot(index: np.ndarray, classes: int) -> np.ndarray:
     """float64 one-hot encoding along a new last axis (CLRS ``mask_one``/``categorical``)."""
     index = np.asarray(index)
-    out = empty_array((index.size, classes))
+    out = memory.empty((index.size, classes))
     _fill_one_hot(index.reshape(-1).astype(np.int64, copy=False), out)
     return out.reshape(*index.shape, classes)
 
@@ -147,13 +117,20 @@ def expand_events(events: np.ndarray, offsets: np.ndarray, base: np.ndarray) -> 
     """Per-step edge masks from event steps: ``1`` from step ``events[i, u, v]`` on,
     ``base[i, u, v]`` before. Returns ``[offsets[-1] - offsets[0], n, n]``."""
     n = events.shape[1]
-    out = empty_array((int(offsets[-1] - offsets[0]), n, n))
-    _fill_events(events, offsets, base, out)
+    out = memory.empty((int(offsets[-1] - offsets[0]), n, n))
+    _fill_events(events, offsets, base, out.reshape(out.shape[0], 1, n, n), False)
     return out
 
 
+def expand_events_padded(events: np.ndarray, offsets: np.ndarray, base: np.ndarray, out: np.ndarray) -> None:
+    """``expand_events`` written time-first into ``out`` ``[T, num, n, n]`` (CLRS-30's batch layout);
+    rows past a trace's length are left as they are."""
+    _fill_events(events, offsets, base, out, True)
+
+
 @njit(cache=True)
-def _fill_events(events, offsets, base, out):
+def _fill_events(events, offsets, base, out, padded):
+    # out[t, i] (padded) or out[offsets[i] - offsets[0] + t, 0] receives trace i's step t.
     num, n = events.shape[0], events.shape[1]
     for i in range(num):
         steps = offsets[i + 1] - offsets[i]
@@ -164,11 +141,12 @@ def _fill_events(events, offsets, base, out):
         marked = np.nonzero(flat < steps)[0]
         order = marked[np.argsort(flat[marked], kind="mergesort")]
         k = 0
-        out[first] = base[i]
         for t in range(steps):
-            row = out[first + t]
-            if t > 0:
-                row[:, :] = out[first + t - 1]
+            row = out[t, i] if padded else out[first + t, 0]
+            if t == 0:
+                row[:, :] = base[i]
+            else:
+                row[:, :] = out[t - 1, i] if padded else out[first + t - 1, 0]
             while k < order.shape[0] and flat[order[k]] == t:
                 row[order[k] // n, order[k] % n] = 1.0
                 k += 1
@@ -180,17 +158,26 @@ def graph_probe(A: np.ndarray) -> np.ndarray:
     ``A`` is ``[n, n]`` or a batch ``[num, n, n]``.
     """
     batch = np.ascontiguousarray(A, dtype=np.float64).reshape(-1, A.shape[-2], A.shape[-1])
-    out = empty_array(batch.shape)
+    out = memory.empty(batch.shape)
     _fill_graph_probe(batch, out)
     return out.reshape(A.shape)
 
 
 @njit(cache=True)
 def _fill_graph_probe(A, out):
+    # Branch-free (random graphs would mispredict a branch per entry).
     for g in range(A.shape[0]):
         for i in range(A.shape[1]):
+            row, dst = A[g, i], out[g, i]
             for j in range(A.shape[2]):
-                out[g, i, j] = 1.0 if A[g, i, j] + (1.0 if i == j else 0.0) != 0 else 0.0
+                dst[j] = np.float64(row[j] + np.float64(i == j) != 0)
+
+
+@njit(cache=True, inline="always")
+def store(dst, src) -> None:
+    """``dst[:] = src`` for 1-D arrays as a plain loop (numba's slice assignment is slower)."""
+    for j in range(src.shape[0]):
+        dst[j] = src[j]
 
 
 def node_positions(num: int, n: int) -> np.ndarray:

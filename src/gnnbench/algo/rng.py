@@ -14,6 +14,8 @@ position in the block, as NumPy's ``mt19937_state`` keeps it.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -25,10 +27,25 @@ _LOWER = np.uint64(0x7FFFFFFF)
 
 
 def seeded_stream(seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The MT19937 state of ``np.random.RandomState(seed)``, ready to draw from."""
-    _, state, pos, _, _ = np.random.RandomState(seed).get_state(legacy=True)
+    """The MT19937 state of ``np.random.RandomState(seed)``, ready to draw from (a fresh copy)."""
+    if seed is None:
+        return _stream_of(np.random.RandomState())
+    key, pos = _seeded(int(seed))
+    return key.copy(), pos.copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _seeded(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    # Seeding a RandomState costs ~0.1 ms, as much as drawing dozens of small graphs.
+    key, pos = _stream_of(np.random.RandomState(seed))
+    key.flags.writeable = pos.flags.writeable = False  # callers get copies
+    return key, pos
+
+
+def _stream_of(state: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+    _, words, pos, _, _ = state.get_state(legacy=True)
     key = np.zeros(2 * _N, dtype=np.uint32)
-    key[:_N] = state
+    key[:_N] = words
     _temper_block(key)
     return key, np.array([pos], dtype=np.int64)
 
@@ -95,41 +112,71 @@ def next_double(key: np.ndarray, pos: np.ndarray) -> float:
     return _to_double(a, next_uint32(key, pos))
 
 
-# The matrix samplers below read the state array directly while a whole double
-# fits in the current block: calling ``next_double`` per element costs an array
-# reference-count round trip each time, which would dominate these loops.
+# The matrix samplers below decode whole runs of doubles straight from the current
+# block of tempered words in tight loops that LLVM vectorises (slices, so that no
+# index can be negative and need wrapping); a double that straddles two blocks, or
+# a draw that NumPy would retry, goes through ``next_double``.
+
+@njit(cache=True, inline="always")
+def _block_double(words, k):
+    # ``_to_double`` of words 2k, 2k + 1, through int32 (both fit) so that it vectorises.
+    a = np.int32(words[2 * k] >> np.uint32(5))
+    b = np.int32(words[2 * k + 1] >> np.uint32(6))
+    return (a * 67108864.0 + b) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def _bernoulli_run(dst, words, qn, px1, flip):
+    """Decode ``dst.shape[0]`` draws from ``words``; the index of the first that NumPy
+    would retry, or -1."""
+    retry = 0
+    for k in range(dst.shape[0]):
+        u = _block_double(words, k)
+        retry |= u - qn > px1
+        dst[k] = flip ^ np.int64(u > qn)
+    if not retry:
+        return -1
+    for k in range(dst.shape[0]):
+        if _block_double(words, k) - qn > px1:
+            return k
+    return -1
+
 
 @njit(cache=True)
 def bernoulli_fill(out: np.ndarray, key: np.ndarray, pos: np.ndarray, p: float) -> None:
-    """Fill the square ``out`` with ``RandomState.binomial(1, p, size=out.shape)``.
+    """Fill the C-contiguous ``out`` with ``RandomState.binomial(1, p, size=out.shape)``.
 
     NumPy's legacy binomial inverts the CDF for n * p <= 30 (using 1 - p when
     p > 0.5), one double per draw except in a rare restart; p = 0 still draws.
     """
-    flip = p > 0.5
+    flip = np.int64(p > 0.5)
     pp = 1.0 - p if flip else p
     q = 1.0 - pp
     qn = np.exp(np.log(q))  # P(X = 0), as NumPy computes q ** n
     px1 = ((1 - 1 + 1) * pp * qn) / (1 * q)  # P(X = 1), NumPy's recurrence at X = 1
     # n = 1 makes NumPy's search bound 1: X = 0 if u <= qn, X = 1 if u - qn <= px1,
     # otherwise (rounding at u ~ 1, astronomically rare) it restarts with a new u.
-    n = out.shape[0]
+    flat = out.reshape(-1)
+    total = flat.shape[0]
+    done = 0
     at = pos[0]
-    for i in range(n):
-        for j in range(n):
-            if at + 2 <= _N:
-                u = _to_double(np.uint64(key[_N + at]), np.uint64(key[_N + at + 1]))
-                at += 2
-            else:
-                pos[0] = at
-                u = next_double(key, pos)
-                at = pos[0]
-            while u - qn > px1:  # implies u > qn, since px1 >= 0
-                pos[0] = at
-                u = next_double(key, pos)
-                at = pos[0]
-            x = np.int64(u > qn)
-            out[i, j] = 1 - x if flip else x
+    while done < total:
+        run = min((_N - at) // 2, total - done)
+        if run > 0:
+            retry = _bernoulli_run(flat[done:done + run], key[_N + at:_N + at + 2 * run], qn, px1, flip)
+            if retry < 0:
+                at += 2 * run
+                done += run
+                continue
+            at += 2 * retry
+            done += retry
+        pos[0] = at  # this draw straddles two blocks, or NumPy retries it
+        u = next_double(key, pos)
+        while u - qn > px1:
+            u = next_double(key, pos)
+        at = pos[0]
+        flat[done] = flip ^ np.int64(u > qn)
+        done += 1
     pos[0] = at
 
 
@@ -142,22 +189,38 @@ def bernoulli_matrix(key: np.ndarray, pos: np.ndarray, n: int, p: float) -> np.n
 
 
 @njit(cache=True)
+def _uniform_run(dst, words, low, span):
+    for k in range(dst.shape[0]):
+        dst[k] = low + span * _block_double(words, k)
+
+
+@njit(cache=True)
+def uniform_fill(out: np.ndarray, key: np.ndarray, pos: np.ndarray, low: float, high: float) -> None:
+    """Fill the C-contiguous ``out`` with ``RandomState.uniform(low, high, size=out.shape)``."""
+    flat = out.reshape(-1)
+    total = flat.shape[0]
+    span = high - low
+    done = 0
+    at = pos[0]
+    while done < total:
+        run = min((_N - at) // 2, total - done)
+        if run > 0:
+            _uniform_run(flat[done:done + run], key[_N + at:_N + at + 2 * run], low, span)
+            at += 2 * run
+            done += run
+        else:  # a double straddling two blocks
+            pos[0] = at
+            flat[done] = low + span * next_double(key, pos)
+            at = pos[0]
+            done += 1
+    pos[0] = at
+
+
+@njit(cache=True)
 def uniform_matrix(key: np.ndarray, pos: np.ndarray, n: int, low: float, high: float) -> np.ndarray:
     """``RandomState.uniform(low, high, size=(n, n))``."""
     out = np.empty((n, n), dtype=np.float64)
-    span = high - low
-    at = pos[0]
-    for i in range(n):
-        for j in range(n):
-            if at + 2 <= _N:
-                u = _to_double(np.uint64(key[_N + at]), np.uint64(key[_N + at + 1]))
-                at += 2
-            else:
-                pos[0] = at
-                u = next_double(key, pos)
-                at = pos[0]
-            out[i, j] = low + span * u
-    pos[0] = at
+    uniform_fill(out, key, pos, low, high)
     return out
 
 

@@ -17,9 +17,8 @@ import numpy as np
 from numba import njit
 
 from ..arguments import check_float, check_int
-from . import rng
-from .execution import run_batch
-from .recording import empty_array
+from . import memory, rng
+from .execution import run_kernels
 from .specs import SOURCE_ALGORITHMS, check_algorithm
 from .trace import TraceSet
 
@@ -118,18 +117,8 @@ def sample_graphs(name: str, num: int, n: int = 16, seed: int | None = 0,
     """
     num, n, seed = _check_counts(num, n, seed)
     dist = distribution(name, **options)
-    if dist.generator == "community" and dist.k > n:
-        raise ValueError(f"cannot split {n} nodes into k={dist.k} communities (need k <= n)")
-    if dist.generator == "community" and dist.k < 1:
-        raise ValueError(f"community graphs need k >= 1, got k={dist.k}")
-    graphs = empty_array((num, n, n))
-    sources = np.zeros(num, dtype=np.int64)
-    key, pos = rng.seeded_stream(seed)
-    _generate(key, pos, n, GENERATORS[dist.generator], np.array(dist.p), dist.directed, dist.acyclic,
-              dist.weighted, dist.low, dist.high, dist.k, dist.eps, name in SOURCE_ALGORITHMS, graphs, sources)
-    if dist.generator == "er" and not dist.weighted:
-        graphs = graphs.astype(np.int64)
-    return graphs, sources
+    graphs, sources = _draw(name, num, n, seed, dist)
+    return _clrs_dtype(graphs, dist), sources
 
 
 def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_options: object) -> TraceSet:
@@ -141,9 +130,33 @@ def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_opt
     ``build_sampler(name, num, length=n, seed=seed)`` sample for sample.
     """
     num, n, seed = _check_counts(num, n, seed)
-    graphs, sources = sample_graphs(name, num, n, seed, **sampler_options)
-    traces = run_batch(name, graphs, sources, copy=False)
-    return replace(traces, metadata={"n": n, "seed": seed, "distribution": distribution(name, **sampler_options)})
+    dist = distribution(name, **sampler_options)
+    graphs, sources = _draw(name, num, n, seed, dist)
+    return run_kernels(name, graphs, _clrs_dtype(graphs, dist), sources,
+                       metadata={"n": n, "seed": seed, "distribution": dist})
+
+
+def _draw(name: str, num: int, n: int, seed: int | None, dist: GraphDistribution) -> tuple[np.ndarray, np.ndarray]:
+    """float64 graphs ``[num, n, n]`` and sources ``[num]`` in CLRS-30's draw order."""
+    if dist.generator == "community" and dist.k > n:
+        raise ValueError(f"cannot split {n} nodes into k={dist.k} communities (need k <= n)")
+    if dist.generator == "community" and dist.k < 1:
+        raise ValueError(f"community graphs need k >= 1, got k={dist.k}")
+    graphs = memory.empty((num, n, n))
+    sources = np.zeros(num, dtype=np.int64)
+    key, pos = rng.seeded_stream(seed)
+    _generate(key, pos, n, GENERATORS[dist.generator], np.array(dist.p), dist.directed, dist.acyclic,
+              dist.weighted, dist.low, dist.high, dist.k, dist.eps, name in SOURCE_ALGORITHMS, graphs, sources)
+    return graphs, sources
+
+
+def _clrs_dtype(graphs: np.ndarray, dist: GraphDistribution) -> np.ndarray:
+    """``graphs`` in CLRS-30's dtype: int64 for unweighted Erdős–Rényi graphs, else as they are."""
+    if dist.generator != "er" or dist.weighted:
+        return graphs
+    out = memory.empty(graphs.shape, np.int64)
+    np.copyto(out, graphs, casting="unsafe")
+    return out
 
 
 def _check_counts(num: object, n: object, seed: object) -> tuple[int, int, int | None]:
@@ -164,7 +177,7 @@ def er_graph(key, pos, n, p, directed, acyclic, weighted, low, high):
 
 @njit(cache=True)
 def er_graph_into(mat, key, pos, p, directed, acyclic, weighted, low, high):
-    """``er_graph`` written into ``mat`` ``[n, n]``."""
+    """``er_graph`` written into the C-contiguous ``mat`` ``[n, n]``."""
     n = mat.shape[0]
     if directed and acyclic:
         coin = rng.bernoulli_matrix(key, pos, n, p)
@@ -175,19 +188,41 @@ def er_graph_into(mat, key, pos, p, directed, acyclic, weighted, low, high):
                 mat[i, j] = coin[a, b] if b > a else 0
     else:
         rng.bernoulli_fill(mat, key, pos, p)
-        if not directed:  # keep i - j only if both coins came up
-            for i in range(n):
-                for j in range(i + 1, n):
-                    both = mat[i, j] * mat[j, i]
-                    mat[i, j] = both
-                    mat[j, i] = both
     if weighted:
-        w = rng.uniform_matrix(key, pos, n, low, high)
-        for i in range(n):
-            for j in range(n):
-                if mat[i, j] != 0:  # 0 * weight is 0 whatever the weight
-                    weight = np.sqrt(w[i, j] * w[j, i] + 1e-3) if not directed else w[i, j]
-                    mat[i, j] = mat[i, j] * weight
+        w = np.empty((n, n))
+        rng.uniform_fill(w, key, pos, low, high)
+        if directed:  # mat * w
+            for i in range(n):
+                row, wrow = mat[i], w[i]
+                for j in range(n):
+                    row[j] = row[j] * wrow[j]
+        else:
+            _symmetric_weights(mat, w)
+    elif not directed:
+        _symmetrise(mat)
+
+
+@njit(cache=True)
+def _symmetrise(mat):
+    # mat * mat.T: keep i - j only if both coins came up.
+    n = mat.shape[0]
+    for i in range(n):
+        for j in range(i + 1, n):
+            both = mat[i, j] * mat[j, i]
+            mat[i, j] = both
+            mat[j, i] = both
+
+
+@njit(cache=True)
+def _symmetric_weights(mat, w):
+    # (mat * mat.T) * sqrt(w * w.T + 1e-3), CLRS-30's arithmetic (both products are symmetric).
+    # Branch-free: random coins would mispredict a branch on every other pair.
+    n = mat.shape[0]
+    for i in range(n):
+        for j in range(i, n):
+            value = mat[i, j] * mat[j, i] * np.sqrt(w[i, j] * w[j, i] + 1e-3)
+            mat[i, j] = value
+            mat[j, i] = value
 
 
 @njit(cache=True)

@@ -15,6 +15,9 @@ on access: ``OneHotSteps`` (mask_one and categorical hints as class
 indices), ``EventMask`` (an edge mask whose entries switch to 1 once, e.g.
 ``is_bridge_h``, ``in_mst_h``, Floyd-Warshall's ``msk``) and ``RepeatedSteps`` (a value constant over a
 trace, e.g. ``A_t``). ``TraceSet.hint_array`` expands any of them for all traces.
+
+``TraceSet.clrs_batch()`` returns every field densely in CLRS-30's batch layout
+(``ClrsBatch``): the arrays ``clrs.build_sampler(...)[0].next()`` holds.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .recording import expand_events, one_hot
+from .recording import expand_events, expand_events_padded, one_hot
 from .specs import SPECS, Stage
 
 
@@ -43,6 +46,14 @@ class EventMask:
         """All steps ``[sum T_i, n, n]``."""
         return expand_events(self.events, self.offsets, self.base)
 
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.events.shape[1:]
+
+    def fill_padded(self, out: np.ndarray, step: np.ndarray, sample: np.ndarray) -> None:
+        """Write every trace's steps into ``out`` ``[T, num, n, n]`` (``out[t, i]``)."""
+        expand_events_padded(self.events, self.offsets, self.base, out)
+
 
 class RepeatedSteps:
     """A per-trace value repeated at every step (a read-only broadcast on access)."""
@@ -57,6 +68,13 @@ class RepeatedSteps:
     def dense(self) -> np.ndarray:
         return np.repeat(self.values, np.diff(self.offsets), axis=0)
 
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.values.shape[1:]
+
+    def fill_padded(self, out: np.ndarray, step: np.ndarray, sample: np.ndarray) -> None:
+        out[step, sample] = self.values[sample]
+
 
 class OneHotSteps:
     """Per-step one-hot vectors (CLRS ``mask_one``/``categorical``) kept as class indices."""
@@ -70,8 +88,35 @@ class OneHotSteps:
     def dense(self) -> np.ndarray:
         return one_hot(self.index, self.classes)
 
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return (*self.index.shape[1:], self.classes)
+
+    def fill_padded(self, out: np.ndarray, step: np.ndarray, sample: np.ndarray) -> None:
+        """Set the ones of every step in the zero-filled ``out`` ``[T, num, ..., classes]``."""
+        if self.index.ndim == 1:
+            out[step, sample, self.index] = 1.0
+        else:  # one class per node: index [sum T_i, n]
+            nodes = np.arange(self.index.shape[1])
+            out[step[:, None], sample[:, None], nodes[None, :], self.index] = 1.0
+
 
 EncodedSteps = EventMask | RepeatedSteps | OneHotSteps
+
+
+@dataclass(frozen=True)
+class ClrsBatch:
+    """Traces in CLRS-30's batch layout, as ``Sampler.next()`` returns them.
+
+    ``inputs`` and ``outputs`` are ``[num, ...]`` (singleton axes squeezed as CLRS-30
+    squeezes them), ``hints`` float64 ``[max_steps, num, ...]`` zero-padded after each
+    trace's ``lengths`` (float64, as CLRS-30 stores them) steps, one-hot fields expanded.
+    """
+
+    inputs: Mapping[str, np.ndarray]
+    hints: Mapping[str, np.ndarray]
+    lengths: np.ndarray
+    outputs: Mapping[str, np.ndarray]
 _EXPAND_ALL_LIMIT = 1 << 20  # entries of a one-hot hint worth expanding for all traces at once
 
 
@@ -168,6 +213,33 @@ class TraceSet(Sequence[Trace]):
     def stage(self, stage: str) -> Mapping[str, np.ndarray | EncodedSteps]:
         """The fields of one stage (``"input"``, ``"hint"`` or ``"output"``)."""
         return {Stage.INPUT: self.inputs, Stage.HINT: self.hints, Stage.OUTPUT: self.outputs}[stage]
+
+    def clrs_batch(self, min_steps: int = 0) -> ClrsBatch:
+        """Every field densely in CLRS-30's batch layout (see ``ClrsBatch``).
+
+        Hints are padded to ``max(min_steps, longest trace)`` steps, as CLRS-30's
+        ``_batch_hints``. Inputs and outputs are the set's own read-only arrays.
+        """
+        num, n = len(self), self.num_nodes
+        lengths = self.lengths
+        max_steps = max(int(min_steps), int(lengths.max()) if num else 0)
+        sample = np.repeat(np.arange(num), lengths)
+        step = np.arange(sample.shape[0]) - np.repeat(self.offsets[:-1] - self.offsets[0], lengths)
+
+        def squeezed(value: np.ndarray) -> np.ndarray:
+            return value.reshape(num, *(d for d in value.shape[1:] if d != 1)) if n == 1 else value
+
+        hints = {}
+        for name, value in self.hints.items():
+            out = np.zeros((max_steps, num, *(value.shape[1:] if isinstance(value, np.ndarray) else value.row_shape)))
+            if isinstance(value, np.ndarray):
+                out[step, sample] = value
+            else:
+                value.fill_padded(out, step, sample)
+            hints[name] = out
+        return ClrsBatch(inputs={k: squeezed(v) for k, v in self.inputs.items()}, hints=hints,
+                         lengths=lengths.astype(np.float64),
+                         outputs={k: squeezed(v) for k, v in self.outputs.items()})
 
     def hint_array(self, name: str) -> np.ndarray:
         """Hint ``name`` of all traces as one array ``[sum of T_i, ...]`` (expanded if encoded)."""

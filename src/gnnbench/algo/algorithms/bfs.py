@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import Layout, Recording
+from ..recording import Layout, Recording, store
 
 
 @njit(cache=True)
@@ -20,16 +20,16 @@ def bfs_kernel(A, s, aux, rec, t0, cap, out, i):
     while True:
         prev = reach.copy()
         if t0 + t < cap:
-            reach_rec[t0 + t, :] = prev
-            pi_rec[t0 + t, :] = pi
+            store(reach_rec[t0 + t], prev)
+            store(pi_rec[t0 + t], pi)
         t += 1
         for a in range(n):
             if prev[a] == 1:
-                for b in range(n):
-                    if A[a, b] > 0:
-                        if pi[b] == b and b != s:
-                            pi[b] = a
-                        reach[b] = 1.0
+                row = A[a]
+                for b in range(n):  # branch-free: each b depends only on its own entries
+                    hit = row[b] > 0
+                    pi[b] = a if hit & (pi[b] == b) & (b != s) else pi[b]
+                    reach[b] = 1.0 if hit else reach[b]
         if np.all(reach == prev):
             break
     out[0][i, :] = pi

@@ -50,17 +50,16 @@ def new_state(n: int) -> tuple[np.ndarray, np.ndarray]:
     return state, np.zeros(NUM_SCALARS)
 
 
-@njit(cache=True)
-def push(state, scalars, slots, node_rec, scal_rec, t0, t, cap) -> int:
+@njit(cache=True, inline="always")
+def push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap) -> int:
     """Record the current state as step ``t``; return ``t + 1``.
 
-    ``slots = (float_rows, int_rows)``: the state rows copied into
-    ``node_rec = (float buffer [cap, len(float_rows), n], int64 buffer [cap, len(int_rows), n])``.
+    The state rows ``float_rows`` go to ``float_rec`` ``[cap, len(float_rows), n]`` and
+    ``int_rows`` (as int64) to ``int_rec`` ``[cap, len(int_rows), n]``, the scalars to
+    ``scal_rec``. Arrays come one by one (inlined): tuples of arrays cost reference counting.
     """
     row = t0 + t
     if row < cap:
-        float_rows, int_rows = slots
-        float_rec, int_rec = node_rec
         n = state.shape[1]
         for r in range(float_rows.shape[0]):
             src = float_rows[r]
@@ -82,6 +81,8 @@ def walk(M, root, mode, state, scalars, slots, node_rec, scal_rec, t0, t, cap, e
     ``events[u, v]`` receives the step at which edge (u, v) is first marked a bridge.
     """
     n = M.shape[0]
+    float_rows, int_rows = slots
+    float_rec, int_rec = node_rec
     color = state[COLOR]
     pi = state[PI]
     d = state[D]
@@ -98,7 +99,7 @@ def walk(M, root, mode, state, scalars, slots, node_rec, scal_rec, t0, t, cap, e
     scalars[U] = u
     scalars[V] = v
     scalars[S_LAST] = s_last
-    t = push(state, scalars, slots, node_rec, scal_rec, t0, t, cap)
+    t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
     while True:
         if mode & SCC_LABEL:
             state[SCC, u] = root
@@ -109,7 +110,7 @@ def walk(M, root, mode, state, scalars, slots, node_rec, scal_rec, t0, t, cap, e
                 if low_link:
                     low[u] = scalars[TIME]
             color[u] = 1
-            t = push(state, scalars, slots, node_rec, scal_rec, t0, t, cap)
+            t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
 
         for v in range(n):
             scalars[V] = v
@@ -123,11 +124,11 @@ def walk(M, root, mode, state, scalars, slots, node_rec, scal_rec, t0, t, cap, e
                     scalars[S_LAST] = s_last
                     if mode & CUT_VERTICES:
                         state[CHILD, u] += 0.01
-                    t = push(state, scalars, slots, node_rec, scal_rec, t0, t, cap)
+                    t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
                     break
                 elif low_link and v != pi[u]:
                     low[u] = min(low[u], d[v])
-                    t = push(state, scalars, slots, node_rec, scal_rec, t0, t, cap)
+                    t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
 
         if s_last == u:
             color[u] = 2
@@ -153,7 +154,7 @@ def walk(M, root, mode, state, scalars, slots, node_rec, scal_rec, t0, t, cap, e
                 scalars[V] = n - 1
             if (mode & CUT_VERTICES) and pi[u] == u and state[CHILD, u] > 0.01:
                 state[CUT, u] = 1.0
-            t = push(state, scalars, slots, node_rec, scal_rec, t0, t, cap)
+            t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
 
             if s_prev[u] == u:
                 break
@@ -239,10 +240,11 @@ def strongly_connected_components_kernel(A, s, aux, rec, t0, cap, out, i):
 @njit(cache=True)
 def dag_shortest_paths_kernel(A, s, aux, rec, t0, cap, out, i):
     """Topologically sort what ``s`` reaches (phase 0), then relax in that order (phase 1)."""
-    node_rec, scal_rec = (rec[0], rec[1]), rec[2]
+    float_rec, int_rec, scal_rec = rec
+    float_rows, int_rows = DAG_SLOTS
     n = A.shape[0]
     state, scalars = new_state(n)
-    t = walk(A, s, _TOPO, state, scalars, DAG_SLOTS, node_rec, scal_rec, t0, 0, cap, out[0][i])
+    t = walk(A, s, _TOPO, state, scalars, DAG_SLOTS, (float_rec, int_rec), scal_rec, t0, 0, cap, out[0][i])
     pi = state[PI]
     dist = state[D]
     mark = state[MARK]
@@ -253,16 +255,16 @@ def dag_shortest_paths_kernel(A, s, aux, rec, t0, cap, out, i):
     mark[head] = 1.0
     while topo[head] != head:
         mark[head] = 1.0
-        t = push(state, scalars, DAG_SLOTS, node_rec, scal_rec, t0, t, cap)
-        for j in range(n):
-            if A[head, j] != 0.0:
-                if mark[j] == 0 or dist[head] + A[head, j] < dist[j]:
-                    dist[j] = dist[head] + A[head, j]
-                    pi[j] = head
-                    mark[j] = 1.0
+        t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
+        for j in range(n):  # branch-free (random edges would mispredict)
+            candidate = dist[head] + A[head, j]
+            take = (A[head, j] != 0.0) & ((mark[j] == 0) | (candidate < dist[j]))
+            dist[j] = candidate if take else dist[j]
+            pi[j] = head if take else pi[j]
+            mark[j] = 1.0 if take else mark[j]
         head = int(topo[head])
         scalars[TOPO_HEAD] = head
-    return push(state, scalars, DAG_SLOTS, node_rec, scal_rec, t0, t, cap)
+    return push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
 
 
 # --- from recordings to CLRS probes --------------------------------------------

@@ -10,19 +10,6 @@ from ..recording import TIE, Layout, Recording
 from ..trace import OneHotSteps
 
 
-@njit(cache=True)
-def priority_queue_push(pi, key, mark, in_queue, u, rec, t0, t, cap):
-    """Step record shared by Prim and Dijkstra: pi, key/distance, mark, in_queue, u."""
-    row = t0 + t
-    if row < cap:
-        rec[0][row, :] = pi
-        rec[1][row, :] = key
-        rec[2][row, :] = mark
-        rec[3][row, :] = in_queue
-        rec[4][row] = u
-    return t + 1
-
-
 def extract_min(key: np.ndarray, in_queue: np.ndarray) -> int:
     """The node CLRS-30 extracts next: ``np.argsort(key + (1 - in_queue) * 1e9)[0]``.
 
@@ -32,24 +19,84 @@ def extract_min(key: np.ndarray, in_queue: np.ndarray) -> int:
     return int(np.argsort(key + (1.0 - in_queue) * 1e9)[0])
 
 
-@overload(extract_min)
+@overload(extract_min, jit_options={"fastmath": {"nnan", "nsz"}}, inline="always")
 def _extract_min_compiled(key, in_queue):
+    # Branch-free passes that vectorise: the minimum, then how many keys equal it.
+    # (Keys are finite: no NaN; the sign of a zero changes no comparison.)
     def impl(key, in_queue):
-        best = 0
+        n = key.shape[0]
         best_key = np.inf
-        ties = 0
-        queued_tie = False
-        for j in range(key.shape[0]):
+        for j in range(n):
             value = key[j] + (1.0 - in_queue[j]) * 1e9
-            if value < best_key:
-                best, best_key, ties, queued_tie = j, value, 1, in_queue[j] == 1
-            elif value == best_key:
-                ties += 1
-                queued_tie = queued_tie or in_queue[j] == 1
-        if ties > 1 and queued_tie:
+            best_key = value if value < best_key else best_key
+        ties = 0
+        queued = 0
+        for j in range(n):
+            hit = key[j] + (1.0 - in_queue[j]) * 1e9 == best_key
+            ties += hit
+            queued += hit & (in_queue[j] == 1.0)
+        if ties > 1 and queued > 0:
             return TIE
-        return best  # unique, or every tied node is out of the queue: the caller stops
+        for j in range(n):  # unique, or every tied node is out of the queue: the caller stops
+            if key[j] + (1.0 - in_queue[j]) * 1e9 == best_key:
+                return j
+        return 0
     return impl
+
+
+def greedy_queue_steps(A, s, rec, t0, cap, out, i, shortest):
+    """Prim's (``shortest=False``: a node's key is its cheapest edge to the tree) or
+    Dijkstra's (``shortest=True``: its distance) algorithm with CLRS-30's array queue,
+    one step recorded per extraction (the first before any); returns the step count.
+
+    Called from a kernel this is the compiled version below; from ``kernel.py_func``
+    (a rerun after tied keys) it runs as Python, with ``extract_min`` asking NumPy.
+    The loops are written out here, not in helpers: arrays passed to helper calls
+    cost atomic reference counting that would dominate the run time.
+    """
+    pi_rec, key_rec, mark_rec, queue_rec, u_rec = rec
+    n = A.shape[0]
+    key = np.zeros(n)
+    mark = np.zeros(n)
+    in_queue = np.zeros(n)
+    pi = np.arange(n)
+    in_queue[s] = 1.0
+    u = s
+    t = 0
+    while True:
+        row = t0 + t
+        if row < cap:
+            for j in range(n):
+                pi_rec[row, j] = pi[j]
+                key_rec[row, j] = key[j]
+                mark_rec[row, j] = mark[j]
+                queue_rec[row, j] = in_queue[j]
+            u_rec[row] = u
+        t += 1
+        if t > n:  # n extractions
+            break
+        u = extract_min(key, in_queue)
+        if u == TIE:
+            return TIE
+        if in_queue[u] == 0:
+            break
+        mark[u] = 1.0
+        in_queue[u] = 0.0
+        base = key[u] if shortest else 0.0  # Prim: 0.0 + A[u, v] is A[u, v]
+        for v in range(n):  # branch-free (random edges would mispredict); v depends only on its entries
+            weight = A[u, v]
+            candidate = base + weight
+            take = (weight != 0) & (mark[v] == 0) & ((in_queue[v] == 0) | (candidate < key[v]))
+            pi[v] = u if take else pi[v]
+            key[v] = candidate if take else key[v]
+            in_queue[v] = 1.0 if take else in_queue[v]
+    out[0][i, :] = pi
+    return t
+
+
+@overload(greedy_queue_steps)
+def _greedy_queue_steps_compiled(A, s, rec, t0, cap, out, i, shortest):
+    return greedy_queue_steps
 
 
 def priority_queue_probes(rec: Recording, graphs: np.ndarray, key_name: str):

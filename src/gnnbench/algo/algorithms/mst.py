@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import NEVER, TIE, Layout, Recording
+from ..recording import NEVER, TIE, Layout, Recording, store
 from ..trace import EventMask, OneHotSteps
-from .greedy_queue import extract_min, priority_queue_probes, priority_queue_push
+from .greedy_queue import greedy_queue_steps, priority_queue_probes
 from .ordering import argsort_exact, has_ties
 
 # Columns of Kruskal's scalar step record.
@@ -41,9 +41,9 @@ def upper_edges(A):
 def _kruskal_push(pi, mask_u, mask_v, u, v, root_u, root_v, phase, rec, t0, t, cap):
     row = t0 + t
     if row < cap:
-        rec[0][row, :] = pi
-        rec[1][row, :] = mask_u
-        rec[2][row, :] = mask_v
+        store(rec[0][row], pi)
+        store(rec[1][row], mask_u)
+        store(rec[2][row], mask_v)
         scal = rec[3]
         scal[row, K_U] = u
         scal[row, K_V] = v
@@ -110,30 +110,7 @@ def mst_kruskal_kernel(A, s, aux, rec, t0, cap, out, i):
 
 @njit(cache=True)
 def mst_prim_kernel(A, s, aux, rec, t0, cap, out, i):
-    n = A.shape[0]
-    key = np.zeros(n)
-    mark = np.zeros(n)
-    in_queue = np.zeros(n)
-    pi = np.arange(n)
-    in_queue[s] = 1.0
-    t = priority_queue_push(pi, key, mark, in_queue, s, rec, t0, 0, cap)
-    for _ in range(n):
-        u = extract_min(key, in_queue)
-        if u == TIE:
-            return TIE
-        if in_queue[u] == 0:
-            break
-        mark[u] = 1.0
-        in_queue[u] = 0.0
-        for v in range(n):
-            if A[u, v] != 0:
-                if mark[v] == 0 and (in_queue[v] == 0 or A[u, v] < key[v]):
-                    pi[v] = u
-                    key[v] = A[u, v]
-                    in_queue[v] = 1.0
-        t = priority_queue_push(pi, key, mark, in_queue, u, rec, t0, t, cap)
-    out[0][i, :] = pi
-    return t
+    return greedy_queue_steps(A, s, rec, t0, cap, out, i, False)
 
 
 # --- from recordings to CLRS probes --------------------------------------------

@@ -8,39 +8,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import NEVER, TIE, Layout, Recording, graph_probe
+from ..recording import NEVER, TIE, Layout, Recording, graph_probe, store
 from ..trace import EventMask, OneHotSteps
-from .greedy_queue import extract_min, priority_queue_probes, priority_queue_push
+from .greedy_queue import greedy_queue_steps, priority_queue_probes
 
 NEGATIVE_CYCLE = -1  # kernel error code
 
 
 @njit(cache=True)
 def dijkstra_kernel(A, s, aux, rec, t0, cap, out, i):
-    n = A.shape[0]
-    d = np.zeros(n)
-    mark = np.zeros(n)
-    in_queue = np.zeros(n)
-    pi = np.arange(n)
-    in_queue[s] = 1.0
-    t = priority_queue_push(pi, d, mark, in_queue, s, rec, t0, 0, cap)
-    for _ in range(n):
-        u = extract_min(d, in_queue)
-        if u == TIE:
-            return TIE
-        if in_queue[u] == 0:
-            break
-        mark[u] = 1.0
-        in_queue[u] = 0.0
-        for v in range(n):
-            if A[u, v] != 0:
-                if mark[v] == 0 and (in_queue[v] == 0 or d[u] + A[u, v] < d[v]):
-                    pi[v] = u
-                    d[v] = d[u] + A[u, v]
-                    in_queue[v] = 1.0
-        t = priority_queue_push(pi, d, mark, in_queue, u, rec, t0, t, cap)
-    out[0][i, :] = pi
-    return t
+    return greedy_queue_steps(A, s, rec, t0, cap, out, i, True)
 
 
 @njit(cache=True)
@@ -63,18 +40,20 @@ def bellman_ford_kernel(A, s, aux, rec, t0, cap, out, i):
         prev_d = d.copy()
         prev_msk = msk.copy()
         if t0 + t < cap:
-            pi_rec[t0 + t, :] = pi
-            d_rec[t0 + t, :] = prev_d
-            msk_rec[t0 + t, :] = prev_msk
+            store(pi_rec[t0 + t], pi)
+            store(d_rec[t0 + t], prev_d)
+            store(msk_rec[t0 + t], prev_msk)
         t += 1
         for u in range(n):
             if prev_msk[u] == 1:
-                for v in range(n):
-                    if A[u, v] != 0:
-                        if msk[v] == 0 or prev_d[u] + A[u, v] < d[v]:
-                            d[v] = prev_d[u] + A[u, v]
-                            pi[v] = u
-                        msk[v] = 1.0
+                row, base = A[u], prev_d[u]
+                for v in range(n):  # branch-free: each v depends only on its own entries
+                    candidate = base + row[v]
+                    edge = row[v] != 0
+                    take = edge & ((msk[v] == 0) | (candidate < d[v]))
+                    d[v] = candidate if take else d[v]
+                    pi[v] = u if take else pi[v]
+                    msk[v] = 1.0 if edge else msk[v]
         if np.all(d == prev_d):
             break
     out[0][i, :] = pi

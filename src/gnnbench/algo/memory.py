@@ -1,0 +1,94 @@
+"""Recycled memory for the large arrays of trace batches.
+
+Each ``sample`` call fills a few megabytes of fresh arrays (graphs, step buffers,
+probes). Fresh memory costs a page fault and a zeroed page per 4 KiB, and whether
+malloc hands back recently freed memory instead depends on its trimming heuristics;
+at n = 64 those faults cost as much as running the algorithms. So the blocks behind
+these arrays are kept in a small pool and handed out again once nothing refers to
+them any more: every NumPy view keeps its base block alive, so a block whose only
+references are the pool's own is free, and a block still seen through any view
+(or anything holding a view: a trace, a tensor made with ``torch.from_numpy``) is
+never reused. At most ``POOL_BYTES`` of blocks are kept; ``release()`` drops them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+
+POOL_BYTES = 256 << 20  # blocks kept for reuse, in use or not
+_ALIGN = 64
+
+_pool: list[np.ndarray] = []
+_lock = threading.Lock()
+
+
+def _scan(pool: list[np.ndarray], nbytes: int, free: int) -> int:
+    """Index of a block of ``nbytes`` to twice that (plus 1 MiB) with exactly ``free``
+    references, else -1; ``free=-1`` returns the reference count of ``pool[0]`` instead."""
+    for k in range(len(pool)):
+        block = pool[k]
+        references = sys.getrefcount(block)  # the pool's slot, ``block`` and this call's argument
+        if free < 0:
+            return references
+        if references == free and nbytes <= block.nbytes <= 2 * nbytes + (1 << 20):
+            return k
+    return -1
+
+
+_FREE = _scan([np.empty(1, dtype=np.uint8)], 1, -1)  # references of a block nobody else holds
+
+
+def _take(nbytes: int) -> np.ndarray:
+    """A free pooled block of at least ``nbytes``, else a new one (pooled unless huge)."""
+    with _lock:
+        k = _scan(_pool, nbytes, _FREE)
+        if k >= 0:
+            block = _pool.pop(k)
+            _pool.append(block)  # most recently used last
+            return block
+        block = np.empty(max(nbytes, 1), dtype=np.uint8)
+        if block.nbytes <= POOL_BYTES // 4:
+            _pool.append(block)
+            total = sum(b.nbytes for b in _pool)
+            while total > POOL_BYTES:
+                total -= _pool.pop(0).nbytes  # the least recently used
+        return block
+
+
+def buffers(specs: list[tuple[tuple[int, ...], np.dtype]]) -> tuple[np.ndarray, ...]:
+    """Uninitialised, 64-byte-aligned arrays of the given shapes and dtypes, from one block."""
+    sizes = [int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize for shape, dtype in specs]
+    starts = [0]
+    for size in sizes:
+        starts.append(starts[-1] + -(-size // _ALIGN) * _ALIGN)
+    block = _take(starts[-1] + _ALIGN)
+    base = -block.__array_interface__["data"][0] % _ALIGN
+    return tuple(block[base + start:base + start + size].view(dtype).reshape(shape)
+                 for (shape, dtype), start, size in zip(specs, starts, sizes))
+
+
+def empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+    """An uninitialised array (``np.empty``) from recycled memory."""
+    return buffers([(tuple(shape), np.dtype(dtype))])[0]
+
+
+def zeros(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+    """A zero-filled array (``np.zeros``) from recycled memory."""
+    out = empty(shape, dtype)
+    out.fill(0)
+    return out
+
+
+def release() -> None:
+    """Forget every pooled block (arrays still in use stay valid)."""
+    with _lock:
+        _pool.clear()
+
+
+def pooled_bytes() -> int:
+    """Bytes of the blocks in the pool, in use or not."""
+    with _lock:
+        return sum(block.nbytes for block in _pool)
