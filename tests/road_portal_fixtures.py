@@ -1,4 +1,4 @@
-"""Raw crash records in each state portal's real shape (see shared/research/road_sources.md), with bad rows.
+"""Raw crash records in each state portal's real shape (as each portal's public export documents it; see the registry's URLs), with bad rows.
 
 Every state has one :class:`PortalCase`: ``serve`` registers its routes on a running
 :class:`~gnnbench.road.demo.server.LoopbackPortal` (scriptable portals), ``write_files`` writes the
