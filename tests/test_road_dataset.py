@@ -425,3 +425,40 @@ def test_unknown_task_source_and_state_are_clear_errors(root):
         RoadAccidentDataset(root, "XX")
     with pytest.raises(ValueError, match="state must be a state code"):
         RoadAccidentDataset(root, 12)
+
+
+def test_snapshots_cross_process_boundaries(root):
+    """Items go through DataLoader workers (torch.multiprocessing pickling) unharmed."""
+    dataset = RoadAccidentDataset(root, "DEMO")
+    items = list(torch.utils.data.DataLoader(dataset[:4], batch_size=None, num_workers=2))
+    for i, item in enumerate(items):
+        expected = dataset[i]
+        assert torch.equal(item.edge_attr, expected.edge_attr) and torch.equal(item.edge_index, expected.edge_index)
+    batch = next(iter(DataLoader(dataset, batch_size=2, num_workers=2)))
+    assert batch.num_graphs == 2 and batch.month.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("array", [np.arange(12, dtype=np.float32).reshape(3, 4),
+                                   np.arange(12, dtype=np.int64).reshape(2, 6), np.array([True, False, True]),
+                                   np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4)),
+                                   np.arange(6, dtype=">f4"), np.zeros((0, 3), dtype=np.float32),
+                                   np.arange(5, dtype=np.uint16)],
+                         ids=["float32", "int64", "bool", "fortran", "big-endian", "empty", "uint16"])
+def test_private_mappings_are_fresh_copies_of_the_file(tmp_path, array):
+    import os
+
+    from gnnbench.datasets.mapped import map_private
+
+    path = tmp_path / "array.npy"
+    np.save(path, array)
+    descriptors = len(os.listdir("/proc/self/fd")) if Path("/proc/self/fd").exists() else None
+    a, b = map_private(path), map_private(path)
+    np.testing.assert_array_equal(a.numpy(), array)
+    assert tuple(a.shape) == array.shape
+    if a.numel():
+        a.view(-1)[0] = 1 if a.dtype != torch.bool else not bool(a.view(-1)[0])
+        assert not torch.equal(a, b)
+        np.testing.assert_array_equal(b.numpy(), array)
+    np.testing.assert_array_equal(np.load(path), array)  # the file is untouched
+    if descriptors is not None:
+        assert len(os.listdir("/proc/self/fd")) == descriptors  # no file descriptor kept per mapping
