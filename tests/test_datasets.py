@@ -848,3 +848,42 @@ def test_sampler_options_as_numpy_values_still_work():
     a = sample("bfs", 3, n=5, seed=1, p=np.array([0.3]))
     b = sample("bfs", 3, n=5, seed=1, p=0.3)
     np.testing.assert_array_equal(a.inputs["adj"], b.inputs["adj"])
+
+
+def test_pre_filter_and_pre_transform_match_pygs_own_recipe(tmp_path):
+    """The same functions through a plain PyG InMemoryDataset (the tutorial's process(): filter, transform,
+    save) give the same items."""
+    from torch_geometric.data import InMemoryDataset
+
+    raw = make(tmp_path / "raw", "bfs", num_samples=20, n=8, seed=0)
+
+    def keep(data):
+        return int(data.num_steps) > 2
+
+    class Reference(InMemoryDataset):
+        def __init__(self, root, pre_transform, pre_filter):
+            super().__init__(str(root), None, pre_transform, pre_filter, log=False)
+            self.load(self.processed_paths[0], data_cls=AlgorithmicReasoningData)
+
+        @property
+        def raw_file_names(self):
+            return []
+
+        @property
+        def processed_file_names(self):
+            return ["data.pt"]
+
+        def process(self):
+            data_list = [raw[i] for i in range(len(raw))]
+            data_list = [data for data in data_list if self.pre_filter(data)]
+            self.save([self.pre_transform(data) for data in data_list], self.processed_paths[0])
+
+    reference = Reference(tmp_path / "reference", _node_features, keep)
+    ours = make(tmp_path / "ours", "bfs", num_samples=20, n=8, seed=0, pre_transform=_node_features, pre_filter=keep)
+    assert 0 < len(ours) == len(reference) < 20
+    assert_same_items(ours, reference)
+    assert ours.num_features == reference.num_features and ours.num_classes == reference.num_classes
+    a, b = next(iter(DataLoader(ours, batch_size=5))), next(iter(DataLoader(reference, batch_size=5)))
+    assert set(a.keys()) == set(b.keys())
+    for key in a.keys():
+        assert torch.equal(a[key], b[key]) if torch.is_tensor(a[key]) else a[key] == b[key], key

@@ -462,3 +462,44 @@ def test_private_mappings_are_fresh_copies_of_the_file(tmp_path, array):
     np.testing.assert_array_equal(np.load(path), array)  # the file is untouched
     if descriptors is not None:
         assert len(os.listdir("/proc/self/fd")) == descriptors  # no file descriptor kept per mapping
+
+
+def test_pre_filter_and_pre_transform_match_pygs_own_recipe(copy, tmp_path):
+    """PyG's recipe (filter the items, pre-transform each, collate) on the plain monthly graphs gives the same
+    months as the dataset's own pre_filter/pre_transform, for a pre_transform of the road attributes."""
+    import torch_geometric.transforms as T
+    from torch_geometric.data import InMemoryDataset
+
+    plain = RoadAccidentDataset(copy, "DEMO", "accident_count")
+
+    def busy(data):
+        return float(data.y[data.eval_mask].sum()) > 40
+
+    class Reference(InMemoryDataset):
+        def __init__(self, root, pre_transform, pre_filter):
+            super().__init__(str(root), None, pre_transform, pre_filter, log=False)
+            self.load(self.processed_paths[0])
+
+        @property
+        def raw_file_names(self):
+            return []
+
+        @property
+        def processed_file_names(self):
+            return ["data.pt"]
+
+        def process(self):
+            data_list = [data for data in plain if self.pre_filter(data)]
+            self.save([self.pre_transform(data) for data in data_list], self.processed_paths[0])
+
+    normalise = T.NormalizeFeatures(["edge_attr"])
+    reference = Reference(tmp_path / "reference", normalise, busy)
+    ours = RoadAccidentDataset(copy, "DEMO", "accident_count", pre_transform=normalise, pre_filter=busy)
+    assert 0 < len(ours) == len(reference) < 48
+    for mine, theirs in zip(ours, reference):
+        assert set(mine.keys()) == set(theirs.keys())
+        for key in mine.keys():
+            if torch.is_tensor(mine[key]):
+                torch.testing.assert_close(mine[key], theirs[key], rtol=1e-6, atol=1e-7, msg=key)
+            else:
+                assert mine[key] == theirs[key], key

@@ -61,6 +61,10 @@ class AlgorithmicReasoningData(Data):
         return super().__inc__(key, value, *args, **kwargs)
 
 
+if hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4: PyG-style saves of items load weights-only
+    torch.serialization.add_safe_globals([AlgorithmicReasoningData])
+
+
 class AlgorithmicReasoningDataset(Dataset):
     r"""CLRS-30-compatible traces of one of twelve graph algorithms.
 
