@@ -183,9 +183,12 @@ def test_pad_steps_shorter_than_max_raises(tmp_path):
 
 def test_repr_and_spec(tmp_path):
     dataset = make(tmp_path, "dijkstra")
-    assert dataset.spec == SPECS["dijkstra"]
+    # CLRS-30's dijkstra fields (https://github.com/google-deepmind/clrs/blob/master/clrs/_src/specs.py)
+    assert sorted(dataset.spec) == sorted(["pos", "s", "A", "adj", "pi", "pi_h", "d", "mark", "in_queue", "u"])
+    assert dataset.spec["pi"] == ("output", "node", "pointer") and dataset.spec["u"] == ("hint", "node", "mask_one")
     text = repr(dataset)
-    assert "dijkstra" in text and f"graphs={NUM}" in text and f"n={N}" in text
+    assert text == f"AlgorithmicReasoningDataset(algorithm='dijkstra', split='train', graphs={NUM}, n={N}, " \
+                   f"max_steps={int(sample('dijkstra', NUM, n=N, seed=SEED).lengths.max())})"
 
 
 # --- targets ------------------------------------------------------------------------------------
