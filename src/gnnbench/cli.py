@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .arguments import check_float, check_int
+from .cli_options import number as _number
+from .cli_options import root_option as _root_option
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,44 +27,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"gnnbench: error: {error}", file=sys.stderr)
         return 2
-
-
-class _DeprecatedOption(argparse.Action):
-    """An old option name kept for one release: says so on stderr and stores into the new option's value."""
-
-    def __init__(self, option_strings: list[str], dest: str, replacement: str, **kwargs: object) -> None:
-        self.replacement = replacement
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
-                 option_string: str | None = None) -> None:
-        print(f"gnnbench: warning: {option_string} is deprecated and will be removed in the next release; "
-              f"use {self.replacement}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
-def _root_option(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--root DIR`` (every command that takes a data directory), and the deprecated ``--home`` alias."""
-    parser.add_argument("--root", type=Path, default=None, metavar="DIR", help=help)
-    parser.add_argument("--home", type=Path, dest="root", action=_DeprecatedOption, replacement="--root",
-                        help=argparse.SUPPRESS)
-
-
-def _number(kind: type, name: str, **bounds: float) -> object:
-    """An argparse ``type`` that parses ``kind`` and checks it with gnnbench.arguments (the error names ``name``)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
-        try:
-            return check_int(name, value, **bounds) if kind is int else check_float(name, value, **bounds)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 _ROAD_ROOT_HELP = "road data directory (default: $GNNBENCH_HOME/road); raw/, tables/ and processed/ live there"
