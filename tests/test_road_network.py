@@ -94,6 +94,8 @@ def test_network_tables_match_the_graph(demo_graph):
     assert (nodes["degree"].to_numpy() == degree).all()
     two_way = edges.filter(pa.compute.equal(edges["oneway"], False))
     assert two_way.num_rows > 0
+    pairs = set(zip(two_way["src"].to_pylist(), two_way["dst"].to_pylist()))
+    assert all((v, u) in pairs for u, v in pairs)  # a two-way road is both directions, each marked two-way
     bridge = edges.filter(edges["bridge"]).to_pylist()
     assert bridge and all(row["highway"] == "primary" for row in bridge)
     speeds = {row["highway"]: row["maxspeed_kmh"] for row in edges.to_pylist()}

@@ -29,7 +29,7 @@ from road_portal_fixtures import (
     rows_of,
 )
 
-from gnnbench.io import OfflineError, http, offline_mode
+from gnnbench.io import DownloadError, OfflineError, http, offline_mode
 from gnnbench.road.build import crash_stage
 from gnnbench.road.crashes import CRASH_COLUMNS, CrashSchemaError
 from gnnbench.road.demo.server import Fault, LoopbackPortal
@@ -189,7 +189,7 @@ def test_persistent_failure_leaves_no_complete_json(tmp_path):
     with LoopbackPortal() as portal:
         DE.serve(portal)
         portal.inject(f"/resource/{DE_DATASET}.json", *[Fault("status", 503)] * 6)
-        with pytest.raises(Exception, match="503"):
+        with pytest.raises(DownloadError, match="503"):
             fetch(DE, portal, tmp_path)
     assert not (tmp_path / COMPLETE).exists()
     with pytest.raises(FileNotFoundError, match="complete.json is missing"):
