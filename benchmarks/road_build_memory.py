@@ -185,7 +185,7 @@ def child(spec: dict) -> None:
     manifest = read_manifest(out_dir)
     quality = manifest["quality"]["crashes"]
     print("RESULT " + json.dumps({"stages": recorder.stages, "wall": wall, "quality": quality,
-                                  "expected": region.expected_quality, "tables": manifest["tables"],
+                                  "expected": region.expected_quality, "tables": manifest["files"],
                                   "matching": manifest["quality"]["matching"],
                                   "maxrss": recorder.high_water(), "rss_before": total["rss_start"]}), flush=True)
 

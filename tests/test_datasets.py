@@ -230,8 +230,10 @@ def test_files_and_manifest(tmp_path):
     assert npz.suffix == ".npz" and manifest_path.suffix == ".json"
     assert npz.stem == manifest_path.stem
     manifest = json.loads(manifest_path.read_text())
-    assert manifest["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
-    assert manifest["key"] == json.loads(json.dumps(dataset.cache_key))
+    assert manifest["kind"] == "trace-set" and manifest["files"]["columns"]["path"] == npz.name
+    assert manifest["files"]["columns"]["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
+    assert manifest["files"]["columns"]["bytes"] == len(npz.read_bytes())
+    assert manifest["parameters"] == json.loads(json.dumps(dataset.cache_key))
     assert manifest["num_samples"] == NUM and manifest["n"] == N
     assert manifest["max_steps"] == dataset.max_steps
     with np.load(npz, allow_pickle=False) as arrays:
@@ -303,7 +305,8 @@ def test_default_root_is_gnnbench_home(tmp_path, monkeypatch):
 
 def _rewrite_checksum(npz, manifest_path):
     manifest = json.loads(manifest_path.read_text())
-    manifest["sha256"] = hashlib.sha256(npz.read_bytes()).hexdigest()
+    manifest["files"]["columns"]["sha256"] = hashlib.sha256(npz.read_bytes()).hexdigest()
+    manifest["files"]["columns"]["bytes"] = len(npz.read_bytes())
     manifest_path.write_text(json.dumps(manifest))
 
 
@@ -327,7 +330,7 @@ def _flip_a_byte(npz, manifest_path):
 
 def _wrong_checksum(npz, manifest_path):
     manifest = json.loads(manifest_path.read_text())
-    manifest["sha256"] = "0" * 64
+    manifest["files"]["columns"]["sha256"] = "0" * 64
     manifest_path.write_text(json.dumps(manifest))
 
 
@@ -345,13 +348,13 @@ def _binary_json(npz, manifest_path):
 
 def _other_key(npz, manifest_path):
     manifest = json.loads(manifest_path.read_text())
-    manifest["key"]["seed"] += 1
+    manifest["parameters"]["seed"] += 1
     manifest_path.write_text(json.dumps(manifest))
 
 
 def _old_format(npz, manifest_path):
     manifest = json.loads(manifest_path.read_text())
-    manifest["format_version"] = 0
+    manifest["layout"] = 0
     manifest_path.write_text(json.dumps(manifest))
 
 
@@ -441,7 +444,8 @@ def test_manifest_that_is_json_but_not_a_manifest_is_regenerated(tmp_path, text,
     assert_same_items(first, make(tmp_path, "bfs"))
 
 
-@pytest.mark.parametrize("field", ["num_samples", "n", "fields", "algorithm", "key", "sha256", "format_version"])
+@pytest.mark.parametrize("field", ["num_samples", "n", "fields", "algorithm", "parameters", "files", "layout",
+                                   "kind", "manifest_format"])
 def test_manifest_missing_a_field_is_regenerated(tmp_path, field):
     first = make(tmp_path, "bfs")
     manifest_path = type(tmp_path)(first.processed_paths[1])
@@ -723,6 +727,23 @@ def test_pre_transform_runs_once_when_processing_and_is_cached(tmp_path):
     assert_same_items(dataset, again)
     make(tmp_path, "bfs", pre_transform=counted, force_reload=True)
     assert len(calls) == 2 * NUM
+
+
+@pytest.mark.parametrize("damage", ["flip", "delete"])
+def test_a_damaged_pre_transform_cache_is_made_again_with_a_warning(tmp_path, caplog, damage):
+    first = make(tmp_path, "bfs", pre_transform=_node_features)
+    (cached,) = list(tmp_path.rglob("*.pre.pt"))
+    if damage == "flip":
+        data = bytearray(cached.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        cached.write_bytes(bytes(data))
+    else:
+        cached.unlink()
+    with caplog.at_level("WARNING"):
+        again = make(tmp_path, "bfs", pre_transform=_node_features)
+    reason = "SHA-256 differs" if damage == "flip" else "missing"
+    assert f"{cached.name}: {reason}" in caplog.text and "preprocessing again" in caplog.text
+    assert_same_items(first, again)
 
 
 def test_a_different_pre_transform_processes_again_with_a_warning(tmp_path):

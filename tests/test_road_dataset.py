@@ -388,13 +388,34 @@ def test_changed_tables_are_processed_again(copy, caplog):
     RoadAccidentDataset(copy, "DEMO")
     manifest_path = Path(RegionPaths.for_region("DEMO", copy).tables) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["tables"]["accidents"]["sha256"] = "0" * 64
+    manifest["files"]["accidents"]["sha256"] = "0" * 64
     manifest_path.write_text(json.dumps(manifest))
     with caplog.at_level("WARNING"):
         RoadAccidentDataset(copy, "DEMO")
-    assert "processing again" in caplog.text
-    meta = json.loads((copy / "processed" / "DEMO" / "meta.json").read_text())
-    assert meta["tables"]["accidents"]["sha256"] == "0" * 64
+    assert "tables changed" in caplog.text and "processing the tables again" in caplog.text
+    meta = json.loads((copy / "processed" / "DEMO" / "manifest.json").read_text())
+    assert meta["parameters"]["tables"]["accidents"]["sha256"] == "0" * 64
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "garbage-manifest"])
+def test_damaged_arrays_are_processed_again(copy, caplog, damage):
+    first = RoadAccidentDataset(copy, "DEMO")
+    expected = first.snapshot(2019, 6)
+    processed = copy / "processed" / "DEMO"
+    if damage == "truncate":
+        path = processed / "weather.npy"
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "delete":
+        (processed / "edge_index.npy").unlink()
+    else:
+        (processed / "manifest.json").write_text("{not json")
+    with caplog.at_level("WARNING"):
+        again = RoadAccidentDataset(copy, "DEMO").snapshot(2019, 6)
+    reason = {"truncate": "weather.npy: 100 bytes", "delete": "edge_index.npy: missing",
+              "garbage-manifest": "unreadable manifest"}[damage]
+    assert reason in caplog.text and "processing the tables again" in caplog.text
+    for key in ("x", "edge_index", "edge_attr", "y", "eval_mask"):
+        assert torch.equal(again[key], expected[key]), key
 
 
 @pytest.mark.parametrize("call, name", [

@@ -186,12 +186,12 @@ def test_manifest_records_sources_and_quality(fixture, imported):
     assert edges["without_feature_entry"] == 0 and edges["length_missing"] == 0
     both_ways = int((~fixture.seg_oneway).sum()) - clipped  # OSM edges whose reversal duplicates an entry
     assert edges["adjacency_duplicate_entries"] == both_ways
-    assert set(manifest["tables"]) == {"nodes", "edges", "accidents", "node_weather", "edge_volume"}
+    assert set(manifest["files"]) == {"nodes", "edges", "accidents", "node_weather", "edge_volume"}
 
 
 def test_import_is_deterministic(imported, tmp_path):
     again = import_release("MA", imported[0], tmp_path / "MA")
-    assert read_manifest(again)["tables"] == read_manifest(imported[1])["tables"]
+    assert read_manifest(again)["files"] == read_manifest(imported[1])["files"]
 
 
 def test_fixture_is_deterministic_and_uses_numpy_str_keys(tmp_path):

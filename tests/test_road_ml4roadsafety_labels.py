@@ -188,7 +188,7 @@ def test_label_mode_errors(release):
     data = dataset(release, "accident_count")
     with pytest.raises(ValueError, match="labels must be one of 'segment', 'ml4roadsafety'; got 'directed'"):
         data.snapshot(2019, 1, labels="directed")
-    data.store.meta["kind"] = "build"  # as a gnnbench build: its accidents sit on one edge per segment
+    data.store.meta["source_kind"] = "build"  # as a gnnbench build: its accidents sit on one edge per segment
     with pytest.raises(ValueError, match="labels='ml4roadsafety' needs an imported ML4RoadSafety release"):
         data.snapshot(2019, 1, labels="ml4roadsafety")
 

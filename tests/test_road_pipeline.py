@@ -53,9 +53,9 @@ def test_every_crash_record_is_accounted_for(demo_home, fixtures):
 def test_manifest_records_sources_parameters_and_tables(demo_home):
     manifest = read_manifest(RegionPaths.for_region("DEMO", demo_home).tables)
     assert manifest["kind"] == "build" and manifest["state"] == "DEMO"
-    assert set(manifest["tables"]) == set(TABLES)
-    assert manifest["tables"]["node_weather"]["rows"] == 96 * 48
-    assert manifest["tables"]["edge_volume"]["rows"] == len(_edges_near_arterials(demo_home)) * 4  # 4 years
+    assert set(manifest["files"]) == set(TABLES)
+    assert manifest["files"]["node_weather"]["rows"] == 96 * 48
+    assert manifest["files"]["edge_volume"]["rows"] == len(_edges_near_arterials(demo_home)) * 4  # 4 years
     assert manifest["parameters"]["max_distance_m"] == 50.0
     assert manifest["parameters"]["splits"] == DEMO_REGION.splits
     roles = {source["role"] for source in manifest["sources"]}

@@ -347,7 +347,7 @@ def _info_road(args: argparse.Namespace) -> int:
         print(json.dumps(manifest, indent=1, sort_keys=True))
         return 0
     print(f"{manifest['state']} ({manifest['kind']}, gnnbench {manifest['gnnbench_version']})")
-    for name, table in manifest["tables"].items():
+    for name, table in manifest["files"].items():
         print(f"  {name:13s} {table['rows']:>12,d} rows")
     parameters = manifest["parameters"]
     if parameters.get("splits"):

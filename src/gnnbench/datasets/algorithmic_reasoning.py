@@ -268,7 +268,8 @@ class AlgorithmicReasoningDataset(Dataset):
         """Apply pre_filter and pre_transform once and cache the result beside the traces."""
         stem = Path(self.processed_dir) / f"{self._stem}_pad{self.pad_steps}"
         record_path, items_path = stem.with_suffix(".pre.json"), stem.with_suffix(".pre.pt")
-        current = preprocessing.record(self.pre_transform, self.pre_filter, key=self.columns.manifest["sha256"])
+        key = self.columns.manifest["files"]["columns"]["sha256"]
+        current = preprocessing.record(self.pre_transform, self.pre_filter, key=key)
         with file_lock(stem):
             stored = None
             if not preprocessing.needs_processing(record_path, current, force_reload=force_reload,
@@ -278,7 +279,7 @@ class AlgorithmicReasoningDataset(Dataset):
                 stored = self._run_preprocessing()
                 with atomic_path(items_path) as temporary:
                     fs.torch_save(stored, str(temporary))
-                preprocessing.write_record(record_path, {**current, "items": len(stored["kept"])})
+                preprocessing.write_record(record_path, current, items_path, items=len(stored["kept"]))
         self._kept = np.asarray(stored["kept"], dtype=np.int64)
         if stored["data"] is not None:
             self._stored = (_data_class(stored["cls"]).from_dict(stored["data"]), stored["slices"])

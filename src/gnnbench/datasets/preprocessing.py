@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..io.files import atomic_path
+from ..io.manifest import ManifestError, file_record, read_manifest, verify_files, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -112,18 +112,33 @@ def record(pre_transform: Callable | None, pre_filter: Callable | None, key: Any
             "pre_transform_repr": describe(pre_transform), "pre_filter_repr": describe(pre_filter)}
 
 
+RECORD_KIND = "preprocessed"
+
+
 def read_record(path: Path) -> dict | None:
-    """The record at ``path``, or None when it is missing or unreadable."""
-    try:
-        stored = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    """The record at ``path`` (as :func:`record` returns it), or None when it is missing, unreadable, or the
+    output it describes is missing or corrupt (a warning names the file)."""
+    path = Path(path)
+    if not path.exists():
         return None
-    return stored if isinstance(stored, dict) and {"key", *FUNCTIONS} <= set(stored) else None
+    try:
+        manifest = read_manifest(path, kinds=(RECORD_KIND,), layout=1)
+        verify_files(manifest, path.parent)
+    except ManifestError as error:
+        logger.warning("%s; preprocessing again", error)
+        return None
+    parameters = manifest["parameters"]
+    if not {"key", *FUNCTIONS} <= set(parameters):
+        return None
+    return {**parameters, **{f"{name}_repr": manifest.get(f"{name}_repr") for name in FUNCTIONS}}
 
 
-def write_record(path: Path, current: dict) -> None:
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(current, indent=1, sort_keys=True))
+def write_record(path: Path, current: dict, output: Path, **sections: Any) -> None:
+    """Record (in the package's manifest format) that ``output`` was made as ``current`` describes."""
+    write_manifest(path, kind=RECORD_KIND, layout=1,
+                   parameters={"key": current["key"], **{name: current[name] for name in FUNCTIONS}},
+                   files={"output": file_record(output)},
+                   **{f"{name}_repr": current[f"{name}_repr"] for name in FUNCTIONS}, **sections)
 
 
 def needs_processing(path: Path, current: dict, *, force_reload: bool, what: str) -> bool:

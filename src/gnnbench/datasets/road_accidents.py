@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -19,7 +18,8 @@ from ..io import file_lock
 from ..io.cache import gnnbench_home
 from ..io.files import atomic_path
 from ..road.manifest import read_manifest
-from ..road.snapshots import STORE_FORMAT, SnapshotStore, write_snapshot_store
+from ..io.manifest import ManifestError
+from ..road.snapshots import STORE_MANIFEST, SnapshotStore, read_store_meta, write_snapshot_store
 from . import preprocessing
 from .mapped import map_private
 
@@ -101,9 +101,9 @@ class RoadAccidentDataset(Dataset):
         # applied by gnnbench (below), which processes again when they change instead of only warning.
         super().__init__(str(root), transform=transform, log=False, force_reload=force_reload)
         self.pre_transform, self.pre_filter = pre_transform, pre_filter
-        if self._stale():
-            logger.warning("%s: the tables (or the array format) changed since the arrays were processed; "
-                           "processing again", self.state)
+        stale = self._stale()
+        if stale:
+            logger.warning("%s: %s; processing the tables again", self.state, stale)
             self.process()
         self.store = SnapshotStore(self.processed_dir)
         self._static_x = torch.from_numpy(np.array(self.store.node_features, dtype=np.float32))
@@ -130,7 +130,7 @@ class RoadAccidentDataset(Dataset):
 
     @property
     def processed_file_names(self) -> list[str]:
-        return ["meta.json"]
+        return [STORE_MANIFEST]
 
     def download(self) -> None:
         from ..road import STATES
@@ -159,9 +159,15 @@ class RoadAccidentDataset(Dataset):
             shutil.rmtree(self.processed_dir, ignore_errors=True)
             staging.rename(self.processed_dir)
 
-    def _stale(self) -> bool:
-        meta = json.loads((Path(self.processed_dir) / "meta.json").read_text())
-        return meta.get("format") != STORE_FORMAT or read_manifest(self.raw_dir)["tables"] != meta.get("tables")
+    def _stale(self) -> str | None:
+        """Why the processed arrays cannot be used (None: they can)."""
+        try:
+            meta = read_store_meta(self.processed_dir)
+        except ManifestError as error:
+            return f"the processed arrays are unusable ({error})"
+        if read_manifest(self.raw_dir)["files"] != meta["parameters"]["tables"]:
+            return "the tables changed since the arrays were processed"
+        return None
 
     def len(self) -> int:
         return len(self._periods)
@@ -318,9 +324,9 @@ class RoadAccidentDataset(Dataset):
         from ..road.ml4roadsafety_protocol import scored_negatives
 
         store = self.store
-        if store.meta.get("kind") != "ml4roadsafety-import":
+        if store.meta["source_kind"] != "ml4roadsafety-import":
             raise ValueError(f"labels='ml4roadsafety' needs an imported ML4RoadSafety release "
-                             f"(source='ml4roadsafety'); {self.state} was built ({store.meta.get('kind')})")
+                             f"(source='ml4roadsafety'); {self.state} was built ({store.meta['source_kind']})")
         if self.task == "traffic_volume":
             y = torch.from_numpy(store.directed_volume_of(year).astype(np.float32))
             return y, torch.isfinite(y)
@@ -349,7 +355,7 @@ class RoadAccidentDataset(Dataset):
     def _preprocess(self, force_reload: bool) -> None:
         directory = Path(self.processed_dir) / "preprocessed" / self.task
         record_path, static_path = directory / "record.json", directory / "static.pt"
-        key = {"tables": self.store.meta["tables"], "task": self.task}
+        key = {"tables": self.store.meta["parameters"]["tables"], "task": self.task}
         current = preprocessing.record(self.pre_transform, self.pre_filter, key=key)
         with file_lock(directory):
             stored = None
@@ -360,7 +366,7 @@ class RoadAccidentDataset(Dataset):
                 stored = self._run_preprocessing()
                 with atomic_path(static_path) as temporary:
                     fs.torch_save(stored, str(temporary))
-                preprocessing.write_record(record_path, {**current, "items": len(stored["periods"])})
+                preprocessing.write_record(record_path, current, static_path, items=len(stored["periods"]))
         self._overrides, self._removed = stored["overrides"], list(stored["removed"])
         self._periods = [tuple(period) for period in stored["periods"]]
 

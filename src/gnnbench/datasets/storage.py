@@ -2,14 +2,14 @@
 
 Arrays are stored in compact dtypes (float32 scalars, int8 masks and one-hots,
 int16 pointers up to 32768 nodes, else int32), hints concatenated over time with
-``offsets``; event-mask and repeated hints keep their encodings. The manifest
-records the cache key, the SHA-256 of the ``.npz``, sizes and field layout, so a
-corrupted or stale file is recognised before it is used.
+``offsets``; event-mask and repeated hints keep their encodings. The manifest (the
+package's one format, :mod:`gnnbench.io.manifest`, kind ``"trace-set"``) records the
+cache key as its parameters, the SHA-256 and size of the ``.npz``, sizes and field
+layout, so a corrupted or stale file is recognised before it is used.
 """
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +19,17 @@ import numpy as np
 from ..algo.recording import expand_events
 from ..algo.specs import SPECS, Stage, Type
 from ..algo.trace import EventMask, RepeatedSteps, TraceSet
-from ..io.files import atomic_path, sha256_file
+from ..io.files import atomic_path
+from ..io.manifest import ManifestError, file_record, read_manifest, verify_files, write_manifest
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the package-wide manifest envelope
+KIND = "trace-set"
 _NEVER = np.iinfo(np.int32).max
 _REST_DTYPES = {Type.SCALAR: np.float32, Type.MASK: np.int8, Type.MASK_ONE: np.int8,
                 Type.CATEGORICAL: np.int8, Type.POINTER: np.int32}
 
 
-_MANIFEST_FIELDS = frozenset({"format_version", "algorithm", "key", "sha256", "num_samples", "n", "fields"})
+_MANIFEST_FIELDS = frozenset({"algorithm", "num_samples", "n", "fields"})
 
 
 class StaleCacheError(Exception):
@@ -104,21 +106,10 @@ def write_columns(traces: TraceSet, path: Path, key: dict) -> dict:
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             np.savez(handle, **arrays)
-        digest = sha256_file(temporary)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "algorithm": traces.algorithm,
-        "key": key,
-        "sha256": digest,
-        "num_samples": len(traces),
-        "n": traces.num_nodes,
-        "total_steps": int(traces.offsets[-1]),
-        "max_steps": int(lengths.max()) if len(lengths) else 0,
-        "fields": fields,
-    }
-    with atomic_path(_manifest_path(path)) as temporary:
-        temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    return manifest
+    return write_manifest(_manifest_path(path), kind=KIND, layout=FORMAT_VERSION, parameters=key,
+                          files={"columns": file_record(path)}, algorithm=traces.algorithm,
+                          num_samples=len(traces), n=traces.num_nodes, total_steps=int(traces.offsets[-1]),
+                          max_steps=int(lengths.max()) if len(lengths) else 0, fields=fields)
 
 
 def read_columns(path: Path, key: dict) -> Columns:
@@ -127,16 +118,18 @@ def read_columns(path: Path, key: dict) -> Columns:
     if not path.exists() or not manifest_path.exists():
         raise StaleCacheError(f"{path.name}: cache file or its manifest is missing")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as error:
-        raise StaleCacheError(f"{manifest_path}: unreadable manifest ({error})") from None
-    missing = _MANIFEST_FIELDS - set(manifest) if isinstance(manifest, dict) else _MANIFEST_FIELDS
+        manifest = read_manifest(manifest_path, kinds=(KIND,))
+    except ManifestError as error:
+        raise StaleCacheError(str(error)) from None
+    missing = _MANIFEST_FIELDS - set(manifest)
     if missing:
-        raise StaleCacheError(f"{manifest_path}: not a gnnbench manifest (missing {', '.join(sorted(missing))})")
-    if manifest["format_version"] != FORMAT_VERSION or manifest["key"] != key:
+        raise StaleCacheError(f"{manifest_path}: not a trace-set manifest (missing {', '.join(sorted(missing))})")
+    if manifest["layout"] != FORMAT_VERSION or manifest["parameters"] != key:
         raise StaleCacheError(f"{path.name}: built with different settings or an older format")
-    if sha256_file(path) != manifest["sha256"]:
-        raise StaleCacheError(f"{path}: checksum mismatch (the file is corrupted or truncated)")
+    try:
+        verify_files(manifest, path.parent)
+    except ManifestError as error:
+        raise StaleCacheError(f"{error}") from None
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}

@@ -1,17 +1,13 @@
 """``manifest.json`` of a built (or imported) state: what went in, what came out, what was dropped.
 
-Layout::
+The package's one manifest format (:mod:`gnnbench.io.manifest`) with ``kind`` ``"build"``,
+``"ml4roadsafety-import"`` (or a test generator's own kind) and these sections::
 
-    {
-      "format": 1,
-      "kind": "build" | "ml4roadsafety-import",
-      "state": "MA",
-      "gnnbench_version": "0.1.0",
-      "parameters": {...},                  # build parameters (match distance, years, seeds, ...)
-      "sources": [ {url, path, sha256, size, retrieved_at, role}, ... ],   # every raw file used
-      "tables": {"nodes": {"rows": 123, "sha256": "..."} , ...},
-      "quality": {...}                      # per-stage reports, e.g. crash accounting
-    }
+    "state": "MA",
+    "parameters": {...},                  # build parameters (match distance, years, seeds, ...)
+    "files": {"nodes": {"path": "nodes.parquet", "rows": 123, "bytes": ..., "sha256": "..."}, ...},
+    "sources": [ {url, path, sha256, size, retrieved_at, role}, ... ],   # every raw file used
+    "quality": {...}                      # per-stage reports, e.g. crash accounting
 
 Nothing time-dependent is written except the retrieval times of sources, which come from the
 download records, so rebuilding from the same raw files gives the same manifest.
@@ -19,27 +15,27 @@ download records, so rebuilding from the same raw files gives the same manifest.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..io import atomic_path, sha256_file
+from ..io.manifest import ManifestError, file_record
+from ..io.manifest import read_manifest as read_any_manifest
+from ..io.manifest import write_manifest as write_any_manifest
 
 MANIFEST_NAME = "manifest.json"
-FORMAT = 1
+LAYOUT = 2  # 2: the package-wide manifest envelope; 1 (read, converted): "format": 1 with "tables"
 
 
 def table_summary(directory: str | os.PathLike, names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Row count and sha256 of each written table ``directory/{name}.parquet``."""
+    """File record (path, bytes, SHA-256, rows) of each written table ``directory/{name}.parquet``."""
     import pyarrow.parquet as pq
 
     summary = {}
     for name in names:
         path = Path(directory) / f"{name}.parquet"
-        summary[name] = {"rows": pq.ParquetFile(path).metadata.num_rows, "sha256": sha256_file(path)}
+        summary[name] = file_record(path, rows=pq.ParquetFile(path).metadata.num_rows)
     return summary
 
 
@@ -47,41 +43,41 @@ def write_manifest(directory: str | os.PathLike, *, kind: str, state: str, param
                    sources: Iterable[Mapping[str, Any]], tables: Iterable[str],
                    quality: Mapping[str, Any]) -> Path:
     """Write ``directory/manifest.json`` (atomically) describing the tables just written there."""
-    record = {
-        "format": FORMAT,
-        "kind": kind,
-        "state": state,
-        "gnnbench_version": __version__,
-        "parameters": dict(parameters),
-        "sources": [dict(source) for source in sources],
-        "tables": table_summary(directory, tables),
-        "quality": dict(quality),
-    }
     target = Path(directory) / MANIFEST_NAME
-    with atomic_path(target) as temporary:
-        temporary.write_text(json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    write_any_manifest(target, kind=kind, layout=LAYOUT, parameters=parameters,
+                       files=table_summary(directory, tables), state=state,
+                       sources=[dict(source) for source in sources], quality=dict(quality))
     return target
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
-    """Read ``directory/manifest.json``; a missing or unreadable manifest names the file."""
+    """Read ``directory/manifest.json``; a missing or unreadable manifest names the file and how to rebuild it.
+
+    Manifests of the first layout (``"format": 1``, tables under ``"tables"``) are converted on read.
+    """
     path = Path(directory) / MANIFEST_NAME
     if not path.exists():
         raise FileNotFoundError(f"no road build found at {directory}: {path} is missing")
+    legacy = _read_legacy(path)
+    if legacy is not None:
+        return legacy
     try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if record.get("format") != FORMAT:
-        raise ValueError(f"{path} has manifest format {record.get('format')!r}; this gnnbench reads format {FORMAT}")
-    return record
+        return read_any_manifest(path, layout=LAYOUT)
+    except ManifestError as error:
+        raise ValueError(f"{error}; rebuild the tables (`gnnbench build road --state STATE` or "
+                         f"`gnnbench import ml4roadsafety --state STATE`)") from None
 
 
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, (set, frozenset, tuple)):
-        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"cannot write {type(value).__name__} to a manifest")
+def _read_legacy(path: Path) -> dict[str, Any] | None:
+    """A first-layout road manifest in the current shape, or None if ``path`` is not one."""
+    import json
+
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != 1 or not isinstance(record.get("tables"), dict):
+        return None
+    files = {name: {"path": f"{name}.parquet", **entry} for name, entry in record.pop("tables").items()}
+    record.pop("format")
+    return {"manifest_format": 1, "layout": LAYOUT, "files": files, **record}

@@ -16,7 +16,6 @@ imported ML4RoadSafety release: the labels its own protocol scores).
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -26,11 +25,14 @@ import numpy as np
 
 from ..arguments import check_int
 from ..io import atomic_path
+from ..io.manifest import file_record, read_manifest as read_store_manifest, verify_files, write_manifest
 from .manifest import read_manifest
 from .sources.osm import HIGHWAY_CLASSES, edge_classes
 from .tables import SEVERITY_COLUMNS, WEATHER_COLUMNS, read_table
 
-STORE_FORMAT = 2
+STORE_FORMAT = 3  # layout of the arrays' manifest (kind "road-snapshots"); 3: the package-wide manifest
+STORE_KIND = "road-snapshots"
+STORE_MANIFEST = "manifest.json"
 NODE_FEATURES = ("degree", "betweenness", "lon", "lat")
 EDGE_FEATURES = ("length_m", "oneway", "lanes", "lanes_missing", "maxspeed_kmh", "maxspeed_missing", "bridge",
                  "tunnel", *(f"highway_{name}" for name in HIGHWAY_CLASSES))
@@ -43,7 +45,7 @@ REVERSE_SOURCE_SUFFIX = ":reverse"
 
 def write_snapshot_store(tables_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                          months: list[tuple[int, int]] | None = None) -> Path:
-    """Convert the tables in ``tables_dir`` into the array layout in ``out_dir`` (written last: ``meta.json``).
+    """Convert the tables in ``tables_dir`` into the array layout in ``out_dir`` (written last: ``manifest.json``).
 
     ``months`` defaults to the months the manifest lists (imports), else every month of its years.
     """
@@ -130,14 +132,22 @@ def write_snapshot_store(tables_dir: str | os.PathLike, out_dir: str | os.PathLi
         with atomic_path(out_dir / f"{name}.npy") as temporary:
             with open(temporary, "wb") as handle:
                 np.save(handle, arrays[name], allow_pickle=False)
-    meta = {"format": STORE_FORMAT, "state": manifest["state"], "kind": manifest["kind"],
-            "tables": manifest["tables"], "node_features": list(NODE_FEATURES),
-            "edge_features": list(EDGE_FEATURES), "weather_features": list(WEATHER_COLUMNS),
-            "has_weather": bool(weather_table.num_rows), "has_volume": bool(volume_table.num_rows),
-            "has_severity": bool(len(arrays["accident_severity"])), "splits": manifest["parameters"].get("splits")}
-    with atomic_path(out_dir / "meta.json") as temporary:
-        temporary.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    write_manifest(out_dir / STORE_MANIFEST, kind=STORE_KIND, layout=STORE_FORMAT,
+                   parameters={"tables": manifest["files"], "months": [list(pair) for pair in months]},
+                   files={name: file_record(out_dir / f"{name}.npy") for name in _ARRAYS},
+                   state=manifest["state"], source_kind=manifest["kind"], node_features=list(NODE_FEATURES),
+                   edge_features=list(EDGE_FEATURES), weather_features=list(WEATHER_COLUMNS),
+                   has_weather=bool(weather_table.num_rows), has_volume=bool(volume_table.num_rows),
+                   has_severity=bool(len(arrays["accident_severity"])), splits=manifest["parameters"].get("splits"))
     return out_dir
+
+
+def read_store_meta(directory: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of the arrays in ``directory``, with every array present at its recorded size
+    (``ManifestError`` naming the file otherwise; the SHA-256 is recorded but not re-hashed on open)."""
+    meta = read_store_manifest(Path(directory) / STORE_MANIFEST, kinds=(STORE_KIND,), layout=STORE_FORMAT)
+    verify_files(meta, directory, checksum=False)
+    return meta
 
 
 class SnapshotStore:
@@ -145,12 +155,9 @@ class SnapshotStore:
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
-        meta_path = self.directory / "meta.json"
-        if not meta_path.exists():
-            raise FileNotFoundError(f"no processed road arrays at {self.directory} ({meta_path.name} missing)")
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-        if self.meta.get("format") != STORE_FORMAT:
-            raise ValueError(f"{meta_path}: format {self.meta.get('format')}, expected {STORE_FORMAT}")
+        if not (self.directory / STORE_MANIFEST).exists():
+            raise FileNotFoundError(f"no processed road arrays at {self.directory} ({STORE_MANIFEST} missing)")
+        self.meta: dict[str, Any] = read_store_meta(self.directory)
 
     def __getattr__(self, name: str) -> np.ndarray:
         if name in _ARRAYS:
