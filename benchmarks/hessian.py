@@ -1,19 +1,28 @@
 """Hessian trace speed and accuracy: gnnbench against PyHessian on the same model and batch, in the same run.
 
-1. **Equal probes.** One Hutchinson trace estimate with 100 Rademacher probes, end to end (operator set-up plus
-   products), on an MLP 784-256-10 (batch 256, cross-entropy) and a 2-layer GCN (2,000 nodes, ~20k random edges,
-   16 features, hidden 64, 7 classes): gnnbench ``trace_of(HessianOperator(model, loss_fn), method="hutchinson",
-   num_matvecs=100, per_layer=False)`` with ``strategy="auto"`` (and each explicit strategy) against PyHessian's
-   ``hessian(model, criterion, data=(x, y)).trace(maxIter=100, tol=-inf)``. PyHessian's ``trace`` stops early when
-   ``|mean - previous mean| / (previous mean + 1e-6) < tol``; ``tol=-inf`` never holds, so it runs exactly
-   ``maxIter`` products (checked: it returns one value per product). Both draw Rademacher probes (PyHessian:
-   ``randint_like`` per parameter from the global generator, float32; gnnbench: a seeded generator, float64 cast to
-   the parameters' dtype) and use the same float32 model. The GCN is wrapped for PyHessian in a module that ignores
-   its (dummy) input. One warm-up round, then ``--reps`` rounds with the cases interleaved; the median is reported,
-   end to end and after set-up (products and estimator only). A diagnostic row times the "auto" operator's
-   ``matmat`` on pre-drawn float32 probes, without ``trace_of``, to separate the products from the estimator.
-   Targets: at least 10x PyHessian on a GPU; on a CPU never slower than PyHessian (a 10% tolerance for timing noise:
-   speed-up >= 0.9x on the medians).
+Baseline: PyHessian as published on PyPI (``pip install pyhessian==0.1``), whose ``pyhessian/hessian.py`` is that of
+upstream commit 8a61d6c (https://github.com/amirgholami/PyHessian/commit/8a61d6cea978cf610def8fe40f01c60d18a2653d).
+The newest upstream commit (de8cf23, 2025-07-09) differs in ``trace`` only by ``abs()`` in its early-stop test,
+which never fires here (``tol=-inf``). Without the package the benchmark times a re-implementation of that loop
+(``PyHessianLoop``) and says so.
+
+1. **Equal products.** One trace estimate with 100 Hessian-vector products, end to end (set-up plus products), on an
+   MLP 784-256-10 (batch 256, cross-entropy) and a two-layer GCNConv net (2,000 nodes, 10,000 random edges,
+   16 features, hidden 64, 7 classes). The headline case is the public ``gnnbench.hessian.trace(model, loss_fn)``
+   at its defaults (Hutchinson, ``num_matvecs=100``, per-layer traces from the same full-length probes, operator
+   checks on) against PyHessian's ``hessian(model, criterion, data=(x, y)).trace(maxIter=100, tol=-inf)``.
+   PyHessian's ``trace`` stops early when ``|mean - previous mean| / (previous mean + 1e-6) < tol``; ``tol=-inf``
+   never holds, so it runs exactly ``maxIter`` products (checked: it returns one value per product); gnnbench's
+   ``TraceResult.num_matvecs`` is checked to be 100 as well. Both draw Rademacher probes (PyHessian:
+   ``randint_like`` per parameter from the global generator, float32; gnnbench: bytes from a seeded generator,
+   cast to the parameters' dtype) and use the same float32 model. The GCN is wrapped for PyHessian in a module
+   that ignores its (dummy) input. Other rows: ``per_layer=False``, ``probes="block"`` (the same 100 products
+   split over the layers), the cost of the previous default (block probes, 100 products *per layer*), and the
+   operator's strategies through ``trace_of``; a diagnostic row times the "auto" operator's ``matmat`` on
+   pre-drawn probes without the estimator. One warm-up round, then ``--reps`` rounds with the cases interleaved
+   (the order rotating); the median is reported, end to end and after set-up (products and estimator only).
+   Targets: the public ``trace()`` at its defaults at least 10x PyHessian on a GPU; on a CPU at least as fast as
+   PyHessian (speed-up >= 1.0x on the medians).
 2. **Matvecs for 1% error.** On models whose trace can be computed exactly (the GCN, an MLP 64-32-10 with batch
    256, and least squares with features of decaying scales in a random basis) the Hessian is formed densely
    (``op.dense()``: ``d`` products). Hutchinson and Hutch++ (``per_layer=False``) are run through ``trace_of`` on a
@@ -26,9 +35,9 @@
    eigenvalues (by magnitude) hold >= 90% of ``sum lambda^2`` (Hutchinson's variance scales with ``||H||_F^2``,
    Hutch++'s with the Frobenius norm left after deflating the top ``m/3`` directions). Not applied to the others.
 
-    python benchmarks/hessian.py [--quick] [--device cpu|cuda] [--json PATH]
+    python benchmarks/hessian.py [--quick] [--device cpu|cuda] [--json PATH] [--skip-error] [--skip-speed]
 
-Exits 1 when a target that applies on this device is missed.
+Exits 1 when a target that applies on this device is missed (``--quick``: smaller models, fewer rounds).
 """
 
 from __future__ import annotations
@@ -51,16 +60,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnbench.hessian import HessianOperator, MatrixOperator
+import gnnbench.hessian.estimators as est
+
+from gnnbench.hessian import HessianOperator, MatrixOperator, trace
 from gnnbench.hessian.estimators import trace_of
 
-GPU_TARGET = 10.0  # speed-up over PyHessian at equal probes on a GPU
-CPU_TARGET = 1.0  # never slower on a CPU ...
-CPU_TOLERANCE = 0.10  # ... up to timing noise
+GPU_TARGET = 10.0  # public trace() at its defaults vs PyHessian at equal products, on a GPU
+CPU_TARGET = 1.0  # ... and on a CPU: at least as fast
 HUTCHPP_TARGET = 2.0  # m_hutchinson / m_hutch++ on decaying spectra
 REL_ERROR = 0.01
 DECAY_FRACTION, DECAY_MASS = 0.10, 0.90
-AUTO = 'gnnbench strategy="auto"'
+PUBLIC = "gnnbench trace(model, loss_fn) at its defaults (per layer, full-length probes)"
 DIAGNOSTIC = 'diagnostic: "auto" operator, op.matmat on pre-drawn float32 probes (no estimator)'
 
 
@@ -168,7 +178,7 @@ def load_pyhessian() -> tuple[str, Callable[..., Any]]:
             version = dist_version("pyhessian")
         except Exception:  # noqa: BLE001 - the version is informative only
             version = "?"
-    return f"PyHessian {version} (hessian(...).trace(maxIter, tol=-inf))", hessian
+    return (f"PyHessian {version} (PyPI; upstream 8a61d6c; hessian(...).trace(maxIter, tol=-inf))", hessian)
 
 
 class PyHessianLoop:
@@ -212,11 +222,49 @@ class Case:
     is_baseline: bool = False
     totals: list[float] = field(default_factory=list)
     products: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # process CPU seconds (all threads), for information
     last: dict[str, Any] = field(default_factory=dict)
 
 
-def gnnbench_case(problem: Problem, device: torch.device, probes: int, strategy: str, *,
+def public_case(problem: Problem, device: torch.device, products: int, **options: Any) -> Callable[[], dict[str, Any]]:
+    """The public ``trace(model, loss_fn, num_matvecs=products, **options)``, operator set-up included; ``total_s``
+    is end to end, ``products_s`` after the operator's set-up (measured inside by wrapping its construction)."""
+    expected = options.pop("expected_matvecs", products)
+
+    def run() -> dict[str, Any]:
+        marks: dict[str, Any] = {}
+        original = est._make_operator
+
+        def timed_operator(*args: Any, **kwargs: Any) -> Any:
+            op = original(*args, **kwargs)
+            sync(device)
+            marks["ready"], marks["op"] = time.perf_counter(), op
+            return op
+
+        est._make_operator = timed_operator
+        try:
+            sync(device)
+            start = time.perf_counter()
+            result = trace(problem.model, problem.loss_fn, num_matvecs=products, **options)
+            sync(device)
+            done = time.perf_counter()
+        finally:
+            est._make_operator = original
+        if result.num_matvecs != expected or marks["op"].num_matvecs != expected:
+            raise RuntimeError(f"trace() performed {marks['op'].num_matvecs} products ({result.num_matvecs} "
+                               f"reported), expected {expected}")
+        op = marks["op"]
+        return {"total_s": done - start, "products_s": done - marks["ready"], "trace": result.total,
+                "stderr": result.stderr, "strategy": op.strategy, "batch_probes": op.batch_probes,
+                "fallback_reason": op.fallback_reason, "batch_timing": op.batch_timing,
+                "num_matvecs": result.num_matvecs, "groups": len(op.groups)}
+
+    return run
+
+
+def operator_case(problem: Problem, device: torch.device, probes: int, strategy: str, *,
                   chunk_size: int | None = None, batch_probes: bool | None = None) -> Callable[[], dict[str, Any]]:
+    """``trace_of(HessianOperator(model, loss_fn, strategy=...), per_layer=False)``: one strategy, explicitly."""
     def run() -> dict[str, Any]:
         sync(device)
         start = time.perf_counter()
@@ -229,10 +277,10 @@ def gnnbench_case(problem: Problem, device: torch.device, probes: int, strategy:
                           chunk_size=chunk_size if chunk_size is not None else "auto")
         sync(device)
         done = time.perf_counter()
-        assert result.num_matvecs == probes and op.num_matvecs >= probes
+        assert result.num_matvecs == probes == op.num_matvecs
         return {"total_s": done - start, "products_s": done - ready, "trace": result.total, "stderr": result.stderr,
                 "strategy": op.strategy, "batch_probes": op.batch_probes, "fallback_reason": op.fallback_reason,
-                "batch_timing": op.batch_timing}
+                "batch_timing": op.batch_timing, "num_matvecs": result.num_matvecs}
 
     return run
 
@@ -289,11 +337,14 @@ def time_cases(cases: list[Case], warmup: int, reps: int) -> None:
         order = cases[rep % len(cases):] + cases[:rep % len(cases)]  # interleaved, rotating the order
         for case in order:
             gc.collect()
+            cpu = time.process_time()
             out = case.run()
+            cpu = time.process_time() - cpu
             case.last = out
             if rep >= warmup:
                 case.totals.append(out["total_s"])
                 case.products.append(out["products_s"])
+                case.cpu.append(cpu)
 
 
 def describe(case: Case) -> str:
@@ -309,31 +360,39 @@ def describe(case: Case) -> str:
 
 
 def equal_probes(problems: list[Problem], device: torch.device, probes: int, warmup: int, reps: int,
-                 baseline_name: str, factory: Callable[..., Any]) -> list[dict[str, Any]]:
+                 baseline_name: str, factory: Callable[..., Any], full: bool = True) -> list[dict[str, Any]]:
     rows = []
     for problem in problems:
-        print(f"\n== equal probes: {problem.name} (d = {problem.dim:,}), {probes} probes, "
-              f"{warmup} warm-up + {reps} rounds", flush=True)
+        groups = len(HessianOperator(problem.model, problem.loss_fn, check=False).groups)
+        print(f"\n== equal products: {problem.name} (d = {problem.dim:,}, {groups} parameter groups), {probes} "
+              f"products, {warmup} warm-up + {reps} rounds", flush=True)
         cases = [
-            Case(AUTO, gnnbench_case(problem, device, probes, "auto")),
-            Case('gnnbench "forward-over-reverse"', gnnbench_case(problem, device, probes, "forward-over-reverse")),
-            Case('gnnbench "forward-over-reverse", chunk_size=100',
-                 gnnbench_case(problem, device, probes, "forward-over-reverse", chunk_size=100)),
-            Case('gnnbench "double-backward" (default probe batching)',
-                 gnnbench_case(problem, device, probes, "double-backward")),
-            Case('gnnbench "double-backward", batch_probes=True',
-                 gnnbench_case(problem, device, probes, "double-backward", batch_probes=True)),
-            Case('gnnbench "double-backward", batch_probes=False',
-                 gnnbench_case(problem, device, probes, "double-backward", batch_probes=False)),
-            Case(DIAGNOSTIC, matmat_case(problem, device, probes)),
+            Case(PUBLIC, public_case(problem, device, probes)),
+            Case("gnnbench trace(..., per_layer=False)", public_case(problem, device, probes, per_layer=False)),
+            Case(f'gnnbench trace(..., probes="block"): the {probes} products split over the layers',
+                 public_case(problem, device, probes, probes="block")),
             Case(baseline_name, pyhessian_case(problem, device, probes, factory), is_baseline=True),
         ]
+        if full:
+            cases[3:3] = [
+                Case(f'previous default: block probes, {probes} products per layer ({groups * probes} in all)',
+                     public_case(problem, device, groups * probes, probes="block")),
+                Case('trace_of(HessianOperator(strategy="forward-over-reverse"), per_layer=False)',
+                     operator_case(problem, device, probes, "forward-over-reverse")),
+                Case('trace_of(HessianOperator(strategy="double-backward"), per_layer=False), batch_probes=True',
+                     operator_case(problem, device, probes, "double-backward", batch_probes=True)),
+                Case(DIAGNOSTIC, matmat_case(problem, device, probes)),
+            ]
         time_cases(cases, warmup, reps)
         base = next(c for c in cases if c.is_baseline)
         base_total, base_products = statistics.median(base.totals), statistics.median(base.products)
+        base_cpu = statistics.median(base.cpu)
         for case in cases:
             total, products = statistics.median(case.totals), statistics.median(case.products)
-            row = {"model": problem.name, "dim": problem.dim, "case": case.label, "resolved": describe(case),
+            row = {"model": problem.name, "dim": problem.dim, "groups": groups, "case": case.label,
+                   "cpu_s_median": statistics.median(case.cpu),
+                   "speedup_cpu_time": base_cpu / statistics.median(case.cpu),
+                   "resolved": describe(case), "num_matvecs": case.last.get("num_matvecs", probes),
                    "total_ms_median": total * 1e3, "products_ms_median": products * 1e3,
                    "total_ms_min": min(case.totals) * 1e3, "total_ms_all": [t * 1e3 for t in case.totals],
                    "trace": case.last["trace"], "stderr": case.last["stderr"],
@@ -342,9 +401,9 @@ def equal_probes(problems: list[Problem], device: torch.device, probes: int, war
             if case.last.get("batch_timing"):
                 row["batch_timing_s_per_probe"] = case.last["batch_timing"]
             rows.append(row)
-            print(f"  {case.label:58s} {total * 1e3:9.1f} ms (products {products * 1e3:9.1f} ms, min "
-                  f"{min(case.totals) * 1e3:9.1f})  {base_total / total:6.2f}x  trace {case.last['trace']:.5g}  "
-                  f"[{describe(case)}]", flush=True)
+            print(f"  {case.label:78s} {row['num_matvecs']:5d} products {total * 1e3:9.1f} ms (after set-up "
+                  f"{products * 1e3:9.1f} ms, min {min(case.totals) * 1e3:9.1f})  {base_total / total:6.2f}x  "
+                  f"trace {case.last['trace']:.5g}  [{describe(case)}]", flush=True)
     return rows
 
 
@@ -474,11 +533,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller models, fewer rounds and seeds (CI smoke run)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=str, default=None, help="write every number to this file")
-    parser.add_argument("--probes", type=int, default=100, help="probes per trace estimate at equal probes")
-    parser.add_argument("--reps", type=int, default=None, help="timed rounds after one warm-up (default 5; quick 4)")
+    parser.add_argument("--probes", type=int, default=100, help="Hessian-vector products per trace estimate")
+    parser.add_argument("--reps", type=int, default=None, help="timed rounds after one warm-up (default 9; quick 4)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per m for the RMS error (default 30; quick 12)")
     parser.add_argument("--skip-error", action="store_true", help="only the equal-probes comparison")
     parser.add_argument("--skip-speed", action="store_true", help="only the 1%% error comparison")
+    parser.add_argument("--no-timing-target", action="store_true",
+                        help="speed part: print the ratios but do not enforce the speed target (CI smoke runs on "
+                             "shared cores; the product counts are still checked)")
+    parser.add_argument("--headline-only", action="store_true",
+                        help="speed part: only trace() at its defaults, its per_layer=False and block-probe "
+                             "variants, and PyHessian")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.script deprecation inside PyG
@@ -486,7 +551,7 @@ def main() -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available")
     quick = args.quick
-    reps = args.reps or (4 if quick else 5)
+    reps = args.reps or (4 if quick else 9)
     seeds = args.seeds or (12 if quick else 30)
     baseline_name, factory = load_pyhessian()
 
@@ -498,8 +563,7 @@ def main() -> int:
     if device.type == "cpu":
         load = os.getloadavg() if hasattr(os, "getloadavg") else None
         print("note: CPU timings vary with machine load (load average now "
-              f"{', '.join(f'{x:.2f}' for x in load) if load else '?'}); medians of interleaved rounds are compared, "
-              f"and the CPU target allows {CPU_TOLERANCE:.0%} for noise")
+              f"{', '.join(f'{x:.2f}' for x in load) if load else '?'}); medians of interleaved rounds are compared")
 
     try:
         import torch_geometric  # noqa: F401
@@ -518,35 +582,38 @@ def main() -> int:
         if quick:
             speed_problems = [mlp([784, 64, 10], 128, device)]
             if have_pyg:
-                speed_problems.append(gcn(500, 5_000, 16, 32, 7, device))
+                speed_problems.append(gcn(500, 2_500, 16, 32, 7, device))
         else:
             speed_problems = [mlp([784, 256, 10], 256, device)]
             if have_pyg:
-                speed_problems.append(gcn(2_000, 20_000, 16, 64, 7, device))
-        rows = equal_probes(speed_problems, device, args.probes, 1, reps, baseline_name, factory)
+                speed_problems.append(gcn(2_000, 10_000, 16, 64, 7, device))
+        rows = equal_probes(speed_problems, device, args.probes, 1, reps, baseline_name, factory,
+                            full=not args.headline_only)
         record["equal_probes"] = rows
-        target = GPU_TARGET if device.type == "cuda" else CPU_TARGET * (1 - CPU_TOLERANCE)
-        print(f"\n### Equal probes ({args.probes} Rademacher probes, one trace estimate end to end; median of {reps} "
-              f"interleaved rounds on {device_name})\n")
-        print("| model | d | implementation | strategy used | ms (median) | ms after set-up | trace | speed-up vs "
-              "PyHessian | after set-up |")
-        print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+        target = GPU_TARGET if device.type == "cuda" else CPU_TARGET
+        print(f"\n### Equal products ({args.probes} Hessian-vector products, one trace estimate end to end; median "
+              f"of {reps} interleaved rounds on {device_name})\n")
+        print("| model | d | implementation | products | strategy used | ms (median) | ms after set-up | trace | "
+              "speed-up vs PyHessian | after set-up |")
+        print("|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
         for r in rows:
             speed = "1.00x (baseline)" if r["baseline"] else f"{r['speedup']:.2f}x"
-            print(f"| {r['model']} | {r['dim']:,} | {r['case']} | {r['resolved']} | {r['total_ms_median']:,.1f} | "
-                  f"{r['products_ms_median']:,.1f} | {r['trace']:.4g} | {speed} | {r['speedup_products']:.2f}x |")
-        print(f"\ntarget on {device.type}: auto >= {target:g}x PyHessian end to end (set-up + products)"
-              + (f" ({CPU_TARGET:g}x less a {CPU_TOLERANCE:.0%} noise tolerance)" if device.type == "cpu" else ""))
+            print(f"| {r['model']} | {r['dim']:,} | {r['case']} | {r['num_matvecs']:,} | {r['resolved']} | "
+                  f"{r['total_ms_median']:,.1f} | {r['products_ms_median']:,.1f} | {r['trace']:.4g} | {speed} | "
+                  f"{r['speedup_products']:.2f}x |")
+        print(f"\ntarget on {device.type}: the public trace() at its defaults >= {target:g}x PyHessian end to end "
+              "(set-up + products), at equal products")
         for r in rows:
-            if r["case"] != AUTO:
+            if r["case"] != PUBLIC:
                 continue
-            others = [o for o in rows if o["model"] == r["model"] and not o["baseline"] and o["case"] != DIAGNOSTIC]
-            best = max(others, key=lambda o: o["speedup"])
             ok = r["speedup"] >= target
-            print(f"  {r['model']}: auto {r['speedup']:.2f}x ({r['resolved']}) -> {'ok' if ok else 'MISSED'}; "
-                  f"fastest gnnbench option: {best['case']} {best['speedup']:.2f}x")
-            if not ok:
-                failures.append(f"equal probes, {r['model']}: {r['speedup']:.2f}x < {target:g}x")
+            print(f"  {r['model']}: trace() at its defaults {r['speedup']:.2f}x PyHessian ({r['num_matvecs']} "
+                  f"products, {r['groups']} layers, {r['resolved']}; process CPU time {r['speedup_cpu_time']:.2f}x) "
+                  f"-> {'ok' if ok else 'MISSED'}")
+            if not ok and args.no_timing_target:
+                print("    (not enforced: --no-timing-target)")
+            elif not ok:
+                failures.append(f"equal products, {r['model']}: {r['speedup']:.2f}x < {target:g}x")
 
     if not args.skip_error:
         error_problems = []
@@ -560,7 +627,7 @@ def main() -> int:
             error_problems.append(least_squares(500, 2_000, device))
             error_problems.append(mlp([64, 32, 10], 256, device))
             if have_pyg:
-                error_problems.append(gcn(2_000, 20_000, 16, 64, 7, device))
+                error_problems.append(gcn(2_000, 10_000, 16, 64, 7, device))
             max_timed = 4_000 if device.type == "cuda" else 300
         rows = matvecs_for_error(error_problems, device, seeds, max_timed, hutchinson_cap=20_000)
         record["error_1pct"] = rows

@@ -138,6 +138,7 @@ class HessianOperator(ProductStrategies):
 
         self._wrapper = ClosureModule(model, loss_fn)
         self._layer_names = {id(m): (n or ROOT_GROUP) for n, m in model.named_modules()}
+        self._modules_list = list(model.modules())
         self._cache: tuple[tuple, tuple[Tensor | None, ...], Tensor] | None = None
         self._forward_verified = False
         self._graph_checked = False
@@ -281,8 +282,10 @@ class HessianOperator(ProductStrategies):
         return self.loss_fn()
 
     def _state_key(self) -> tuple:
-        tensors = list(self.model.parameters()) + list(self.model.buffers())
-        return tuple((t.data_ptr(), t._version) for t in tensors)
+        """Storage and version of every parameter and buffer (read from the modules' own dicts each time, so a
+        reassigned tensor changes the key too)."""
+        return tuple((t.data_ptr(), t._version) for m in self._modules_list
+                     for t in (*m._parameters.values(), *m._buffers.values()) if t is not None)
 
     def _first_evaluation(self, record: bool) -> tuple[Any, list[Any]]:
         """Evaluate the loss once (recording the ops per layer with ``record``); the loss and its autograd nodes."""

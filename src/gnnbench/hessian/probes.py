@@ -56,14 +56,18 @@ def make_generator(op: OperatorLike, seed: int | None, generator: torch.Generato
 
 
 def rademacher(n: int, d: int, gen: torch.Generator, device: torch.device, dtype: torch.dtype = F64) -> Tensor:
-    """``[n, d]`` independent signs ``+-1`` in ``dtype`` (drawn as bytes: exact in every float type)."""
+    """``[n, d]`` independent signs ``+-1`` in ``dtype`` (exact in every float type); the same numbers whatever
+    ``dtype`` is, as long as the generator is on ``device``."""
+    if torch.device(device) == gen.device:  # 0/1 drawn straight into the dtype, then 2b - 1 in place
+        return torch.randint(0, 2, (n, d), generator=gen, device=device, dtype=dtype).mul_(2).sub_(1)
     bits = torch.randint(0, 2, (n, d), generator=gen, device=gen.device, dtype=torch.int8)
-    return bits.to(device=device, dtype=dtype) * 2 - 1
+    return bits.to(device=device, dtype=dtype).mul_(2).sub_(1)
 
 
 class Probes:
-    """The ``total`` Rademacher rows of size ``size``, drawn from ``gen`` one row at a time as they are taken, so
-    that the draws do not depend on how rows are later chunked into products (and a row stays in cache)."""
+    """The ``total`` Rademacher rows of size ``size``, drawn from ``gen`` as they are taken, row by row (on CPU,
+    whose generator's stream is sequential, ``n`` rows at once give the same numbers), so that the draws do not
+    depend on how rows are later chunked into products."""
 
     def __init__(self, gen: torch.Generator, size: int, total: int, device: torch.device,
                  dtype: torch.dtype = F64) -> None:
@@ -73,8 +77,8 @@ class Probes:
         if n > self.left:
             raise RuntimeError("more probes taken than drawn")
         self.left -= n
-        if n == 1:
-            return rademacher(1, self.size, self.gen, self.device, self.dtype)
+        if n == 1 or self.gen.device.type == "cpu":  # the CPU generator's stream is sequential: one draw is the same
+            return rademacher(n, self.size, self.gen, self.device, self.dtype)
         return torch.cat([rademacher(1, self.size, self.gen, self.device, self.dtype) for _ in range(n)])
 
 

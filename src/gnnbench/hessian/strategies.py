@@ -149,8 +149,8 @@ class ProductStrategies:
                 res = torch.autograd.grad(
                     outputs, self._params, [parts[i][j] for i in live], retain_graph=True, allow_unused=True
                 )
-                rows.append(self._flatten_list(res))
-            return torch.stack(rows)
+                rows.append(self._flatten_batched([None if r is None else r.unsqueeze(0) for r in res], 1))
+            return rows[0] if len(rows) == 1 else torch.cat(rows)
 
         def batched(a: int, b: int) -> Tensor | None:  # None where batched backward is unsupported
             try:

@@ -185,6 +185,19 @@ def _hutch_plus_plus_block(op: OperatorLike, groups: Sequence[GroupLike], counts
     return estimates, errors, math.fsum(estimates), combine_stderr(errors), used
 
 
+CHUNK_BYTES = 1 << 20  # rows per matmat for operators that take probes one by one: about 1 MiB of probes
+
+
+def auto_chunk_size(op: OperatorLike) -> int:
+    """Rows per ``matmat``: for operators that take probes one by one anyway (double backward on CPU), as many
+    as fit in about 1 MiB (one row for large models: the probe stays in cache; up to 32 for small ones, where
+    per-call overhead matters more); 32 otherwise (batched products)."""
+    if getattr(op, "batch_probes", None) is not False:
+        return 32
+    row = op.dim * torch.empty((), dtype=op.dtype).element_size()
+    return max(1, min(32, CHUNK_BYTES // max(row, 1)))
+
+
 def minimum_matvecs(method: str, groups: int, probes: str = "full") -> int:
     """The smallest budget an estimate accepts: 1 product (3 for Hutch++), per group with block probes."""
     return (3 if method == "hutch++" else 1) * (groups if probes == "block" else 1)
@@ -207,11 +220,10 @@ def trace_of(op: OperatorLike, *, method: str = "hutchinson", num_matvecs: int =
     must be at least the number of groups, three times that for Hutch++); see the module docstring. Without
     ``per_layer`` only ``Tr(H)`` is estimated and ``per_layer == {}``. ``seed`` seeds a ``torch.Generator`` on the
     operator's device (``None``: random; the seed used is recorded); ``generator`` overrides it. ``chunk_size``:
-    rows per ``matmat`` call (``None``: all at once; ``"auto"``: one row at a time for operators that take probes
-    one by one anyway (double backward on CPU), which keeps each probe in cache, else 32).
+    rows per ``matmat`` call (``None``: all at once; ``"auto"``: see :func:`auto_chunk_size`).
     """
     if chunk_size == "auto":
-        chunk_size = 1 if getattr(op, "batch_probes", None) is False else 32
+        chunk_size = auto_chunk_size(op)
     elif chunk_size is not None:
         check_int("chunk_size", chunk_size, minimum=1)
     method = normalise_method(method)
