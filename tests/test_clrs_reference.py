@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from gnnbench.algo import ALGORITHMS, CLRS30_SPLITS, SPECS, Evaluator
+from gnnbench.algo import ALGORITHMS, CLRS30_SPLITS, SPECS, Evaluator, run_algorithm
 from gnnbench.algo.reference import load_clrs_reference
 from gnnbench.algo.specs import SOURCE_ALGORITHMS
 from gnnbench.algo.validation import check_graph
@@ -26,7 +26,12 @@ else:
     except ImportError as missing:
         pytest.skip(f"CLRS-30 reference not installed ({missing})", allow_module_level=True)
 
-from clrs_parity import mismatches, sampler_mismatches  # noqa: E402
+from clrs_parity import (  # noqa: E402
+    mismatches,
+    reachable_negative_cycle,
+    reference_bellman_ford_steps,
+    sampler_mismatches,
+)
 
 DAG_ALGORITHMS = ("topological_sort", "dag_shortest_paths")
 
@@ -70,6 +75,12 @@ def random_graph(rng: np.random.Generator, name: str):
     return A, s
 
 
+def never_ends(A: np.ndarray, s: int) -> bool:
+    """What gnnbench's ``ValueError`` for Bellman-Ford claims, checked independently: a negative
+    cycle is reachable from ``s`` and the reference is still looping after 3n + 3 rounds."""
+    return reachable_negative_cycle(A, s) and reference_bellman_ford_steps(REF, A, s, 3 * A.shape[0] + 3) is None
+
+
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_traces_equal_reference_on_random_graphs(name):
     rng = np.random.default_rng(ALGORITHMS.index(name))
@@ -81,13 +92,75 @@ def test_traces_equal_reference_on_random_graphs(name):
             check_graph(name, A, s)
         except ValueError:
             continue  # inputs gnnbench rejects (the reference would loop or misbehave)
-        if name == "bellman_ford" and (A < 0).any():
-            continue  # negative cycles make the reference loop forever
-        problems = mismatches(REF, name, A, s)
+        try:
+            problems = mismatches(REF, name, A, s)
+        except ValueError as error:  # Bellman-Ford on a graph where the reference never ends
+            problems = [] if name == "bellman_ford" and never_ends(A, s) else [f"raised {error}"]
         if problems:
             failures.append((A.shape, A.dtype.name, s, problems[:3]))
         checked += 1
     assert not failures, failures[:3]
+
+
+def mixed_sign_graph(rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Directed graphs with weights of both signs: acyclic (no cycle at all), sparse (negative
+    cycles now and then) or symmetric (any negative edge is a negative 2-cycle)."""
+    n = int(rng.integers(1, 25))
+    kind = int(rng.integers(3))
+    edges = rng.random((n, n)) < (0.3 if kind == 0 else 0.12)
+    if kind == 0:
+        edges = np.triu(edges, 1)
+        perm = rng.permutation(n)
+        edges = edges[perm][:, perm]
+    elif kind == 2:
+        edges = np.triu(edges, 1)
+        edges = edges | edges.T
+    weights = rng.choice([rng.uniform(-1.0, 1.0, (n, n)), rng.integers(-3, 4, (n, n)).astype(np.float64)])
+    if kind == 2:
+        weights = np.triu(weights) + np.triu(weights, 1).T
+    return edges * weights, int(rng.integers(n))
+
+
+def test_bellman_ford_equals_reference_with_negative_weights():
+    """Every mixed-sign graph on which the reference ends gives the reference's trace; on every
+    other one gnnbench raises, and the reference has a reachable negative cycle and keeps looping."""
+    rng = np.random.default_rng(8)
+    compared, raised, failures = 0, 0, []  # compared: graphs with a negative weight, traced by both
+    for _ in range(300):
+        A, s = mixed_sign_graph(rng)
+        finished = reference_bellman_ford_steps(REF, A, s, 3 * A.shape[0] + 3)
+        try:
+            problems = mismatches(REF, "bellman_ford", A, s)
+        except ValueError as error:
+            raised += 1
+            if finished is not None or not reachable_negative_cycle(A, s):
+                failures.append((A.shape[0], s, f"raised {error}, reference finished in {finished} steps"))
+            continue
+        compared += bool((A < 0).any())
+        if problems or finished is None:
+            failures.append((A.shape[0], s, problems[:3] or ["reference never finished"]))
+    assert not failures, failures[:3]
+    assert compared >= 100 and raised >= 30, (compared, raised)  # both kinds are exercised
+
+
+def test_bellman_ford_stops_on_unchanged_distances_like_the_reference():
+    """CLRS-30 stops after a round that changes no distance, even if a node was first reached in it
+    at distance exactly 0 and a negative cycle lies beyond it. Hand-computed: 0 -> 1 (1), 1 -> 2 (-1),
+    2 -> 3 (-5), 3 -> 2 (1); round 1 reaches node 1 (d = 1), round 2 node 2 at d = 1 - 1 = 0."""
+    A = np.zeros((4, 4))
+    A[0, 1], A[1, 2], A[2, 3], A[3, 2] = 1.0, -1.0, -5.0, 1.0
+    expected = {
+        "pi_h": np.array([[0, 1, 2, 3], [0, 0, 2, 3]]),
+        "d": np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]),
+        "msk": np.array([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]),
+        "pi": np.array([0, 0, 1, 3]),
+    }
+    trace = run_algorithm("bellman_ford", A, 0)
+    for field, want in expected.items():
+        np.testing.assert_array_equal(trace.field(field), want, err_msg=field)
+    assert reachable_negative_cycle(A, 0)  # 2 -> 3 -> 2 weighs -4
+    assert reference_bellman_ford_steps(REF, A, 0, 100) == 2
+    assert mismatches(REF, "bellman_ford", A, 0) == []
 
 
 @pytest.mark.parametrize("name", ("dijkstra", "mst_prim", "mst_kruskal"))

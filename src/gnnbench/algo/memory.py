@@ -13,6 +13,7 @@ never reused. At most ``POOL_BYTES`` of blocks are kept; ``release()`` drops the
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 
@@ -59,14 +60,14 @@ def _take(nbytes: int) -> np.ndarray:
 
 
 def buffers(specs: list[tuple[tuple[int, ...], np.dtype]]) -> tuple[np.ndarray, ...]:
-    """Uninitialised, 64-byte-aligned arrays of the given shapes and dtypes, from one block."""
-    sizes = [int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize for shape, dtype in specs]
+    """Uninitialised arrays of the given shapes and dtypes, from one block (each starting
+    a multiple of 64 bytes into it: at least as aligned as malloc's memory)."""
+    sizes = [math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in specs]
     starts = [0]
     for size in sizes:
         starts.append(starts[-1] + -(-size // _ALIGN) * _ALIGN)
-    block = _take(starts[-1] + _ALIGN)
-    base = -block.__array_interface__["data"][0] % _ALIGN
-    return tuple(block[base + start:base + start + size].view(dtype).reshape(shape)
+    block = _take(starts[-1])
+    return tuple(block[start:start + size].view(dtype).reshape(shape)
                  for (shape, dtype), start, size in zip(specs, starts, sizes))
 
 

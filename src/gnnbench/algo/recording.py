@@ -70,8 +70,9 @@ def record(batch, which: int, kernel, layout: Layout, graphs: np.ndarray, source
     if aux is None:
         aux = np.zeros((0, 0), dtype=np.int64)
     cap = max(16, num * layout.expected_steps(n))
-    rec = memory.buffers([((cap, *shape(n)), dtype) for dtype, shape in layout.steps])
-    out = memory.buffers([((num, *shape(n)), dtype) for dtype, shape in layout.per_sample])
+    buffers = memory.buffers([((cap, *shape(n)), dtype) for dtype, shape in layout.steps]
+                             + [((num, *shape(n)), dtype) for dtype, shape in layout.per_sample])
+    rec, out = buffers[:len(layout.steps)], buffers[len(layout.steps):]
     offsets = np.zeros(num + 1, dtype=np.int64)
     start = 0
     while start < num:
@@ -118,38 +119,18 @@ def expand_events(events: np.ndarray, offsets: np.ndarray, base: np.ndarray) -> 
     ``base[i, u, v]`` before. Returns ``[offsets[-1] - offsets[0], n, n]``."""
     n = events.shape[1]
     out = memory.empty((int(offsets[-1] - offsets[0]), n, n))
-    _fill_events(events, offsets, base, out.reshape(out.shape[0], 1, n, n), False)
+    _fill_events(events, offsets, base, out)
     return out
 
 
-def expand_events_padded(events: np.ndarray, offsets: np.ndarray, base: np.ndarray, out: np.ndarray) -> None:
-    """``expand_events`` written time-first into ``out`` ``[T, num, n, n]`` (CLRS-30's batch layout);
-    rows past a trace's length are left as they are."""
-    _fill_events(events, offsets, base, out, True)
-
-
 @njit(cache=True)
-def _fill_events(events, offsets, base, out, padded):
-    # out[t, i] (padded) or out[offsets[i] - offsets[0] + t, 0] receives trace i's step t.
-    num, n = events.shape[0], events.shape[1]
-    for i in range(num):
-        steps = offsets[i + 1] - offsets[i]
-        if steps == 0:
-            continue
+def _fill_events(events, offsets, base, out):
+    for i in range(events.shape[0]):
         first = offsets[i] - offsets[0]
-        flat = events[i].reshape(-1)
-        marked = np.nonzero(flat < steps)[0]
-        order = marked[np.argsort(flat[marked], kind="mergesort")]
-        k = 0
-        for t in range(steps):
-            row = out[t, i] if padded else out[first + t, 0]
-            if t == 0:
-                row[:, :] = base[i]
-            else:
-                row[:, :] = out[t - 1, i] if padded else out[first + t - 1, 0]
-            while k < order.shape[0] and flat[order[k]] == t:
-                row[order[k] // n, order[k] % n] = 1.0
-                k += 1
+        for t in range(offsets[i + 1] - offsets[i]):
+            for u in range(events.shape[1]):
+                for v in range(events.shape[2]):  # branch-free select
+                    out[first + t, u, v] = 1.0 if events[i, u, v] <= t else base[i, u, v]
 
 
 def graph_probe(A: np.ndarray) -> np.ndarray:

@@ -182,10 +182,11 @@ def er_graph_into(mat, key, pos, p, directed, acyclic, weighted, low, high):
     if directed and acyclic:
         coin = rng.bernoulli_matrix(key, pos, n, p)
         perm = rng.permutation(key, pos, n)
-        for i in range(n):
+        for i in range(n):  # np.triu(coin, 1)[perm][:, perm], branch-free
+            a = perm[i]
             for j in range(n):
-                a, b = perm[i], perm[j]
-                mat[i, j] = coin[a, b] if b > a else 0
+                b = perm[j]
+                mat[i, j] = coin[a, b] * (b > a)
     else:
         rng.bernoulli_fill(mat, key, pos, p)
     if weighted:

@@ -7,6 +7,7 @@ losses, dataset layouts and scores all follow from this table.
 
 from __future__ import annotations
 
+import functools
 from types import MappingProxyType
 from typing import Mapping
 
@@ -205,6 +206,7 @@ def check_algorithm(name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=None)
 def fields(name: str, stage: str) -> tuple[str, ...]:
     """The field names of ``name`` at ``stage``, in spec order."""
     return tuple(f for f, (st, _, _) in SPECS[check_algorithm(name)].items() if st == stage)

@@ -11,10 +11,12 @@ array whose time axes are concatenated, with ``offsets`` marking where each
 sample's steps begin. Indexing it yields a ``Trace`` of read-only views.
 
 Hints whose dense form is mostly redundant are stored as encodings and expanded
-on access: ``OneHotSteps`` (mask_one and categorical hints as class
-indices), ``EventMask`` (an edge mask whose entries switch to 1 once, e.g.
-``is_bridge_h``, ``in_mst_h``, Floyd-Warshall's ``msk``) and ``RepeatedSteps`` (a value constant over a
-trace, e.g. ``A_t``). ``TraceSet.hint_array`` expands any of them for all traces.
+on access: ``OneHotSteps`` (mask_one and categorical hints as class indices),
+``StepIntervals`` (node masks that are 1 on one run of steps, e.g. Prim's and
+Dijkstra's ``mark`` and ``in_queue``), ``EventMask`` (an edge mask whose entries
+switch to 1 once, e.g. ``is_bridge_h``, ``in_mst_h``, Floyd-Warshall's ``msk``) and
+``RepeatedSteps`` (a value constant over a trace, e.g. ``A_t``).
+``TraceSet.hint_array`` expands any of them for all traces.
 
 ``TraceSet.clrs_batch()`` returns every field densely in CLRS-30's batch layout
 (``ClrsBatch``): the arrays ``clrs.build_sampler(...)[0].next()`` holds.
@@ -27,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .recording import expand_events, expand_events_padded, one_hot
+from . import batching, memory
+from .recording import expand_events, one_hot
 from .specs import SPECS, Stage
 
 
@@ -50,9 +53,11 @@ class EventMask:
     def row_shape(self) -> tuple[int, ...]:
         return self.events.shape[1:]
 
-    def fill_padded(self, out: np.ndarray, step: np.ndarray, sample: np.ndarray) -> None:
-        """Write every trace's steps into ``out`` ``[T, num, n, n]`` (``out[t, i]``)."""
-        expand_events_padded(self.events, self.offsets, self.base, out)
+    def fill_padded(self, out: np.ndarray) -> None:
+        """Write every trace's steps into ``out`` ``[T, num, n, n]`` (CLRS-30's batch layout, zero-padded)."""
+        num = self.events.shape[0]
+        batching.pad_events(self.events.reshape(num, -1), self.base.reshape(num, -1), self.offsets,
+                            out.reshape(out.shape[0], num, -1))
 
 
 class RepeatedSteps:
@@ -72,8 +77,9 @@ class RepeatedSteps:
     def row_shape(self) -> tuple[int, ...]:
         return self.values.shape[1:]
 
-    def fill_padded(self, out: np.ndarray, step: np.ndarray, sample: np.ndarray) -> None:
-        out[step, sample] = self.values[sample]
+    def fill_padded(self, out: np.ndarray) -> None:
+        num = self.values.shape[0]
+        batching.pad_repeated(self.values.reshape(num, -1), self.offsets, out.reshape(out.shape[0], num, -1))
 
 
 class OneHotSteps:
@@ -92,16 +98,40 @@ class OneHotSteps:
     def row_shape(self) -> tuple[int, ...]:
         return (*self.index.shape[1:], self.classes)
 
-    def fill_padded(self, out: np.ndarray, step: np.ndarray, sample: np.ndarray) -> None:
-        """Set the ones of every step in the zero-filled ``out`` ``[T, num, ..., classes]``."""
-        if self.index.ndim == 1:
-            out[step, sample, self.index] = 1.0
-        else:  # one class per node: index [sum T_i, n]
-            nodes = np.arange(self.index.shape[1])
-            out[step[:, None], sample[:, None], nodes[None, :], self.index] = 1.0
+    def fill_padded(self, out: np.ndarray) -> None:
+        """Write every trace's steps into ``out`` ``[T, num, ..., classes]`` (zero-padded)."""
+        index = self.index.reshape(self.index.shape[0], -1)
+        batching.pad_one_hot(index, self.offsets, out.reshape(*out.shape[:2], index.shape[1], self.classes))
 
 
-EncodedSteps = EventMask | RepeatedSteps | OneHotSteps
+class StepIntervals:
+    """Per-step node masks that are 1 on one interval of steps: ``start[i, v] <= t < stop[i, v]``
+    (local to trace i), e.g. Prim's and Dijkstra's ``in_queue`` and ``mark``."""
+
+    def __init__(self, start: np.ndarray, stop: np.ndarray, offsets: np.ndarray) -> None:
+        self.start, self.stop, self.offsets = start, stop, offsets
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.start.shape[1:]
+
+    def rows(self, i: int) -> np.ndarray:
+        steps = np.arange(int(self.offsets[i + 1] - self.offsets[i]))[:, None]
+        return ((self.start[i] <= steps) & (steps < self.stop[i])).astype(np.float64)
+
+    def dense(self) -> np.ndarray:
+        lengths = np.diff(self.offsets)
+        trace = np.repeat(np.arange(lengths.shape[0]), lengths)
+        steps = (np.arange(trace.shape[0]) - np.repeat(self.offsets[:-1] - self.offsets[0], lengths))[:, None]
+        return ((self.start[trace] <= steps) & (steps < self.stop[trace])).astype(np.float64)
+
+    def fill_padded(self, out: np.ndarray) -> None:
+        num = self.start.shape[0]
+        batching.pad_intervals(self.start.reshape(num, -1), self.stop.reshape(num, -1), self.offsets,
+                               out.reshape(out.shape[0], num, -1))
+
+
+EncodedSteps = EventMask | RepeatedSteps | OneHotSteps | StepIntervals
 
 
 @dataclass(frozen=True)
@@ -223,19 +253,18 @@ class TraceSet(Sequence[Trace]):
         num, n = len(self), self.num_nodes
         lengths = self.lengths
         max_steps = max(int(min_steps), int(lengths.max()) if num else 0)
-        sample = np.repeat(np.arange(num), lengths)
-        step = np.arange(sample.shape[0]) - np.repeat(self.offsets[:-1] - self.offsets[0], lengths)
 
         def squeezed(value: np.ndarray) -> np.ndarray:
             return value.reshape(num, *(d for d in value.shape[1:] if d != 1)) if n == 1 else value
 
         hints = {}
         for name, value in self.hints.items():
-            out = np.zeros((max_steps, num, *(value.shape[1:] if isinstance(value, np.ndarray) else value.row_shape)))
-            if isinstance(value, np.ndarray):
-                out[step, sample] = value
+            dense = isinstance(value, np.ndarray)
+            out = memory.empty((max_steps, num, *(value.shape[1:] if dense else value.row_shape)))
+            if dense:
+                batching.pad_dense(value.reshape(value.shape[0], -1), self.offsets, out.reshape(max_steps, num, -1))
             else:
-                value.fill_padded(out, step, sample)
+                value.fill_padded(out)
             hints[name] = out
         return ClrsBatch(inputs={k: squeezed(v) for k, v in self.inputs.items()}, hints=hints,
                          lengths=lengths.astype(np.float64),

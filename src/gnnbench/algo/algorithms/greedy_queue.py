@@ -6,8 +6,8 @@ import numpy as np
 from numba import njit
 from numba.extending import overload
 
-from ..recording import TIE, Layout, Recording
-from ..trace import OneHotSteps
+from ..recording import NEVER, TIE, Layout, Recording
+from ..trace import OneHotSteps, StepIntervals
 
 
 def extract_min(key: np.ndarray, in_queue: np.ndarray) -> int:
@@ -49,18 +49,25 @@ def greedy_queue_steps(A, s, rec, t0, cap, out, i, shortest):
     Dijkstra's (``shortest=True``: its distance) algorithm with CLRS-30's array queue,
     one step recorded per extraction (the first before any); returns the step count.
 
-    Called from a kernel this is the compiled version below; from ``kernel.py_func``
-    (a rerun after tied keys) it runs as Python, with ``extract_min`` asking NumPy.
-    The loops are written out here, not in helpers: arrays passed to helper calls
-    cost atomic reference counting that would dominate the run time.
+    Steps record ``pi`` and the keys; ``mark`` and ``in_queue`` switch once each way,
+    so ``out[1][i]`` / ``out[2][i]`` receive the step at which each node joins / leaves
+    the queue (``NEVER`` if it does not). Called from a kernel this is the compiled
+    version below; from ``kernel.py_func`` (a rerun after tied keys) it runs as Python,
+    with ``extract_min`` asking NumPy. The loops are written out here, not in helpers:
+    arrays passed to helper calls cost atomic reference counting that would dominate.
     """
-    pi_rec, key_rec, mark_rec, queue_rec, u_rec = rec
+    pi_rec, key_rec, u_rec = rec
+    pi_out, enter, leave = out[0][i], out[1][i], out[2][i]
     n = A.shape[0]
     key = np.zeros(n)
     mark = np.zeros(n)
     in_queue = np.zeros(n)
     pi = np.arange(n)
+    for v in range(n):
+        enter[v] = NEVER
+        leave[v] = NEVER
     in_queue[s] = 1.0
+    enter[s] = 0
     u = s
     t = 0
     while True:
@@ -69,8 +76,6 @@ def greedy_queue_steps(A, s, rec, t0, cap, out, i, shortest):
             for j in range(n):
                 pi_rec[row, j] = pi[j]
                 key_rec[row, j] = key[j]
-                mark_rec[row, j] = mark[j]
-                queue_rec[row, j] = in_queue[j]
             u_rec[row] = u
         t += 1
         if t > n:  # n extractions
@@ -82,15 +87,18 @@ def greedy_queue_steps(A, s, rec, t0, cap, out, i, shortest):
             break
         mark[u] = 1.0
         in_queue[u] = 0.0
+        leave[u] = t
         base = key[u] if shortest else 0.0  # Prim: 0.0 + A[u, v] is A[u, v]
         for v in range(n):  # branch-free (random edges would mispredict); v depends only on its entries
             weight = A[u, v]
             candidate = base + weight
             take = (weight != 0) & (mark[v] == 0) & ((in_queue[v] == 0) | (candidate < key[v]))
+            enter[v] = t if take & (in_queue[v] == 0) else enter[v]
             pi[v] = u if take else pi[v]
             key[v] = candidate if take else key[v]
             in_queue[v] = 1.0 if take else in_queue[v]
-    out[0][i, :] = pi
+    for v in range(n):
+        pi_out[v] = pi[v]
     return t
 
 
@@ -101,16 +109,18 @@ def _greedy_queue_steps_compiled(A, s, rec, t0, cap, out, i, shortest):
 
 def priority_queue_probes(rec: Recording, graphs: np.ndarray, key_name: str):
     """CLRS probes of Prim (``key``) or Dijkstra (``d``) from their step records."""
-    pi, key, mark, in_queue, u = rec.steps
-    hints = {"pi_h": pi, key_name: key, "mark": mark, "in_queue": in_queue,
-             "u": OneHotSteps(u, graphs.shape[1], rec.offsets)}
-    return hints, {"pi": rec.per_sample[0]}
+    pi, key, u = rec.steps
+    pi_out, enter, leave = rec.per_sample
+    never = np.full_like(leave, NEVER)
+    hints = {"pi_h": pi, key_name: key, "mark": StepIntervals(leave, never, rec.offsets),
+             "in_queue": StepIntervals(enter, leave, rec.offsets), "u": OneHotSteps(u, graphs.shape[1], rec.offsets)}
+    return hints, {"pi": pi_out}
 
 
 QUEUE_LAYOUT = Layout(
     steps=((np.dtype(np.int64), lambda n: (n,)), (np.dtype(np.float64), lambda n: (n,)),
-           (np.dtype(np.float64), lambda n: (n,)), (np.dtype(np.float64), lambda n: (n,)),
            (np.dtype(np.int64), lambda n: ())),
-    per_sample=((np.dtype(np.int64), lambda n: (n,)),),
+    per_sample=((np.dtype(np.int64), lambda n: (n,)), (np.dtype(np.int64), lambda n: (n,)),
+                (np.dtype(np.int64), lambda n: (n,))),
     expected_steps=lambda n: n + 1,
 )
