@@ -39,9 +39,11 @@ def run_batch(name: str, graphs: np.ndarray, sources: np.ndarray | None = None,
 
 
 def run_kernels(name: str, kernel_graphs: np.ndarray, A: np.ndarray, sources: np.ndarray,
-                aux: np.ndarray | None = None, metadata: dict | None = None) -> TraceSet:
+                aux: np.ndarray | None = None, adj: np.ndarray | None = None,
+                metadata: dict | None = None) -> TraceSet:
     """The trace set of ``name`` on ``kernel_graphs`` (float64, or float32 for a kernel that
-    computes in float32); ``A``, the same graphs in the caller's dtype, becomes the ``A`` field."""
+    computes in float32); ``A``, the same graphs in the caller's dtype, becomes the ``A`` field,
+    ``adj`` (computed here unless given) the ``adj`` field."""
     implementation = IMPLEMENTATIONS[name]
     num, n = kernel_graphs.shape[0], kernel_graphs.shape[1]
     try:
@@ -53,7 +55,7 @@ def run_kernels(name: str, kernel_graphs: np.ndarray, A: np.ndarray, sources: np
                              f"source {int(sources[error.sample])}, so shortest paths are undefined") from None
         raise
     hints, outputs = implementation.finalize(recording, A)
-    inputs = {"pos": node_positions(num, n), "A": A, "adj": graph_probe(kernel_graphs)}
+    inputs = {"pos": node_positions(num, n), "A": A, "adj": graph_probe(kernel_graphs) if adj is None else adj}
     if name in SOURCE_ALGORITHMS:
         inputs["s"] = one_hot(sources, n)
     return TraceSet(

@@ -113,33 +113,51 @@ def next_double(key: np.ndarray, pos: np.ndarray) -> float:
 
 
 # The matrix samplers below decode whole runs of doubles straight from the current
-# block of tempered words in tight loops that LLVM vectorises (slices, so that no
-# index can be negative and need wrapping); a double that straddles two blocks, or
-# a draw that NumPy would retry, goes through ``next_double``.
+# block of tempered words, in tight integer loops that LLVM vectorises: the two words
+# of a double are read as one little-endian uint64 ``x`` and its 53 random bits are
+# ``K = (x_low >> 5) * 2**26 + (x_high >> 6)``, NumPy's double being ``K / 2**53``
+# exactly. (Slices index from 0, so no index needs wrapping.) A double that straddles
+# two blocks, or a draw that NumPy would retry, goes through ``next_double``.
+
+_TWO53 = 9007199254740992.0
+
 
 @njit(cache=True, inline="always")
-def _block_double(words, k):
-    # ``_to_double`` of words 2k, 2k + 1, through int32 (both fit) so that it vectorises.
-    a = np.int32(words[2 * k] >> np.uint32(5))
-    b = np.int32(words[2 * k + 1] >> np.uint32(6))
-    return (a * 67108864.0 + b) * (1.0 / 9007199254740992.0)
+def _bits53(x):
+    return ((x & np.uint64(0xFFFFFFFF)) >> np.uint64(5)) << np.uint64(26) | (x >> np.uint64(38))
 
 
 @njit(cache=True)
-def _bernoulli_run(dst, words, qn, px1, flip):
-    """Decode ``dst.shape[0]`` draws from ``words``; the index of the first that NumPy
-    would retry, or -1."""
+def _bernoulli_run(dst, pairs, zero_max, retry_min, flip):
+    """Decode ``dst.shape[0]`` draws from the word pairs ``pairs``: X = 0 when
+    ``K <= zero_max`` (``u <= qn``); NumPy retries when ``K >= retry_min``. Returns the
+    index of the first retried draw, or -1."""
     retry = 0
     for k in range(dst.shape[0]):
-        u = _block_double(words, k)
-        retry |= u - qn > px1
-        dst[k] = flip ^ np.int64(u > qn)
+        bits = _bits53(pairs[k])
+        retry |= bits >= retry_min
+        dst[k] = flip ^ np.int64(bits > zero_max)
     if not retry:
         return -1
     for k in range(dst.shape[0]):
-        if _block_double(words, k) - qn > px1:
+        if _bits53(pairs[k]) >= retry_min:
             return k
     return -1
+
+
+@njit(cache=True)
+def _retry_min(qn, px1):
+    # The smallest K with K / 2**53 - qn > px1 (that difference only grows with K), else 2**53.
+    if (_TWO53 - 1.0) / _TWO53 - qn <= px1:  # not even the largest double retries (the usual case)
+        return np.uint64(9007199254740992)
+    lo, hi = np.int64(0), np.int64(9007199254740992)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if mid / _TWO53 - qn > px1:
+            hi = mid
+        else:
+            lo = mid + 1
+    return np.uint64(lo)
 
 
 @njit(cache=True)
@@ -156,6 +174,8 @@ def bernoulli_fill(out: np.ndarray, key: np.ndarray, pos: np.ndarray, p: float) 
     px1 = ((1 - 1 + 1) * pp * qn) / (1 * q)  # P(X = 1), NumPy's recurrence at X = 1
     # n = 1 makes NumPy's search bound 1: X = 0 if u <= qn, X = 1 if u - qn <= px1,
     # otherwise (rounding at u ~ 1, astronomically rare) it restarts with a new u.
+    zero_max = np.uint64(qn * _TWO53)  # u <= qn exactly when K <= floor(qn * 2**53)
+    retry_min = _retry_min(qn, px1)
     flat = out.reshape(-1)
     total = flat.shape[0]
     done = 0
@@ -163,7 +183,8 @@ def bernoulli_fill(out: np.ndarray, key: np.ndarray, pos: np.ndarray, p: float) 
     while done < total:
         run = min((_N - at) // 2, total - done)
         if run > 0:
-            retry = _bernoulli_run(flat[done:done + run], key[_N + at:_N + at + 2 * run], qn, px1, flip)
+            pairs = key[_N + at:_N + at + 2 * run].view(np.uint64)
+            retry = _bernoulli_run(flat[done:done + run], pairs, zero_max, retry_min, flip)
             if retry < 0:
                 at += 2 * run
                 done += run
@@ -189,9 +210,9 @@ def bernoulli_matrix(key: np.ndarray, pos: np.ndarray, n: int, p: float) -> np.n
 
 
 @njit(cache=True)
-def _uniform_run(dst, words, low, span):
+def _uniform_run(dst, pairs, low, span):
     for k in range(dst.shape[0]):
-        dst[k] = low + span * _block_double(words, k)
+        dst[k] = low + span * (np.float64(np.int64(_bits53(pairs[k]))) * (1.0 / _TWO53))
 
 
 @njit(cache=True)
@@ -205,7 +226,7 @@ def uniform_fill(out: np.ndarray, key: np.ndarray, pos: np.ndarray, low: float, 
     while done < total:
         run = min((_N - at) // 2, total - done)
         if run > 0:
-            _uniform_run(flat[done:done + run], key[_N + at:_N + at + 2 * run], low, span)
+            _uniform_run(flat[done:done + run], key[_N + at:_N + at + 2 * run].view(np.uint64), low, span)
             at += 2 * run
             done += run
         else:  # a double straddling two blocks

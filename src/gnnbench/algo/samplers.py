@@ -117,8 +117,8 @@ def sample_graphs(name: str, num: int, n: int = 16, seed: int | None = 0,
     """
     num, n, seed = _check_counts(num, n, seed)
     dist = distribution(name, **options)
-    graphs, sources = _draw(name, num, n, seed, dist)
-    return _clrs_dtype(graphs, dist), sources
+    _, A, _, sources = _draw(name, num, n, seed, dist, adjacency=False)
+    return A, sources
 
 
 def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_options: object) -> TraceSet:
@@ -131,32 +131,30 @@ def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_opt
     """
     num, n, seed = _check_counts(num, n, seed)
     dist = distribution(name, **sampler_options)
-    graphs, sources = _draw(name, num, n, seed, dist)
-    return run_kernels(name, graphs, _clrs_dtype(graphs, dist), sources,
-                       metadata={"n": n, "seed": seed, "distribution": dist})
+    graphs, A, adj, sources = _draw(name, num, n, seed, dist, adjacency=True)
+    return run_kernels(name, graphs, A, sources, adj=adj, metadata={"n": n, "seed": seed, "distribution": dist})
 
 
-def _draw(name: str, num: int, n: int, seed: int | None, dist: GraphDistribution) -> tuple[np.ndarray, np.ndarray]:
-    """float64 graphs ``[num, n, n]`` and sources ``[num]`` in CLRS-30's draw order."""
+def _draw(name: str, num: int, n: int, seed: int | None, dist: GraphDistribution,
+          adjacency: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Graphs in CLRS-30's draw order: float64 ``[num, n, n]``, the same in CLRS-30's dtype
+    (int64 for unweighted Erdős–Rényi graphs), their ``adj`` probe if ``adjacency`` (else None)
+    and the sources ``[num]``. Each graph is converted and probed while it is in cache."""
     if dist.generator == "community" and dist.k > n:
         raise ValueError(f"cannot split {n} nodes into k={dist.k} communities (need k <= n)")
     if dist.generator == "community" and dist.k < 1:
         raise ValueError(f"community graphs need k >= 1, got k={dist.k}")
-    graphs = memory.empty((num, n, n))
+    integer = dist.generator == "er" and not dist.weighted
+    specs = [((num, n, n), np.float64)]
+    specs += [((num, n, n), np.int64)] if integer else [((0, 0, 0), np.int64)]
+    specs += [((num, n, n), np.float64)] if adjacency else [((0, 0, 0), np.float64)]
+    graphs, as_int, adj = memory.buffers(specs)
     sources = np.zeros(num, dtype=np.int64)
     key, pos = rng.seeded_stream(seed)
     _generate(key, pos, n, GENERATORS[dist.generator], np.array(dist.p), dist.directed, dist.acyclic,
-              dist.weighted, dist.low, dist.high, dist.k, dist.eps, name in SOURCE_ALGORITHMS, graphs, sources)
-    return graphs, sources
-
-
-def _clrs_dtype(graphs: np.ndarray, dist: GraphDistribution) -> np.ndarray:
-    """``graphs`` in CLRS-30's dtype: int64 for unweighted Erdős–Rényi graphs, else as they are."""
-    if dist.generator != "er" or dist.weighted:
-        return graphs
-    out = memory.empty(graphs.shape, np.int64)
-    np.copyto(out, graphs, casting="unsafe")
-    return out
+              dist.weighted, dist.low, dist.high, dist.k, dist.eps, name in SOURCE_ALGORITHMS, graphs, sources,
+              as_int, adj)
+    return graphs, as_int if integer else graphs, adj if adjacency else None, sources
 
 
 def _check_counts(num: object, n: object, seed: object) -> tuple[int, int, int | None]:
@@ -255,8 +253,9 @@ def community_graph(key, pos, n, k, p, eps, directed, acyclic, weighted, low, hi
 
 @njit(cache=True)
 def _generate(key, pos, n, generator, p_choices, directed, acyclic, weighted, low, high, k, eps,
-              with_source, graphs, sources):
-    """Fill ``graphs`` and ``sources`` in CLRS-30's draw order: p, graph, source."""
+              with_source, graphs, sources, as_int, adj):
+    """Fill ``graphs`` and ``sources`` in CLRS-30's draw order: p, graph, source; and, unless
+    they are empty, ``as_int`` (the graphs as int64) and ``adj`` (their ``adj`` probe)."""
     for i in range(graphs.shape[0]):
         p = p_choices[rng.bounded(key, pos, p_choices.shape[0])]
         if generator == ER:
@@ -265,3 +264,11 @@ def _generate(key, pos, n, generator, p_choices, directed, acyclic, weighted, lo
             graphs[i] = community_graph(key, pos, n, k, p, eps, directed, acyclic, weighted, low, high)
         if with_source:
             sources[i] = rng.bounded(key, pos, n)
+        if as_int.shape[0] > 0:
+            for a in range(n):
+                for b in range(n):
+                    as_int[i, a, b] = np.int64(graphs[i, a, b])
+        if adj.shape[0] > 0:
+            for a in range(n):
+                for b in range(n):
+                    adj[i, a, b] = np.float64(graphs[i, a, b] + np.float64(a == b) != 0)

@@ -10,38 +10,61 @@ from ..recording import NEVER, TIE, Layout, Recording
 from ..trace import OneHotSteps, StepIntervals
 
 
-def extract_min(key: np.ndarray, in_queue: np.ndarray) -> int:
+def extract_min(key: np.ndarray, in_queue: np.ndarray, values: np.ndarray, bits: np.ndarray) -> int:
     """The node CLRS-30 extracts next: ``np.argsort(key + (1 - in_queue) * 1e9)[0]``.
 
     The caller stops when that node is not in the queue. Compiled, a tie among
-    the minimal keys that includes a queued node returns ``TIE`` (see ``ordering``).
+    the minimal keys that includes a queued node returns ``TIE`` (see ``ordering``);
+    ``values`` (float64) and ``bits`` (its int64 view) are scratch space for that version.
     """
     return int(np.argsort(key + (1.0 - in_queue) * 1e9)[0])
 
 
-@overload(extract_min, jit_options={"fastmath": {"nnan", "nsz"}}, inline="always")
-def _extract_min_compiled(key, in_queue):
-    # Branch-free passes that vectorise: the minimum, then how many keys equal it.
-    # (Keys are finite: no NaN; the sign of a zero changes no comparison.)
-    def impl(key, in_queue):
+@overload(extract_min, inline="always")
+def _extract_min_compiled(key, in_queue, values, bits):
+    # Non-negative doubles order as their int64 bit patterns, so the minimum is an integer
+    # minimum, which vectorises (a floating-point one does not); branch-free passes then count
+    # the keys equal to it. A negative key (or -0.0) sends the search down the exact float path.
+    def impl(key, in_queue, values, bits):
         n = key.shape[0]
-        best_key = np.inf
         for j in range(n):
-            value = key[j] + (1.0 - in_queue[j]) * 1e9
-            best_key = value if value < best_key else best_key
+            values[j] = key[j] + (1.0 - in_queue[j]) * 1e9
+        best = np.int64(0x7FFFFFFFFFFFFFFF)
+        for j in range(n):
+            best = min(best, bits[j])
+        if best < 0:
+            return _float_extract_min(values, in_queue)
         ties = 0
         queued = 0
         for j in range(n):
-            hit = key[j] + (1.0 - in_queue[j]) * 1e9 == best_key
+            hit = bits[j] == best
             ties += hit
             queued += hit & (in_queue[j] == 1.0)
         if ties > 1 and queued > 0:
             return TIE
         for j in range(n):  # unique, or every tied node is out of the queue: the caller stops
-            if key[j] + (1.0 - in_queue[j]) * 1e9 == best_key:
+            if bits[j] == best:
                 return j
         return 0
     return impl
+
+
+@njit(cache=True)
+def _float_extract_min(values, in_queue):
+    best_key = np.inf
+    for j in range(values.shape[0]):
+        best_key = min(best_key, values[j])
+    ties = 0
+    queued = False
+    first = -1
+    for j in range(values.shape[0]):
+        if values[j] == best_key:
+            ties += 1
+            queued = queued or in_queue[j] == 1.0
+            first = j if first < 0 else first
+    if ties > 1 and queued:
+        return TIE
+    return max(first, 0)
 
 
 def greedy_queue_steps(A, s, rec, t0, cap, out, i, shortest):
@@ -63,6 +86,8 @@ def greedy_queue_steps(A, s, rec, t0, cap, out, i, shortest):
     mark = np.zeros(n)
     in_queue = np.zeros(n)
     pi = np.arange(n)
+    values = np.empty(n)
+    bits = values.view(np.int64)
     for v in range(n):
         enter[v] = NEVER
         leave[v] = NEVER
@@ -80,7 +105,7 @@ def greedy_queue_steps(A, s, rec, t0, cap, out, i, shortest):
         t += 1
         if t > n:  # n extractions
             break
-        u = extract_min(key, in_queue)
+        u = extract_min(key, in_queue, values, bits)
         if u == TIE:
             return TIE
         if in_queue[u] == 0:
