@@ -54,8 +54,9 @@ def run_kernels(name: str, kernel_graphs: np.ndarray, A: np.ndarray, sources: np
             raise ValueError(f"{name}: graph {error.sample} has a negative-weight cycle reachable from "
                              f"source {int(sources[error.sample])}, so shortest paths are undefined") from None
         raise
-    hints, outputs = implementation.finalize(recording, A)
-    inputs = {"pos": node_positions(num, n), "A": A, "adj": graph_probe(kernel_graphs) if adj is None else adj}
+    adj = graph_probe(kernel_graphs) if adj is None else adj
+    hints, outputs = implementation.finalize(recording, A, adj)
+    inputs = {"pos": node_positions(num, n), "A": A, "adj": adj}
     if name in SOURCE_ALGORITHMS:
         inputs["s"] = one_hot(sources, n)
     return TraceSet(

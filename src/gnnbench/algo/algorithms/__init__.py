@@ -12,7 +12,8 @@ from ..recording import Layout, Recording
 from . import bfs, dfs_machine, drivers, mst, shortest_paths
 from .greedy_queue import QUEUE_LAYOUT
 
-Finalize = Callable[[Recording, np.ndarray], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
+# finalize(recording, graphs in the caller's dtype, their adj probe) -> (hints, outputs)
+Finalize = Callable[[Recording, np.ndarray, np.ndarray], tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]
 
 
 @dataclass(frozen=True)

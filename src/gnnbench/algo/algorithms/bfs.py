@@ -36,7 +36,7 @@ def bfs_kernel(A, s, aux, rec, t0, cap, out, i):
     return t
 
 
-def finalize_bfs(rec: Recording, graphs: np.ndarray):
+def finalize_bfs(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     reach, pi = rec.steps
     return {"reach_h": reach, "pi_h": pi}, {"pi": rec.per_sample[0]}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .. import memory
 from ..recording import NEVER, Layout, Recording, graph_probe, one_hot
 from ..specs import OutputClass
 from ..trace import EventMask, OneHotSteps, RepeatedSteps
@@ -50,27 +51,30 @@ def new_state(n: int) -> tuple[np.ndarray, np.ndarray]:
     return state, np.zeros(NUM_SCALARS)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)
 def push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap) -> int:
     """Record the current state as step ``t``; return ``t + 1``.
 
     The state rows ``float_rows`` go to ``float_rec`` ``[cap, len(float_rows), n]`` and
     ``int_rows`` (as int64) to ``int_rec`` ``[cap, len(int_rows), n]``, the scalars to
-    ``scal_rec``. Arrays come one by one (inlined): tuples of arrays cost reference counting.
+    ``scal_rec``. Compiled without numba's reference counting (it allocates nothing):
+    otherwise every call would add and drop an atomic reference per array argument,
+    which cost more than the copying itself.
     """
     row = t0 + t
     if row < cap:
         n = state.shape[1]
         for r in range(float_rows.shape[0]):
-            src = float_rows[r]
+            dst, src = float_rec[row, r], state[float_rows[r]]  # row views (free without refcounts)
             for j in range(n):
-                float_rec[row, r, j] = state[src, j]
+                dst[j] = src[j]
         for r in range(int_rows.shape[0]):
-            src = int_rows[r]
+            dst, src = int_rec[row, r], state[int_rows[r]]
             for j in range(n):
-                int_rec[row, r, j] = np.int64(state[src, j])
+                dst[j] = np.int64(src[j])
+        dst = scal_rec[row]
         for j in range(NUM_SCALARS):
-            scal_rec[row, j] = scalars[j]
+            dst[j] = scalars[j]
     return t + 1
 
 
@@ -112,23 +116,35 @@ def walk(M, root, mode, state, scalars, slots, node_rec, scal_rec, t0, t, cap, e
             color[u] = 1
             t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
 
-        for v in range(n):
+        # CLRS-30 scans v = 0, 1, ... (``v`` recording the scan position) until an edge to a
+        # white node; in low-link modes every other edge but the one to u's parent updates
+        # low[u] and records a step. Jump from one such v to the next with a branch-free
+        # minimum (random edges would mispredict a branch per entry).
+        start = 0
+        while True:
+            v = n
+            parent = pi[u]
+            for w in range(start, n):
+                acts = (M[u, w] != 0) & ((color[w] == 0) | (low_link & (w != parent)))
+                v = min(v, w if acts else n)
+            if v == n:  # scanned to the end
+                scalars[V] = n - 1
+                break
             scalars[V] = v
-            if M[u, v] != 0:
-                if color[v] == 0:
-                    if mode & TREE:
-                        pi[v] = u
-                    color[v] = 1
-                    s_prev[v] = s_last
-                    s_last = v
-                    scalars[S_LAST] = s_last
-                    if mode & CUT_VERTICES:
-                        state[CHILD, u] += 0.01
-                    t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
-                    break
-                elif low_link and v != pi[u]:
-                    low[u] = min(low[u], d[v])
-                    t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
+            if color[v] == 0:
+                if mode & TREE:
+                    pi[v] = u
+                color[v] = 1
+                s_prev[v] = s_last
+                s_last = v
+                scalars[S_LAST] = s_last
+                if mode & CUT_VERTICES:
+                    state[CHILD, u] += 0.01
+                t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
+                break
+            low[u] = min(low[u], d[v])
+            t = push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0, t, cap)
+            start = v + 1
 
         if s_last == u:
             color[u] = 2
@@ -303,42 +319,46 @@ def _last(rec: Recording, values: np.ndarray) -> np.ndarray:
     return values[rec.offsets[1:] - 1]
 
 
-def finalize_dfs(rec: Recording, graphs: np.ndarray):
+def finalize_dfs(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     p = _probes(rec, DFS_SLOTS, graphs.shape[1], (*_STACK, "time"))
     p["pi_h"] = p.pop("pi")
     return p, {"pi": _last(rec, p["pi_h"])}
 
 
-def finalize_topological_sort(rec: Recording, graphs: np.ndarray):
+def finalize_topological_sort(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     p = _probes(rec, TOPO_SLOTS, graphs.shape[1], (*_STACK, "topo_head"))
     p["topo_h"], p["topo_head_h"] = p.pop("topo"), p.pop("topo_head")
     topo_head = rec.steps[2][rec.offsets[1:] - 1, TOPO_HEAD].astype(np.int64)
     return p, {"topo": _last(rec, p["topo_h"]), "topo_head": one_hot(topo_head, graphs.shape[1])}
 
 
-def finalize_articulation_points(rec: Recording, graphs: np.ndarray):
+def finalize_articulation_points(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     p = _probes(rec, CUT_SLOTS, graphs.shape[1], (*_STACK, "time"))
     p["is_cut_h"], p["pi_h"] = p.pop("is_cut"), p.pop("pi")
     return p, {"is_cut": _last(rec, p["is_cut_h"])}
 
 
-def finalize_bridges(rec: Recording, graphs: np.ndarray):
+def finalize_bridges(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     p = _probes(rec, BRIDGE_SLOTS, graphs.shape[1], (*_STACK, "time"))
     p["pi_h"] = p.pop("pi")
     events = rec.per_sample[0]
-    not_bridge = graph_probe(graphs) + OutputClass.MASKED  # 0 on edges, -1 elsewhere
+    not_bridge = memory.empty(adj.shape)
+    np.add(adj, OutputClass.MASKED, out=not_bridge)  # 0 on edges, -1 elsewhere
+    is_bridge = memory.empty(adj.shape)
+    np.copyto(is_bridge, not_bridge)
+    np.copyto(is_bridge, 1.0, where=events < NEVER)
     p["is_bridge_h"] = EventMask(events, not_bridge, rec.offsets)
-    return p, {"is_bridge": np.where(events < NEVER, 1.0, not_bridge)}
+    return p, {"is_bridge": is_bridge}
 
 
-def finalize_strongly_connected_components(rec: Recording, graphs: np.ndarray):
+def finalize_strongly_connected_components(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     p = _probes(rec, SCC_SLOTS, graphs.shape[1], (*_STACK, "time", "phase"))
     p["scc_id_h"] = p.pop("scc_id")
     p["A_t"] = RepeatedSteps(graph_probe(np.swapaxes(graphs, 1, 2)), rec.offsets)
     return p, {"scc_id": _last(rec, p["scc_id_h"])}
 
 
-def finalize_dag_shortest_paths(rec: Recording, graphs: np.ndarray):
+def finalize_dag_shortest_paths(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     p = _probes(rec, DAG_SLOTS, graphs.shape[1], ("u", "v", "s_last", "topo_head", "phase"))
     p["pi_h"], p["topo_h"], p["topo_head_h"] = p.pop("pi"), p.pop("topo"), p.pop("topo_head")
     return p, {"pi": _last(rec, p["pi_h"])}

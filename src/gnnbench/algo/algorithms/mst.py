@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import NEVER, TIE, Layout, Recording, store
+from .. import memory
+from ..recording import NEVER, TIE, Layout, Recording
 from ..trace import EventMask, OneHotSteps
 from .greedy_queue import greedy_queue_steps, priority_queue_probes
 from .ordering import argsort_exact, has_ties
@@ -37,19 +38,22 @@ def upper_edges(A):
     return lx, ly, wts
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _kruskal_push(pi, mask_u, mask_v, u, v, root_u, root_v, phase, rec, t0, t, cap):
+    # Without numba's reference counting (nothing is allocated): it would cost an atomic
+    # operation per array per call.
     row = t0 + t
     if row < cap:
-        store(rec[0][row], pi)
-        store(rec[1][row], mask_u)
-        store(rec[2][row], mask_v)
-        scal = rec[3]
-        scal[row, K_U] = u
-        scal[row, K_V] = v
-        scal[row, K_ROOT_U] = root_u
-        scal[row, K_ROOT_V] = root_v
-        scal[row, K_PHASE] = phase
+        pi_rec, u_rec, v_rec, scal = rec[0][row], rec[1][row], rec[2][row], rec[3][row]
+        for j in range(pi.shape[0]):
+            pi_rec[j] = pi[j]
+            u_rec[j] = mask_u[j]
+            v_rec[j] = mask_v[j]
+        scal[K_U] = u
+        scal[K_V] = v
+        scal[K_ROOT_U] = root_u
+        scal[K_ROOT_V] = root_v
+        scal[K_PHASE] = phase
     return t + 1
 
 
@@ -73,13 +77,15 @@ def mst_kruskal_kernel(A, s, aux, rec, t0, cap, out, i):
         order = argsort_exact(wts)
         if has_ties(order, wts.shape[0]):
             return TIE
+    mask_u = np.zeros(n)
+    mask_v = np.zeros(n)
     for e in order:
         u = lx[e]
         v = ly[e]
         root_u = u
         root_v = v
-        mask_u = np.zeros(n)
-        mask_v = np.zeros(n)
+        mask_u[:] = 0.0
+        mask_v[:] = 0.0
         mask_u[u] = 1.0
         mask_v[v] = 1.0
         t = _kruskal_push(pi, mask_u, mask_v, u, v, root_u, root_v, 1, rec, t0, t, cap)
@@ -115,12 +121,12 @@ def mst_prim_kernel(A, s, aux, rec, t0, cap, out, i):
 
 # --- from recordings to CLRS probes --------------------------------------------
 
-def finalize_mst_kruskal(rec: Recording, graphs: np.ndarray):
+def finalize_mst_kruskal(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     pi, mask_u, mask_v, scal = rec.steps
     joined = rec.per_sample[0]
     n = graphs.shape[1]
     hints = {
-        "in_mst_h": EventMask(joined, np.zeros(joined.shape), rec.offsets),
+        "in_mst_h": EventMask(joined, memory.zeros(joined.shape), rec.offsets),
         "pi": pi,
         "u": OneHotSteps(scal[:, K_U], n, rec.offsets),
         "v": OneHotSteps(scal[:, K_V], n, rec.offsets),
@@ -130,10 +136,12 @@ def finalize_mst_kruskal(rec: Recording, graphs: np.ndarray):
         "mask_v": mask_v,
         "phase": OneHotSteps(scal[:, K_PHASE], 3, rec.offsets),
     }
-    return hints, {"in_mst": (joined < NEVER).astype(np.float64)}
+    in_mst = memory.empty(joined.shape)
+    np.less(joined, NEVER, out=in_mst)
+    return hints, {"in_mst": in_mst}
 
 
-def finalize_mst_prim(rec: Recording, graphs: np.ndarray):
+def finalize_mst_prim(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     return priority_queue_probes(rec, graphs, "key")
 
 

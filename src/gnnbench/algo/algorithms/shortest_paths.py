@@ -104,21 +104,21 @@ def floyd_warshall_kernel(A, s, aux, rec, t0, cap, out, i):
 
 # --- from recordings to CLRS probes --------------------------------------------
 
-def finalize_dijkstra(rec: Recording, graphs: np.ndarray):
+def finalize_dijkstra(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     return priority_queue_probes(rec, graphs, "d")
 
 
-def finalize_bellman_ford(rec: Recording, graphs: np.ndarray):
+def finalize_bellman_ford(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     pi, d, msk = rec.steps
     return {"pi_h": pi, "d": d, "msk": msk}, {"pi": rec.per_sample[0]}
 
 
-def finalize_floyd_warshall(rec: Recording, graphs: np.ndarray):
+def finalize_floyd_warshall(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     Pi, D, k = rec.steps
     Pi_out, reachable = rec.per_sample
     if graphs.dtype != np.float64:
         D = D.astype(graphs.dtype)  # CLRS-30's D = copy(A) keeps A's dtype
-    hints = {"Pi_h": Pi, "D": D, "msk": EventMask(reachable, graph_probe(graphs), rec.offsets),
+    hints = {"Pi_h": Pi, "D": D, "msk": EventMask(reachable, adj, rec.offsets),
              "k": OneHotSteps(k, graphs.shape[1], rec.offsets)}
     return hints, {"Pi": Pi_out}
 
