@@ -15,7 +15,8 @@ on access: ``OneHotSteps`` (mask_one and categorical hints as class indices),
 ``StepIntervals`` (node masks that are 1 on one run of steps, e.g. Prim's and
 Dijkstra's ``mark`` and ``in_queue``), ``EventMask`` (an edge mask whose entries
 switch to 1 once, e.g. ``is_bridge_h``, ``in_mst_h``, Floyd-Warshall's ``msk``) and
-``RepeatedSteps`` (a value constant over a trace, e.g. ``A_t``).
+``RepeatedSteps`` (a value constant over a trace, e.g. ``A_t``) and ``NarrowSteps``
+(pointers stored as int32, 0/1 masks as uint8: exact, and half or an eighth the bytes).
 ``TraceSet.hint_array`` expands any of them for all traces.
 
 ``TraceSet.clrs_batch()`` returns every field densely in CLRS-30's batch layout
@@ -131,7 +132,34 @@ class StepIntervals:
                                out.reshape(out.shape[0], num, -1))
 
 
-EncodedSteps = EventMask | RepeatedSteps | OneHotSteps | StepIntervals
+class NarrowSteps:
+    """Per-step values stored in a narrower dtype that holds them exactly (node indices as
+    int32, 0/1 masks as uint8) and handed out in CLRS-30's ``dtype`` (int64, float64)."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray, dtype: type) -> None:
+        self.values, self.offsets, self.dtype = values, offsets, np.dtype(dtype)
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.values.shape[1:]
+
+    def rows(self, i: int) -> np.ndarray:
+        start = int(self.offsets[i] - self.offsets[0])
+        return self.values[start:start + int(self.offsets[i + 1] - self.offsets[i])].astype(self.dtype)
+
+    def dense(self) -> np.ndarray:
+        return self.values.astype(self.dtype)
+
+    def last(self) -> np.ndarray:
+        """Each trace's last step, ``[num, ...]`` (traces have at least one step)."""
+        return self.values[self.offsets[1:] - self.offsets[0] - 1].astype(self.dtype)
+
+    def fill_padded(self, out: np.ndarray) -> None:
+        batching.pad_dense(self.values.reshape(self.values.shape[0], -1), self.offsets,
+                           out.reshape(out.shape[0], out.shape[1], -1))
+
+
+EncodedSteps = EventMask | RepeatedSteps | OneHotSteps | StepIntervals | NarrowSteps
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from numba import njit
 from .. import memory
 from ..recording import NEVER, Layout, Recording, graph_probe, one_hot
 from ..specs import OutputClass
-from ..trace import EventMask, OneHotSteps, RepeatedSteps
+from ..trace import EventMask, NarrowSteps, OneHotSteps, RepeatedSteps
 
 # Rows of the per-node state matrix.
 PI, COLOR, D, F, LOW, CHILD, CUT, S_PREV, TOPO, SCC, MARK = range(11)
@@ -56,7 +56,7 @@ def push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0,
     """Record the current state as step ``t``; return ``t + 1``.
 
     The state rows ``float_rows`` go to ``float_rec`` ``[cap, len(float_rows), n]`` and
-    ``int_rows`` (as int64) to ``int_rec`` ``[cap, len(int_rows), n]``, the scalars to
+    ``int_rows`` (as int32) to ``int_rec`` ``[cap, len(int_rows), n]``, the scalars to
     ``scal_rec``. Compiled without numba's reference counting (it allocates nothing):
     otherwise every call would add and drop an atomic reference per array argument,
     which cost more than the copying itself.
@@ -71,7 +71,7 @@ def push(state, scalars, float_rows, int_rows, float_rec, int_rec, scal_rec, t0,
         for r in range(int_rows.shape[0]):
             dst, src = int_rec[row, r], state[int_rows[r]]
             for j in range(n):
-                dst[j] = np.int64(src[j])
+                dst[j] = np.int32(src[j])
         dst = scal_rec[row]
         for j in range(NUM_SCALARS):
             dst[j] = scalars[j]
@@ -292,16 +292,17 @@ _NODE_SCALARS = {"s": S, "u": U, "v": V, "s_last": S_LAST, "topo_head": TOPO_HEA
 
 
 def _probes(rec: Recording, slots: tuple[np.ndarray, np.ndarray], n: int,
-            scalars: tuple[str, ...]) -> dict[str, np.ndarray | OneHotSteps]:
+            scalars: tuple[str, ...]) -> dict[str, np.ndarray | OneHotSteps | NarrowSteps]:
     """The recorded node rows and the named scalars, under their CLRS base names."""
     float_rec, int_rec, scal_rec = rec.steps
     float_rows, int_rows = slots
-    probes: dict[str, np.ndarray | OneHotSteps] = {}
+    probes: dict[str, np.ndarray | OneHotSteps | NarrowSteps] = {}
     for k, row in enumerate(float_rows):
         probes[_ROW_NAMES[int(row)]] = float_rec[:, k, :]
     for k, row in enumerate(int_rows):
         values = int_rec[:, k, :]
-        probes[_ROW_NAMES[int(row)]] = OneHotSteps(values, 3, rec.offsets) if row == COLOR else values
+        probes[_ROW_NAMES[int(row)]] = (OneHotSteps(values, 3, rec.offsets) if row == COLOR
+                                        else NarrowSteps(values, rec.offsets, np.int64))
     for name in scalars:
         if name in _NODE_SCALARS:
             probes[name] = OneHotSteps(scal_rec[:, _NODE_SCALARS[name]].astype(np.int64), n, rec.offsets)
@@ -315,8 +316,8 @@ def _probes(rec: Recording, slots: tuple[np.ndarray, np.ndarray], n: int,
 _STACK = ("s", "u", "v", "s_last")
 
 
-def _last(rec: Recording, values: np.ndarray) -> np.ndarray:
-    return values[rec.offsets[1:] - 1]
+def _last(rec: Recording, values: np.ndarray | NarrowSteps) -> np.ndarray:
+    return values.last() if isinstance(values, NarrowSteps) else values[rec.offsets[1:] - 1]
 
 
 def finalize_dfs(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
@@ -368,7 +369,7 @@ def _layout(slots: tuple[np.ndarray, np.ndarray], events: bool, steps_per_node: 
     float_rows, int_rows = len(slots[0]), len(slots[1])
     return Layout(
         steps=((np.dtype(np.float64), lambda n: (float_rows, n)),
-               (np.dtype(np.int64), lambda n: (int_rows, n)),
+               (np.dtype(np.int32), lambda n: (int_rows, n)),  # node indices and colours: exact
                (np.dtype(np.float64), lambda n: (NUM_SCALARS,))),
         per_sample=((np.dtype(np.int64), (lambda n: (n, n)) if events else (lambda n: (0, 0))),),
         expected_steps=lambda n: steps_per_node * n + 2,
