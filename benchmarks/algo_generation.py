@@ -1,9 +1,10 @@
 """Trace generation speed: gnnbench against the CLRS-30 reference sampler, like for like.
 
 For every algorithm at n = 16 and n = 64 this times, on the same graphs (seed 0),
-the same number of samples, one untimed warm-up run each and the best of the same
-number of repeats (the three interleaved within each round, so load on a shared
-machine hits all of them alike):
+the same number of samples (1000 at n = 16, 32 at n = 64: CLRS-30's train and test
+split sizes), one untimed warm-up run each and the best of the same number of repeats
+(all contestants interleaved within each round, so load on a shared machine hits
+them alike):
 
 * the baseline: DeepMind's CLRS-30 sampler, ``clrs.build_sampler(name, num_samples,
   length=n, seed=0)``, which generates every sample and returns them as dense,
@@ -12,8 +13,9 @@ machine hits all of them alike):
   --no-deps dm-clrs jax chex attrs absl-py`` suffices). Without it, gnnbench's own
   kernels run as plain Python (numba's JIT disabled) stand in, and no target applies;
 * ``sample()``: ``gnnbench.algo.sample`` producing the ``TraceSet`` the datasets use
-  (every field computed; one-hot hints and the edge masks of bridges, Kruskal and
-  Floyd-Warshall kept as compact encodings);
+  (every field computed; one-hot hints, the edge masks of bridges, Kruskal and
+  Floyd-Warshall, Prim's and Dijkstra's queue masks and int32 pointers kept as the
+  compact encodings of ``gnnbench.algo.trace``);
 * materialised: ``sample(...).clrs_batch()``, every field dense in CLRS-30's own
   batch layout, the arrays a CLRS-30 user receives (checked equal to the
   reference's, array for array, in the warm-up round).
@@ -28,6 +30,8 @@ missed materialised target whose floor is itself below the target is marked BOUN
 status 1 when a target is missed other than BOUND.
 
     python benchmarks/algo_generation.py [--quick] [--check] [--markdown] [--baseline reference]
+
+CI runs ``--quick --check --baseline reference`` (three repeats instead of five).
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ REFERENCE_VERSION = "2.0.3"
 REFERENCE_COMMIT = "fbaa76281e958b2df76c823768908040487328cd"  # google-deepmind/clrs tag v2.0.3
 TARGETS = {"sample": 50.0, "materialised": 20.0}  # minimum speed-up over the reference
 SIZES = (16, 64)
-# Samples per run: CLRS-30's train split size at n = 16, its test split size at n = 64.
-COUNTS = {"full": {16: 1000, 64: 32}, "quick": {16: 200, 64: 16}}
+# Samples per run: CLRS-30's train split size at n = 16, its test split size at n = 64
+# (--quick keeps them, so that CI checks the targets on the same work, with fewer repeats).
+COUNTS = {"full": {16: 1000, 64: 32}, "quick": {16: 1000, 64: 32}}
 REPEATS = {"full": 5, "quick": 3}
 
 
@@ -139,7 +144,7 @@ class Row:
 
 
 def measure(baseline: Baseline, name: str, n: int, count: int, repeats: int) -> Row:
-    """Best-of-``repeats`` rates after one warm-up run each, the three runs interleaved."""
+    """Best-of-``repeats`` rates after one warm-up run each, the runs interleaved round by round."""
     runs = {
         "baseline": lambda: baseline.run(name, count, n),
         "sample": lambda: sample(name, count, n=n, seed=0),
@@ -177,13 +182,14 @@ def _verdict(row: Row, kind: str, reference: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"{COUNTS['quick'][16]} / {COUNTS['quick'][64]} samples at n = 16 / 64 and "
-                             f"{REPEATS['quick']} repeats (CI); targets are still checked")
+                        help=f"{REPEATS['quick']} repeats instead of {REPEATS['full']} (CI, about two minutes); "
+                             "the same samples and targets")
     parser.add_argument("--check", action="store_true", help="exit with status 1 if any target fails")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument("--baseline", choices=("auto", "reference", "python"), default="auto")
     parser.add_argument("--algorithms", nargs="+", choices=ALGORITHMS, default=ALGORITHMS, metavar="NAME")
-    parser.add_argument("--repeats", type=int, help="timed repeats per run (default: 5, --quick 3)")
+    parser.add_argument("--repeats", type=int, choices=range(1, 101), metavar="1..100",
+                        help="timed repeats per run (default: 5, --quick 3)")
     args = parser.parse_args()
 
     baseline = None if args.baseline == "python" else _reference_baseline()
