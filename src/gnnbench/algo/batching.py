@@ -30,6 +30,22 @@ def pad_dense(value, offsets, out):
 
 
 @njit(cache=True)
+def pad_rows(buffer, quantity, offsets, out):
+    """Quantity ``quantity`` of the C-contiguous ``buffer`` ``[sum T_i, quantities, m]`` into
+    ``out`` ``[T, num, m]`` (``pad_dense`` of a strided view would not vectorise)."""
+    max_steps, num, m = out.shape
+    for t in range(max_steps):
+        for i in range(num):
+            if t < offsets[i + 1] - offsets[i]:
+                src = offsets[i] - offsets[0] + t
+                for j in range(m):
+                    out[t, i, j] = buffer[src, quantity, j]
+            else:
+                for j in range(m):
+                    out[t, i, j] = 0.0
+
+
+@njit(cache=True)
 def pad_one_hot(index, offsets, out):
     """Class indices ``index`` ``[sum T_i, k]`` one-hot into ``out`` ``[T, num, k, classes]``."""
     max_steps, num, k, classes = out.shape

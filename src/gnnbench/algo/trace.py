@@ -15,8 +15,9 @@ on access: ``OneHotSteps`` (mask_one and categorical hints as class indices),
 ``StepIntervals`` (node masks that are 1 on one run of steps, e.g. Prim's and
 Dijkstra's ``mark`` and ``in_queue``), ``EventMask`` (an edge mask whose entries
 switch to 1 once, e.g. ``is_bridge_h``, ``in_mst_h``, Floyd-Warshall's ``msk``) and
-``RepeatedSteps`` (a value constant over a trace, e.g. ``A_t``) and ``NarrowSteps``
-(pointers stored as int32, 0/1 masks as uint8: exact, and half or an eighth the bytes).
+``RepeatedSteps`` (a value constant over a trace, e.g. ``A_t``) and ``RecordedSteps``
+(steps as the kernel recorded them: pointers as int32, 0/1 masks as uint8, exact, and
+the DFS walker's rows interleaved in one buffer).
 ``TraceSet.hint_array`` expands any of them for all traces.
 
 ``TraceSet.clrs_batch()`` returns every field densely in CLRS-30's batch layout
@@ -132,34 +133,46 @@ class StepIntervals:
                                out.reshape(out.shape[0], num, -1))
 
 
-class NarrowSteps:
-    """Per-step values stored in a narrower dtype that holds them exactly (node indices as
-    int32, 0/1 masks as uint8) and handed out in CLRS-30's ``dtype`` (int64, float64)."""
+class RecordedSteps:
+    """Per-step values as a kernel recorded them, handed out in CLRS-30's ``dtype``.
 
-    def __init__(self, values: np.ndarray, offsets: np.ndarray, dtype: type) -> None:
-        self.values, self.offsets, self.dtype = values, offsets, np.dtype(dtype)
+    ``buffer`` is ``[sum T_i, ...]``, or with ``quantity`` given ``[sum T_i, quantities, ...]``
+    recording several quantities together (the DFS walker's rows) of which this is one;
+    it may be stored in a narrower dtype that holds the values exactly (node indices as
+    int32, 0/1 masks as uint8: half to an eighth of the bytes to write).
+    """
+
+    def __init__(self, buffer: np.ndarray, offsets: np.ndarray, dtype: type, quantity: int | None = None) -> None:
+        self.buffer = buffer[:, None] if quantity is None else buffer  # [sum T_i, quantities, ...]
+        self.buffer.flags.writeable = False
+        self.quantity = 0 if quantity is None else quantity
+        self.offsets, self.dtype = offsets, np.dtype(dtype)
 
     @property
     def row_shape(self) -> tuple[int, ...]:
-        return self.values.shape[1:]
+        return self.buffer.shape[2:]
+
+    def _widened(self, values: np.ndarray) -> np.ndarray:
+        return values if values.dtype == self.dtype else values.astype(self.dtype)
 
     def rows(self, i: int) -> np.ndarray:
         start = int(self.offsets[i] - self.offsets[0])
-        return self.values[start:start + int(self.offsets[i + 1] - self.offsets[i])].astype(self.dtype)
+        return self._widened(self.buffer[start:start + int(self.offsets[i + 1] - self.offsets[i]), self.quantity])
 
     def dense(self) -> np.ndarray:
-        return self.values.astype(self.dtype)
+        return self._widened(self.buffer[:, self.quantity])
 
     def last(self) -> np.ndarray:
         """Each trace's last step, ``[num, ...]`` (traces have at least one step)."""
-        return self.values[self.offsets[1:] - self.offsets[0] - 1].astype(self.dtype)
+        return self.buffer[self.offsets[1:] - self.offsets[0] - 1, self.quantity].astype(self.dtype)
 
     def fill_padded(self, out: np.ndarray) -> None:
-        batching.pad_dense(self.values.reshape(self.values.shape[0], -1), self.offsets,
-                           out.reshape(out.shape[0], out.shape[1], -1))
+        steps, quantities = self.buffer.shape[:2]
+        batching.pad_rows(self.buffer.reshape(steps, quantities, -1), self.quantity, self.offsets,
+                          out.reshape(out.shape[0], out.shape[1], -1))
 
 
-EncodedSteps = EventMask | RepeatedSteps | OneHotSteps | StepIntervals | NarrowSteps
+EncodedSteps = EventMask | RepeatedSteps | OneHotSteps | StepIntervals | RecordedSteps
 
 
 @dataclass(frozen=True)

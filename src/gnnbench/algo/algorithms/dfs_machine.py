@@ -20,7 +20,7 @@ from numba import njit
 from .. import memory
 from ..recording import NEVER, Layout, Recording, graph_probe, one_hot
 from ..specs import OutputClass
-from ..trace import EventMask, NarrowSteps, OneHotSteps, RepeatedSteps
+from ..trace import EventMask, RecordedSteps, OneHotSteps, RepeatedSteps
 
 # Rows of the per-node state matrix.
 PI, COLOR, D, F, LOW, CHILD, CUT, S_PREV, TOPO, SCC, MARK = range(11)
@@ -292,17 +292,16 @@ _NODE_SCALARS = {"s": S, "u": U, "v": V, "s_last": S_LAST, "topo_head": TOPO_HEA
 
 
 def _probes(rec: Recording, slots: tuple[np.ndarray, np.ndarray], n: int,
-            scalars: tuple[str, ...]) -> dict[str, np.ndarray | OneHotSteps | NarrowSteps]:
+            scalars: tuple[str, ...]) -> dict[str, np.ndarray | OneHotSteps | RecordedSteps]:
     """The recorded node rows and the named scalars, under their CLRS base names."""
     float_rec, int_rec, scal_rec = rec.steps
     float_rows, int_rows = slots
-    probes: dict[str, np.ndarray | OneHotSteps | NarrowSteps] = {}
+    probes: dict[str, np.ndarray | OneHotSteps | RecordedSteps] = {}
     for k, row in enumerate(float_rows):
-        probes[_ROW_NAMES[int(row)]] = float_rec[:, k, :]
+        probes[_ROW_NAMES[int(row)]] = RecordedSteps(float_rec, rec.offsets, np.float64, quantity=k)
     for k, row in enumerate(int_rows):
-        values = int_rec[:, k, :]
-        probes[_ROW_NAMES[int(row)]] = (OneHotSteps(values, 3, rec.offsets) if row == COLOR
-                                        else NarrowSteps(values, rec.offsets, np.int64))
+        probes[_ROW_NAMES[int(row)]] = (OneHotSteps(int_rec[:, k, :], 3, rec.offsets) if row == COLOR
+                                        else RecordedSteps(int_rec, rec.offsets, np.int64, quantity=k))
     for name in scalars:
         if name in _NODE_SCALARS:
             probes[name] = OneHotSteps(scal_rec[:, _NODE_SCALARS[name]].astype(np.int64), n, rec.offsets)
@@ -316,8 +315,8 @@ def _probes(rec: Recording, slots: tuple[np.ndarray, np.ndarray], n: int,
 _STACK = ("s", "u", "v", "s_last")
 
 
-def _last(rec: Recording, values: np.ndarray | NarrowSteps) -> np.ndarray:
-    return values.last() if isinstance(values, NarrowSteps) else values[rec.offsets[1:] - 1]
+def _last(rec: Recording, values: np.ndarray | RecordedSteps) -> np.ndarray:
+    return values.last() if isinstance(values, RecordedSteps) else values[rec.offsets[1:] - 1]
 
 
 def finalize_dfs(rec: Recording, graphs: np.ndarray, adj: np.ndarray):

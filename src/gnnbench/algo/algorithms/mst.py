@@ -7,7 +7,7 @@ from numba import njit
 
 from .. import memory
 from ..recording import NEVER, TIE, Layout, Recording
-from ..trace import EventMask, NarrowSteps, OneHotSteps
+from ..trace import EventMask, RecordedSteps, OneHotSteps
 from .greedy_queue import greedy_queue_steps, priority_queue_probes
 from .ordering import argsort_exact, has_ties
 
@@ -127,13 +127,13 @@ def finalize_mst_kruskal(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     n = graphs.shape[1]
     hints = {
         "in_mst_h": EventMask(joined, memory.zeros(joined.shape), rec.offsets),
-        "pi": NarrowSteps(pi, rec.offsets, np.int64),
+        "pi": RecordedSteps(pi, rec.offsets, np.int64),
         "u": OneHotSteps(scal[:, K_U], n, rec.offsets),
         "v": OneHotSteps(scal[:, K_V], n, rec.offsets),
         "root_u": OneHotSteps(scal[:, K_ROOT_U], n, rec.offsets),
         "root_v": OneHotSteps(scal[:, K_ROOT_V], n, rec.offsets),
-        "mask_u": NarrowSteps(mask_u, rec.offsets, np.float64),
-        "mask_v": NarrowSteps(mask_v, rec.offsets, np.float64),
+        "mask_u": RecordedSteps(mask_u, rec.offsets, np.float64),
+        "mask_v": RecordedSteps(mask_v, rec.offsets, np.float64),
         "phase": OneHotSteps(scal[:, K_PHASE], 3, rec.offsets),
     }
     in_mst = memory.empty(joined.shape)
@@ -145,7 +145,7 @@ def finalize_mst_prim(rec: Recording, graphs: np.ndarray, adj: np.ndarray):
     return priority_queue_probes(rec, graphs, "key")
 
 
-KRUSKAL_LAYOUT = Layout(  # pi as int32, the masks as uint8: exact (see NarrowSteps)
+KRUSKAL_LAYOUT = Layout(  # pi as int32, the masks as uint8: exact (see RecordedSteps)
     steps=((np.dtype(np.int32), lambda n: (n,)), (np.dtype(np.uint8), lambda n: (n,)),
            (np.dtype(np.uint8), lambda n: (n,)), (np.dtype(np.int64), lambda n: (5,))),
     per_sample=((np.dtype(np.int64), lambda n: (n, n)),),
