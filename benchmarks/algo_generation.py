@@ -225,7 +225,8 @@ def main() -> None:
             rows.append(row)
             ratios = row.ratios
             print(f"  {name:30s} n={n:3d}  baseline {row.baseline:9.1f}/s"
-                  f"  sample() {row.sample:10.1f}/s {ratios['sample']:6.1f}x {_verdict(row, 'sample', baseline.reference):5s}"
+                  f"  sample() {row.sample:10.1f}/s {ratios['sample']:6.1f}x "
+                  f"{_verdict(row, 'sample', baseline.reference):5s}"
                   f"  materialised {row.materialised:10.1f}/s {ratios['materialised']:6.1f}x "
                   f"{_verdict(row, 'materialised', baseline.reference):5s}"
                   f"  (hints {row.hint_bytes / 1e6:6.3f} MB/sample; memory floor {ratios['floor']:6.1f}x)", flush=True)

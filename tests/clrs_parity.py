@@ -71,8 +71,8 @@ def sampler_mismatches(ref, name: str, num: int, n: int, seed: int, **options) -
                 problems += differences(fields[point.name], point.data[i], f"sample {i} {point.name}")
         for point in feedback.features.hints:
             # The batch stores every hint as float64; a trace keeps CLRS-30's per-trace dtypes.
-            problems += differences(trace.hints[point.name], point.data[:lengths[i], i], f"sample {i} hint {point.name}",
-                                    dtype=False)
+            problems += differences(trace.hints[point.name], point.data[:lengths[i], i],
+                                    f"sample {i} hint {point.name}", dtype=False)
     return problems
 
 

@@ -137,7 +137,8 @@ def priority_queue_probes(rec: Recording, graphs: np.ndarray, key_name: str):
     pi, key, u = rec.steps
     pi_out, enter, leave = rec.per_sample
     never = np.full_like(leave, NEVER)
-    hints = {"pi_h": RecordedSteps(pi, rec.offsets, np.int64), key_name: key, "mark": StepIntervals(leave, never, rec.offsets),
+    hints = {"pi_h": RecordedSteps(pi, rec.offsets, np.int64), key_name: key,
+             "mark": StepIntervals(leave, never, rec.offsets),
              "in_queue": StepIntervals(enter, leave, rec.offsets), "u": OneHotSteps(u, graphs.shape[1], rec.offsets)}
     return hints, {"pi": pi_out}
 

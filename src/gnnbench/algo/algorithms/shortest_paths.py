@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..recording import NEVER, TIE, Layout, Recording, graph_probe, store
+from ..recording import NEVER, Layout, Recording, store
 from ..trace import EventMask, OneHotSteps
 from .greedy_queue import greedy_queue_steps, priority_queue_probes
 
