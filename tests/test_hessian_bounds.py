@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gnnbench.hessian import bounds, report
+from hessian_references import dense_hessian
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +35,7 @@ def trained():
 
 def _exact_hessian(model, loss_fn, batch):
     """Dense Hessian of the batch loss over the flat parameters, by torch.autograd.functional.hessian."""
-    names = [name for name, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
-
-    def f(vector):
-        pieces = torch.split(vector, [s.numel() for s in shapes])
-        params = {name: piece.reshape(shape) for name, piece, shape in zip(names, pieces, shapes)}
-        return torch.nn.functional.cross_entropy(torch.func.functional_call(model, params, (batch[0],)), batch[1])
-
-    return torch.autograd.functional.hessian(f, flat)
+    return dense_hessian(model, *batch)
 
 
 def _exact_layer_terms(model, initial, loss_fn, batch):

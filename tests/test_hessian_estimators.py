@@ -18,17 +18,10 @@ from gnnbench.hessian import estimators as est
 from gnnbench.hessian.estimators import eigenvalues_of, quadratic_form_of, spectral_density_of
 from gnnbench.hessian.lanczos import lanczos_eigsh, lanczos_tridiagonal
 from gnnbench.hessian.matrix import MatrixGroup, MatrixOperator
+from hessian_references import dense_hessian, spectral_matrix, tiny_mlp
 
 F64 = torch.float64
 GROUPS = {"conv.0": 12, "conv.1": 30, "head": 18}
-
-
-def spectral_matrix(lam: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    d = lam.numel()
-    basis = torch.linalg.qr(torch.randn(d, d, dtype=F64, generator=gen)).Q
-    h = (basis * lam.to(F64)) @ basis.T
-    return (h + h.T) / 2
 
 
 @pytest.fixture(scope="module")
@@ -373,18 +366,7 @@ def test_lanczos_eigsh_info():
 
 @pytest.fixture(scope="module")
 def mlp():
-    """A tiny tanh MLP (float64) with cross-entropy on three batches; Hessian blocks '0' (30) and '2' (21)."""
-    gen = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
-    batches = [(torch.randn(16, 4, dtype=F64, generator=gen), torch.randint(0, 3, (16,), generator=gen))
-               for _ in range(3)]
-
-    def loss_fn(batch):
-        x, y = batch
-        return torch.nn.functional.cross_entropy(model(x), y)
-
-    return model, loss_fn, batches
+    return tiny_mlp()
 
 
 class _Layout:
@@ -397,20 +379,8 @@ class _Layout:
 
 
 def _dense(model, loss_fn, batch):
-    """The dense Hessian by torch.autograd.functional.hessian (independent of HessianOperator)."""
-    names = [name for name, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
-
-    def loss(vector):
-        pieces = torch.split(vector, [s.numel() for s in shapes])
-        return torch.func.functional_call(model, {n: x.reshape(s) for n, x, s in zip(names, pieces, shapes)},
-                                          (batch[0],))
-
-    def objective(vector):
-        return torch.nn.functional.cross_entropy(loss(vector), batch[1])
-
-    return _Layout(model), torch.autograd.functional.hessian(objective, flat)
+    """The operator layout and the dense Hessian by torch.autograd.functional.hessian (independent of HessianOperator)."""
+    return _Layout(model), dense_hessian(model, *batch)
 
 
 def test_model_eigenvalues_match_dense_hessian(mlp):

@@ -18,18 +18,11 @@ from gnnbench.hessian import HessianOperator, trace
 from gnnbench.hessian import estimators as est
 from gnnbench.hessian.estimators import trace_of
 from gnnbench.hessian.matrix import MatrixOperator
+from hessian_references import dense_hessian, spectral_matrix, tiny_mlp
 
 F64 = torch.float64
 GROUPS = {"conv.0": 12, "conv.1": 30, "head": 18}
 COMBINATIONS = [("hutchinson", "full"), ("hutchinson", "block"), ("hutch++", "full"), ("hutch++", "block")]
-
-
-def spectral_matrix(lam: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    d = lam.numel()
-    basis = torch.linalg.qr(torch.randn(d, d, dtype=F64, generator=gen)).Q
-    h = (basis * lam.to(F64)) @ basis.T
-    return (h + h.T) / 2
 
 
 def block_traces(h: torch.Tensor, groups: dict[str, int]) -> dict[str, float]:
@@ -190,7 +183,7 @@ def test_model_per_layer_standard_errors_are_calibrated():
     torch.manual_seed(3)
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
     x, y = torch.randn(32, 4, dtype=F64), torch.randint(0, 3, (32,))
-    h = autograd_hessian(model, x, y)
+    h = dense_hessian(model, x, y)
     exact = {"0": float(h[:30, :30].trace()), "2": float(h[30:, 30:].trace()), "total": float(h.trace())}
     op = HessianOperator(model, lambda: torch.nn.functional.cross_entropy(model(x), y))
     z = {name: [] for name in exact}
@@ -370,35 +363,9 @@ def test_trace_over_a_generator_of_batches(matrix_batches):
 # ------------------------------------------------------------------------------------------------ real models
 
 
-def autograd_hessian(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Dense Hessian of the cross-entropy over the flat parameters (named_parameters order), by
-    torch.autograd.functional.hessian, independently of HessianOperator."""
-    names = [name for name, _ in model.named_parameters()]
-    shapes = [p.shape for _, p in model.named_parameters()]
-    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
-
-    def loss(vector):
-        pieces = torch.split(vector, [s.numel() for s in shapes])
-        params = {n: piece.reshape(s) for n, piece, s in zip(names, pieces, shapes)}
-        return torch.nn.functional.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
-
-    return torch.autograd.functional.hessian(loss, flat)
-
-
 @pytest.fixture(scope="module")
 def mlp():
-    """A tiny tanh MLP (float64) with cross-entropy on three batches; Hessian blocks '0' (30) and '2' (21)."""
-    gen = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
-    batches = [(torch.randn(16, 4, dtype=F64, generator=gen), torch.randint(0, 3, (16,), generator=gen))
-               for _ in range(3)]
-
-    def loss_fn(batch):
-        x, y = batch
-        return torch.nn.functional.cross_entropy(model(x), y)
-
-    return model, loss_fn, batches
+    return tiny_mlp()
 
 
 def _layer_traces(h: torch.Tensor) -> dict[str, float]:
@@ -407,7 +374,7 @@ def _layer_traces(h: torch.Tensor) -> dict[str, float]:
 
 def test_model_trace_matches_dense_hessian(mlp):
     model, loss_fn, batches = mlp
-    h = autograd_hessian(model, *batches[0])
+    h = dense_hessian(model, *batches[0])
     exact = _layer_traces(h)
     # Hutch++ with 153 = 3 * 51 products: the sketch spans all 51 dimensions, 51 + 51 products resolve it exactly
     resolved = trace(model, lambda: loss_fn(batches[0]), method="hutch++", num_matvecs=153)
@@ -426,7 +393,7 @@ def test_model_trace_matches_dense_hessian(mlp):
 
 def test_model_trace_over_data(mlp):
     model, loss_fn, batches = mlp
-    exact = [_layer_traces(autograd_hessian(model, *batch)) for batch in batches]
+    exact = [_layer_traces(dense_hessian(model, *batch)) for batch in batches]
     for reduce, pick in (("max", max), ("mean", lambda v: sum(v) / len(v))):
         result = trace(model, loss_fn, method="hutch++", num_matvecs=3 * 153, data=batches, reduce=reduce)
         assert result.num_batches == 3 and result.num_matvecs == 3 * 102
