@@ -7,14 +7,16 @@ from gnnbench.algo import memory, sample
 
 def test_views_kept_by_the_caller_survive_later_batches():
     traces = sample("dijkstra", 20, n=12, seed=5)
-    kept = traces.hints["d"]  # a view into the batch's block
-    expected = kept.copy()
+    # views into the batch's blocks: its graphs and its step records (Dijkstra's distance updates)
+    kept = [traces.inputs["A"], traces.hints["d"].values]
+    expected = [array.copy() for array in kept]
     trace = traces[3]
     expected_trace = {k: np.array(v) for k, v in trace.hints.items()}
     del traces
     for seed in range(6):  # same sizes: every one of these could reuse a free block
         sample("dijkstra", 20, n=12, seed=100 + seed).clrs_batch()
-    np.testing.assert_array_equal(kept, expected)
+    for array, values in zip(kept, expected):
+        np.testing.assert_array_equal(array, values)
     for name, value in trace.hints.items():
         np.testing.assert_array_equal(value, expected_trace[name])
 

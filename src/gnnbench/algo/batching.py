@@ -96,3 +96,24 @@ def pad_intervals(start, stop, offsets, out):
             live = t < offsets[i + 1] - offsets[i]
             for j in range(m):
                 out[t, i, j] = np.float64(live & (start[i, j] <= t) & (t < stop[i, j]))
+
+
+@njit(cache=True)
+def pad_updates(initial, nodes, values, ends, offsets, out):
+    """Step updates (see ``trace.StepUpdates``) into ``out`` ``[T, num, n]``: trace i's first
+    step is ``initial``, each later step its previous one with the updates of that step."""
+    max_steps, num, m = out.shape
+    for t in range(max_steps):
+        for i in range(num):
+            if t >= offsets[i + 1] - offsets[i]:
+                for j in range(m):
+                    out[t, i, j] = 0.0
+            elif t == 0:
+                for j in range(m):
+                    out[t, i, j] = initial[j]
+            else:
+                for j in range(m):
+                    out[t, i, j] = out[t - 1, i, j]
+                r = offsets[i] - offsets[0] + t
+                for e in range(ends[r - 1], ends[r]):
+                    out[t, i, nodes[e]] = values[e]

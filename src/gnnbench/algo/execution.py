@@ -39,11 +39,11 @@ def run_batch(name: str, graphs: np.ndarray, sources: np.ndarray | None = None,
 
 
 def run_kernels(name: str, kernel_graphs: np.ndarray, A: np.ndarray, sources: np.ndarray,
-                aux: np.ndarray | None = None, adj: np.ndarray | None = None,
+                aux: np.ndarray | None = None, probes: dict[str, np.ndarray] | None = None,
                 metadata: dict | None = None) -> TraceSet:
     """The trace set of ``name`` on ``kernel_graphs`` (float64, or float32 for a kernel that
-    computes in float32); ``A``, the same graphs in the caller's dtype, becomes the ``A`` field,
-    ``adj`` (computed here unless given) the ``adj`` field."""
+    computes in float32); ``A``, the same graphs in the caller's dtype, becomes the ``A`` field.
+    ``probes`` holds the input probes ``adj``, ``pos`` and ``s`` if the caller computed them."""
     implementation = IMPLEMENTATIONS[name]
     num, n = kernel_graphs.shape[0], kernel_graphs.shape[1]
     try:
@@ -54,11 +54,12 @@ def run_kernels(name: str, kernel_graphs: np.ndarray, A: np.ndarray, sources: np
             raise ValueError(f"{name}: graph {error.sample} has a negative-weight cycle reachable from "
                              f"source {int(sources[error.sample])}, so shortest paths are undefined") from None
         raise
-    adj = graph_probe(kernel_graphs) if adj is None else adj
-    hints, outputs = implementation.finalize(recording, A, adj)
-    inputs = {"pos": node_positions(num, n), "A": A, "adj": adj}
-    if name in SOURCE_ALGORITHMS:
-        inputs["s"] = one_hot(sources, n)
+    if probes is None:
+        probes = {"adj": graph_probe(kernel_graphs), "pos": node_positions(num, n)}
+        if name in SOURCE_ALGORITHMS:
+            probes["s"] = one_hot(sources, n)
+    hints, outputs = implementation.finalize(recording, A, probes["adj"])
+    inputs = {"A": A, **probes}
     return TraceSet(
         algorithm=name,
         inputs={k: inputs[k] for k in fields(name, Stage.INPUT)},

@@ -133,6 +133,33 @@ def _fill_events(events, offsets, base, out):
                     out[first + t, u, v] = 1.0 if events[i, u, v] <= t else base[i, u, v]
 
 
+def expand_updates(initial: np.ndarray, nodes: np.ndarray, values: np.ndarray, ends: np.ndarray,
+                   offsets: np.ndarray, first_row: int, dtype: type) -> np.ndarray:
+    """Per-step vectors from step updates (see ``trace.StepUpdates``): the traces of
+    ``offsets``, whose rows start at row ``first_row`` of ``ends``. Returns ``[T, n]``."""
+    out = memory.empty((int(offsets[-1] - offsets[0]), initial.shape[0]), dtype)
+    _fill_updates(initial, nodes, values, ends, offsets, first_row, out)
+    return out
+
+
+@njit(cache=True)
+def _fill_updates(initial, nodes, values, ends, offsets, first_row, out):
+    for i in range(offsets.shape[0] - 1):
+        first = offsets[i] - offsets[0]
+        for t in range(offsets[i + 1] - offsets[i]):
+            row = out[first + t]
+            if t == 0:
+                for j in range(row.shape[0]):
+                    row[j] = initial[j]
+                continue
+            previous = out[first + t - 1]
+            for j in range(row.shape[0]):
+                row[j] = previous[j]
+            r = first_row + first + t
+            for e in range(ends[r - 1], ends[r]):
+                row[nodes[e]] = values[e]
+
+
 def graph_probe(A: np.ndarray) -> np.ndarray:
     """CLRS ``adj``: 1 where ``A + I`` is non-zero (so the diagonal counts as an edge).
 

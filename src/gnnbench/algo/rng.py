@@ -57,7 +57,7 @@ def _mix(upper, lower, far):
     return np.uint32(np.uint64(far) ^ (y >> np.uint64(1)) ^ mag)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _twist(key: np.ndarray) -> None:
     # The MT19937 state transition (Matsumoto & Nishimura, 1998).
     for i in range(_N - _M):  # key[_N:] (tempered output) is not part of the state
@@ -78,13 +78,13 @@ def _temper(word) -> np.uint64:
     return y & np.uint64(0xFFFFFFFF)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _temper_block(key: np.ndarray) -> None:
     for i in range(_N):
         key[_N + i] = np.uint32(_temper(key[i]))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _refill(key: np.ndarray, pos: np.ndarray) -> None:
     _twist(key)
     _temper_block(key)
@@ -97,7 +97,7 @@ def _to_double(a, b) -> float:
     return ((a >> np.uint64(5)) * 67108864.0 + (b >> np.uint64(6))) / 9007199254740992.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def next_uint32(key: np.ndarray, pos: np.ndarray) -> np.uint64:
     if pos[0] >= _N:
         _refill(key, pos)
@@ -106,7 +106,7 @@ def next_uint32(key: np.ndarray, pos: np.ndarray) -> np.uint64:
     return np.uint64(word)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def next_double(key: np.ndarray, pos: np.ndarray) -> float:
     a = next_uint32(key, pos)
     return _to_double(a, next_uint32(key, pos))
@@ -127,7 +127,7 @@ def _bits53(x):
     return ((x & np.uint64(0xFFFFFFFF)) >> np.uint64(5)) << np.uint64(26) | (x >> np.uint64(38))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _bernoulli_run(dst, pairs, zero_max, retry_min, flip):
     """Decode ``dst.shape[0]`` draws from the word pairs ``pairs``: X = 0 when
     ``K <= zero_max`` (``u <= qn``); NumPy retries when ``K >= retry_min``. Returns the
@@ -160,7 +160,7 @@ def _retry_min(qn, px1):
     return np.uint64(lo)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def bernoulli_fill(out: np.ndarray, key: np.ndarray, pos: np.ndarray, p: float) -> None:
     """Fill the C-contiguous ``out`` with ``RandomState.binomial(1, p, size=out.shape)``.
 
@@ -209,13 +209,13 @@ def bernoulli_matrix(key: np.ndarray, pos: np.ndarray, n: int, p: float) -> np.n
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _uniform_run(dst, pairs, low, span):
     for k in range(dst.shape[0]):
         dst[k] = low + span * (np.float64(np.int64(_bits53(pairs[k]))) * (1.0 / _TWO53))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def uniform_fill(out: np.ndarray, key: np.ndarray, pos: np.ndarray, low: float, high: float) -> None:
     """Fill the C-contiguous ``out`` with ``RandomState.uniform(low, high, size=out.shape)``."""
     flat = out.reshape(-1)
@@ -245,7 +245,7 @@ def uniform_matrix(key: np.ndarray, pos: np.ndarray, n: int, low: float, high: f
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def bounded(key: np.ndarray, pos: np.ndarray, high: int) -> int:
     """``RandomState.randint(0, high)`` (also ``choice(high)``), ``1 <= high <= 2**32``."""
     rng = np.uint64(high - 1)

@@ -62,6 +62,8 @@ SAMPLER_OPTIONS = tuple(f.name for f in fields(GraphDistribution))
 def distribution(name: str, **options: object) -> GraphDistribution:
     """The default distribution of ``name`` with ``options`` overriding its fields."""
     base = DISTRIBUTIONS[check_algorithm(name)]
+    if not options:
+        return base  # the defaults are valid (checked when this module is imported)
     unknown = set(options) - set(SAMPLER_OPTIONS)
     if unknown:
         raise ValueError(f"unknown sampler option(s) {sorted(unknown)} for {name}; "
@@ -109,6 +111,10 @@ def _check_distribution(name: str, dist: GraphDistribution) -> None:
                          "produce negative cycles, for which shortest paths are undefined")
 
 
+for _name, _dist in DISTRIBUTIONS.items():
+    _check_distribution(_name, _dist)
+
+
 def sample_graphs(name: str, num: int, n: int = 16, seed: int | None = 0,
                   **options: object) -> tuple[np.ndarray, np.ndarray]:
     """``num`` graphs ``[num, n, n]`` and sources ``[num]`` as CLRS-30's sampler draws them.
@@ -117,7 +123,7 @@ def sample_graphs(name: str, num: int, n: int = 16, seed: int | None = 0,
     """
     num, n, seed = _check_counts(num, n, seed)
     dist = distribution(name, **options)
-    _, A, _, sources = _draw(name, num, n, seed, dist, adjacency=False)
+    _, A, sources, _ = _draw(name, num, n, seed, dist, probes=False)
     return A, sources
 
 
@@ -131,34 +137,39 @@ def sample(name: str, num: int, n: int = 16, seed: int | None = 0, **sampler_opt
     """
     num, n, seed = _check_counts(num, n, seed)
     dist = distribution(name, **sampler_options)
-    graphs, A, adj, sources = _draw(name, num, n, seed, dist, adjacency=True)
-    return run_kernels(name, graphs, A, sources, adj=adj, metadata={"n": n, "seed": seed, "distribution": dist})
+    graphs, A, sources, probes = _draw(name, num, n, seed, dist, probes=True)
+    return run_kernels(name, graphs, A, sources, probes=probes, metadata={"n": n, "seed": seed, "distribution": dist})
 
 
 def _draw(name: str, num: int, n: int, seed: int | None, dist: GraphDistribution,
-          adjacency: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+          probes: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray] | None]:
     """Graphs in CLRS-30's draw order: float64 ``[num, n, n]``, the same in CLRS-30's dtype
-    (int64 for unweighted Erdős–Rényi graphs), their ``adj`` probe if ``adjacency`` (else None)
-    and the sources ``[num]``. Each graph is converted and probed while it is in cache."""
+    (int64 for unweighted Erdős–Rényi graphs), the sources ``[num]`` and, if ``probes``, the
+    input probes ``adj``, ``pos`` and (for algorithms with a source) ``s``, else None. Each
+    graph is converted and probed while it is in cache; everything shares one pooled block."""
     if dist.generator == "community" and dist.k > n:
         raise ValueError(f"cannot split {n} nodes into k={dist.k} communities (need k <= n)")
     if dist.generator == "community" and dist.k < 1:
         raise ValueError(f"community graphs need k >= 1, got k={dist.k}")
     integer = dist.generator == "er" and not dist.weighted
-    specs = [((num, n, n), np.float64)]
-    specs += [((num, n, n), np.int64)] if integer else [((0, 0, 0), np.int64)]
-    specs += [((num, n, n), np.float64)] if adjacency else [((0, 0, 0), np.float64)]
-    graphs, as_int, adj = memory.buffers(specs)
-    sources = np.zeros(num, dtype=np.int64)
-    key, pos = rng.seeded_stream(seed)
-    _generate(key, pos, n, GENERATORS[dist.generator], np.array(dist.p), dist.directed, dist.acyclic,
-              dist.weighted, dist.low, dist.high, dist.k, dist.eps, name in SOURCE_ALGORITHMS, graphs, sources,
-              as_int, adj)
-    return graphs, as_int if integer else graphs, adj if adjacency else None, sources
+    with_source = name in SOURCE_ALGORITHMS
+    graphs, as_int, adj, sources, pos, s = memory.buffers([
+        ((num, n, n), np.float64), ((num if integer else 0, n, n), np.int64),
+        ((num if probes else 0, n, n), np.float64), ((num,), np.int64),
+        ((num if probes else 0, n), np.float64), ((num if probes and with_source else 0, n), np.float64)])
+    key, position = rng.seeded_stream(seed)
+    _generate(key, position, n, GENERATORS[dist.generator], np.array(dist.p), dist.directed, dist.acyclic,
+              dist.weighted, dist.low, dist.high, dist.k, dist.eps, with_source, graphs, sources, as_int, adj, pos, s)
+    inputs = None
+    if probes:
+        inputs = {"adj": adj, "pos": pos, "s": s} if with_source else {"adj": adj, "pos": pos}
+    return graphs, as_int if integer else graphs, sources, inputs
 
 
 def _check_counts(num: object, n: object, seed: object) -> tuple[int, int, int | None]:
     """``num`` >= 0 graphs of ``n`` >= 1 nodes; ``seed`` None or a ``RandomState`` seed in [0, 2**32)."""
+    if type(num) is int and type(n) is int and type(seed) is int and num >= 0 and n >= 1 and 0 <= seed < 2**32:
+        return num, n, seed  # the common case, without the general checks' cost
     return (check_int("num", num, minimum=0), check_int("n", n, minimum=1),
             None if seed is None else check_int("seed", seed, minimum=0, maximum=2**32 - 1))
 
@@ -253,17 +264,24 @@ def community_graph(key, pos, n, k, p, eps, directed, acyclic, weighted, low, hi
 
 @njit(cache=True)
 def _generate(key, pos, n, generator, p_choices, directed, acyclic, weighted, low, high, k, eps,
-              with_source, graphs, sources, as_int, adj):
-    """Fill ``graphs`` and ``sources`` in CLRS-30's draw order: p, graph, source; and, unless
-    they are empty, ``as_int`` (the graphs as int64) and ``adj`` (their ``adj`` probe)."""
+              with_source, graphs, sources, as_int, adj, positions, source_probe):
+    """Fill ``graphs`` and ``sources`` (0 without ``with_source``) in CLRS-30's draw order: p,
+    graph, source; and, unless they are empty, ``as_int`` (the graphs as int64) and the input
+    probes ``adj``, ``positions`` (CLRS ``pos``: node j at j / n) and ``source_probe`` (``s``)."""
     for i in range(graphs.shape[0]):
         p = p_choices[rng.bounded(key, pos, p_choices.shape[0])]
         if generator == ER:
             er_graph_into(graphs[i], key, pos, p, directed, acyclic, weighted, low, high)
         else:
             graphs[i] = community_graph(key, pos, n, k, p, eps, directed, acyclic, weighted, low, high)
-        if with_source:
-            sources[i] = rng.bounded(key, pos, n)
+        sources[i] = rng.bounded(key, pos, n) if with_source else 0
+        if positions.shape[0] > 0:
+            for j in range(n):
+                positions[i, j] = np.float64(j) / n  # np.arange(n) * 1.0 / n
+        if source_probe.shape[0] > 0:
+            for j in range(n):
+                source_probe[i, j] = 0.0
+            source_probe[i, sources[i]] = 1.0
         if as_int.shape[0] > 0:
             for a in range(n):
                 for b in range(n):

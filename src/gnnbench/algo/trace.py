@@ -13,8 +13,10 @@ sample's steps begin. Indexing it yields a ``Trace`` of read-only views.
 Hints whose dense form is mostly redundant are stored as encodings and expanded
 on access: ``OneHotSteps`` (mask_one and categorical hints as class indices),
 ``StepIntervals`` (node masks that are 1 on one run of steps, e.g. Prim's and
-Dijkstra's ``mark`` and ``in_queue``), ``EventMask`` (an edge mask whose entries
-switch to 1 once, e.g. ``is_bridge_h``, ``in_mst_h``, Floyd-Warshall's ``msk``) and
+Dijkstra's ``mark`` and ``in_queue``), ``StepUpdates`` (node vectors that change at a
+few nodes per step, kept as those updates: Prim's and Dijkstra's keys and ``pi_h``),
+``EventMask`` (an edge mask whose entries switch to 1 once, e.g. ``is_bridge_h``,
+``in_mst_h``, Floyd-Warshall's ``msk``) and
 ``RepeatedSteps`` (a value constant over a trace, e.g. ``A_t``) and ``RecordedSteps``
 (steps as the kernel recorded them: pointers as int32, 0/1 masks as uint8, exact, and
 the DFS walker's rows interleaved in one buffer).
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import batching, memory
-from .recording import expand_events, one_hot
+from .recording import expand_events, expand_updates, one_hot
 from .specs import SPECS, Stage
 
 
@@ -133,6 +135,32 @@ class StepIntervals:
                                out.reshape(out.shape[0], num, -1))
 
 
+class StepUpdates:
+    """Per-step node vectors that change at a few nodes per step, e.g. Prim's and
+    Dijkstra's keys and ``pi_h``: each trace's first step is ``initial`` ``[n]``, and each
+    later step r (a row of the concatenated steps) is the step before it with
+    ``values[e]`` at node ``nodes[e]`` for the updates ``ends[r - 1] <= e < ends[r]``."""
+
+    def __init__(self, initial: np.ndarray, nodes: np.ndarray, values: np.ndarray, ends: np.ndarray,
+                 offsets: np.ndarray, dtype: type) -> None:
+        self.initial, self.nodes, self.values, self.ends = initial, nodes, values, ends
+        self.offsets, self.dtype = offsets, np.dtype(dtype)
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.initial.shape
+
+    def rows(self, i: int) -> np.ndarray:
+        return expand_updates(self.initial, self.nodes, self.values, self.ends, self.offsets[i:i + 2],
+                              int(self.offsets[i] - self.offsets[0]), self.dtype)
+
+    def dense(self) -> np.ndarray:
+        return expand_updates(self.initial, self.nodes, self.values, self.ends, self.offsets, 0, self.dtype)
+
+    def fill_padded(self, out: np.ndarray) -> None:
+        batching.pad_updates(self.initial, self.nodes, self.values, self.ends, self.offsets, out)
+
+
 class RecordedSteps:
     """Per-step values as a kernel recorded them, handed out in CLRS-30's ``dtype``.
 
@@ -172,7 +200,7 @@ class RecordedSteps:
                           out.reshape(out.shape[0], out.shape[1], -1))
 
 
-EncodedSteps = EventMask | RepeatedSteps | OneHotSteps | StepIntervals | RecordedSteps
+EncodedSteps = EventMask | RepeatedSteps | OneHotSteps | StepIntervals | StepUpdates | RecordedSteps
 
 
 @dataclass(frozen=True)
