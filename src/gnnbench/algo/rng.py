@@ -10,6 +10,10 @@ for bounded integers and Fisher-Yates shuffling.
 A stream is a pair ``(key, pos)``: ``key`` holds the 624-word MT19937 state
 followed by that block's 624 tempered output words, ``pos`` (one element) the read
 position in the block, as NumPy's ``mt19937_state`` keeps it.
+
+Functions that allocate nothing are compiled with ``_nrt=False``: without numba's
+reference counting, whose atomic operation per array view (a slice per block of
+624 words) cost as much as decoding the block.
 """
 
 from __future__ import annotations

@@ -207,7 +207,7 @@ def er_graph_into(mat, key, pos, p, directed, acyclic, weighted, low, high):
                 for j in range(n):
                     row[j] = row[j] * wrow[j]
         else:
-            _symmetric_weights(mat, w)
+            _symmetric_weights(mat, w, np.empty(n * (n + 1) // 2))
     elif not directed:
         _symmetrise(mat)
 
@@ -223,16 +223,40 @@ def _symmetrise(mat):
             mat[j, i] = both
 
 
-@njit(cache=True)
-def _symmetric_weights(mat, w):
-    # (mat * mat.T) * sqrt(w * w.T + 1e-3), CLRS-30's arithmetic (both products are symmetric).
-    # Branch-free: random coins would mispredict a branch on every other pair.
+@njit(cache=True, _nrt=False)
+def _symmetric_weights(mat, w, roots):
+    # (mat * mat.T) * sqrt(w * w.T + 1e-3), CLRS-30's arithmetic (both products are symmetric),
+    # over the pairs i <= j in row-major order: first the two products (the coin product into
+    # mat[i, j], w[i, j] * w[j, i] + 1e-3 into ``roots``, n * (n + 1) / 2 long), then their square
+    # roots in one vectorised pass (one at a time, sqrt would dominate), then both halves of mat.
+    # Branch-free: random coins would mispredict a branch on every other pair. Flat unsigned
+    # indices: no negative-index wraparound per access.
     n = mat.shape[0]
+    m, weights = mat.reshape(-1), w.reshape(-1)
+    stride = np.uint64(n)
+    k = np.uint64(0)
     for i in range(n):
-        for j in range(i, n):
-            value = mat[i, j] * mat[j, i] * np.sqrt(w[i, j] * w[j, i] + 1e-3)
-            mat[i, j] = value
-            mat[j, i] = value
+        a = np.uint64(i) * stride + np.uint64(i)  # (i, j), j = i, i + 1, ...
+        b = a  # (j, i)
+        for _ in range(i, n):
+            roots[k] = weights[a] * weights[b] + 1e-3
+            m[a] = m[a] * m[b]
+            a += np.uint64(1)
+            b += stride
+            k += np.uint64(1)
+    for q in range(roots.shape[0]):
+        roots[q] = np.sqrt(roots[q])
+    k = np.uint64(0)
+    for i in range(n):
+        a = np.uint64(i) * stride + np.uint64(i)
+        b = a
+        for _ in range(i, n):
+            value = m[a] * roots[k]
+            m[a] = value
+            m[b] = value
+            a += np.uint64(1)
+            b += stride
+            k += np.uint64(1)
 
 
 @njit(cache=True)
