@@ -13,6 +13,7 @@ never reused. At most ``POOL_BYTES`` of blocks are kept; ``release()`` drops the
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import threading
@@ -29,12 +30,12 @@ _lock = threading.Lock()
 def _scan(pool: list[np.ndarray], nbytes: int, free: int) -> int:
     """Index of a block of ``nbytes`` to twice that (plus 1 MiB) with exactly ``free``
     references, else -1; ``free=-1`` returns the reference count of ``pool[0]`` instead."""
+    limit = 2 * nbytes + (1 << 20)
     for k in range(len(pool)):
         block = pool[k]
-        references = sys.getrefcount(block)  # the pool's slot, ``block`` and this call's argument
-        if free < 0:
-            return references
-        if references == free and nbytes <= block.nbytes <= 2 * nbytes + (1 << 20):
+        if free < 0:  # references: the pool's slot, ``block`` and this call's argument
+            return sys.getrefcount(block)
+        if nbytes <= block.nbytes <= limit and sys.getrefcount(block) == free:  # size first: cheaper
             return k
     return -1
 
@@ -62,13 +63,20 @@ def _take(nbytes: int) -> np.ndarray:
 def buffers(specs: list[tuple[tuple[int, ...], np.dtype]]) -> tuple[np.ndarray, ...]:
     """Uninitialised arrays of the given shapes and dtypes, from one block (each starting
     a multiple of 64 bytes into it: at least as aligned as malloc's memory)."""
-    sizes = [math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype in specs]
-    starts = [0]
-    for size in sizes:
-        starts.append(starts[-1] + -(-size // _ALIGN) * _ALIGN)
-    block = _take(starts[-1])
-    return tuple(block[start:start + size].view(dtype).reshape(shape)
-                 for (shape, dtype), start, size in zip(specs, starts, sizes))
+    total, views = _layout(tuple(specs))
+    block = _take(total)
+    return tuple(np.ndarray(shape, dtype, block, start) for shape, dtype, start in views)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(specs: tuple[tuple[tuple[int, ...], np.dtype], ...]) -> tuple[int, tuple]:
+    """Bytes of the block for ``specs`` and each array's ``(shape, dtype, start)`` in it."""
+    views, start = [], 0
+    for shape, dtype in specs:
+        shape, dtype = tuple(int(d) for d in shape), np.dtype(dtype)
+        views.append((shape, dtype, start))
+        start += -(-math.prod(shape) * dtype.itemsize // _ALIGN) * _ALIGN
+    return start, tuple(views)
 
 
 def empty(shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
