@@ -14,8 +14,8 @@ them alike):
   kernels run as plain Python (numba's JIT disabled) stand in, and no target applies;
 * ``sample()``: ``gnnbench.algo.sample`` producing the ``TraceSet`` the datasets use
   (every field computed; one-hot hints, the edge masks of bridges, Kruskal and
-  Floyd-Warshall, Prim's and Dijkstra's queue masks and int32 pointers kept as the
-  compact encodings of ``gnnbench.algo.trace``);
+  Floyd-Warshall, Prim's and Dijkstra's queue masks, keys and pointers (as per-step
+  updates) and int32 pointers kept as the compact encodings of ``gnnbench.algo.trace``);
 * materialised: ``sample(...).clrs_batch()``, every field dense in CLRS-30's own
   batch layout, the arrays a CLRS-30 user receives (checked equal to the
   reference's, array for array, in the warm-up round).
