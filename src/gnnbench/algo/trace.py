@@ -38,6 +38,9 @@ from .recording import expand_events, expand_updates, one_hot
 from .specs import SPECS, Stage
 
 
+_SPARSE_ONES = 16  # hints with ones in under 1/16 of their entries are zeroed by memset, then get the ones
+
+
 class EventMask:
     """Per-step masks that start at ``base`` and switch entry (u, v) to 1 at step
     ``events[i, u, v]`` (local to trace i; never if beyond its last step)."""
@@ -60,8 +63,13 @@ class EventMask:
     def fill_padded(self, out: np.ndarray) -> None:
         """Write every trace's steps into ``out`` ``[T, num, n, n]`` (CLRS-30's batch layout, zero-padded)."""
         num = self.events.shape[0]
-        batching.pad_events(self.events.reshape(num, -1), self.base.reshape(num, -1), self.offsets,
-                            out.reshape(out.shape[0], num, -1))
+        events, base = self.events.reshape(num, -1), self.base.reshape(num, -1)
+        flat = out.reshape(out.shape[0], num, -1)
+        if not base.any() and batching.event_ones(events, self.offsets) * _SPARSE_ONES < out.size:
+            # mostly zeros (in_mst_h): zero it all by memset, then write the ones
+            batching.pad_event_ones(events, self.offsets, memory.zero(flat))
+        else:
+            batching.pad_events(events, base, self.offsets, flat)
 
 
 class RepeatedSteps:
@@ -105,7 +113,11 @@ class OneHotSteps:
     def fill_padded(self, out: np.ndarray) -> None:
         """Write every trace's steps into ``out`` ``[T, num, ..., classes]`` (zero-padded)."""
         index = self.index.reshape(self.index.shape[0], -1)
-        batching.pad_one_hot(index, self.offsets, out.reshape(*out.shape[:2], index.shape[1], self.classes))
+        out = out.reshape(*out.shape[:2], index.shape[1], self.classes)
+        if self.classes < _SPARSE_ONES:  # a one in most cache lines: write every entry
+            batching.pad_one_hot(index, self.offsets, out)
+        else:  # zero it all by memset, then write the ones
+            batching.pad_one_hot_ones(index, self.offsets, memory.zero(out))
 
 
 class StepIntervals:
@@ -326,15 +338,15 @@ class TraceSet(Sequence[Trace]):
         def squeezed(value: np.ndarray) -> np.ndarray:
             return value.reshape(num, *(d for d in value.shape[1:] if d != 1)) if n == 1 else value
 
-        hints = {}
-        for name, value in self.hints.items():
-            dense = isinstance(value, np.ndarray)
-            out = memory.empty((max_steps, num, *(value.shape[1:] if dense else value.row_shape)))
-            if dense:
+        shapes = [(max_steps, num, *(value.shape[1:] if isinstance(value, np.ndarray) else value.row_shape))
+                  for value in self.hints.values()]
+        arrays = memory.buffers([(shape, np.float64) for shape in shapes])  # one block: recycled whole
+        hints = dict(zip(self.hints, arrays))
+        for (name, value), out in zip(self.hints.items(), arrays):
+            if isinstance(value, np.ndarray):
                 batching.pad_dense(value.reshape(value.shape[0], -1), self.offsets, out.reshape(max_steps, num, -1))
             else:
                 value.fill_padded(out)
-            hints[name] = out
         return ClrsBatch(inputs={k: squeezed(v) for k, v in self.inputs.items()}, hints=hints,
                          lengths=lengths.astype(np.float64),
                          outputs={k: squeezed(v) for k, v in self.outputs.items()})
