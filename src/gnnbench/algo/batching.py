@@ -4,9 +4,10 @@ A trace set stores each hint with the steps of all traces concatenated
 (``offsets`` marks where trace i's steps begin), dense or encoded. These compiled
 scatters write that into the batch layout, ``out[t, i]`` being step t of trace i
 and 0 from trace i's last step on. Each writes every entry of its output, padding
-included, so outputs can start uninitialised, except the ``*_ones`` scatters of
-mostly-zero hints, which write only the ones into an output zeroed beforehand
-(``memory.zero``: C's ``memset``, several times faster than writing every entry).
+included, so outputs can start uninitialised, except the scatters of mostly-zero
+hints (``pad_event_ones``, ``pad_one_hot`` with ``zeroed``), which write only the
+ones into an output zeroed beforehand (``memory.zero``: C's ``memset``, several
+times faster than writing every entry).
 They loop over t outermost, so the output is written front to back, and outputs
 larger than the last-level cache (``STREAM_BYTES``) that repeat per-trace values
 (``pad_repeated``, ``pad_events``) are written with non-temporal stores, which skip
@@ -90,26 +91,16 @@ def pad_rows(buffer, quantity, offsets, out):
 
 
 @njit(cache=True)
-def pad_one_hot(index, offsets, out):
-    """Class indices ``index`` ``[sum T_i, k]`` one-hot into ``out`` ``[T, num, k, classes]``."""
+def pad_one_hot(index, offsets, out, zeroed):
+    """Class indices ``index`` ``[sum T_i, k]`` one-hot into ``out`` ``[T, num, k, classes]``;
+    with ``zeroed`` (``out`` already zero: few classes per cache line) only the ones are written."""
     max_steps, num, k, classes = out.shape
     for t in range(max_steps):
         for i in range(num):
-            for a in range(k):  # zeros first (a plain vectorised fill), then the ones
-                for c in range(classes):
-                    out[t, i, a, c] = 0.0
-            if t < offsets[i + 1] - offsets[i]:
-                src = offsets[i] - offsets[0] + t
-                for a in range(k):
-                    out[t, i, a, index[src, a]] = 1.0
-
-
-@njit(cache=True)
-def pad_one_hot_ones(index, offsets, out):
-    """Class indices ``index`` ``[sum T_i, k]`` one-hot into the zeroed ``out`` ``[T, num, k, classes]``."""
-    max_steps, num, k, classes = out.shape
-    for t in range(max_steps):
-        for i in range(num):
+            if not zeroed:
+                for a in range(k):  # zeros first (a plain vectorised fill), then the ones
+                    for c in range(classes):
+                        out[t, i, a, c] = 0.0
             if t < offsets[i + 1] - offsets[i]:
                 src = offsets[i] - offsets[0] + t
                 for a in range(k):

@@ -114,10 +114,8 @@ class OneHotSteps:
         """Write every trace's steps into ``out`` ``[T, num, ..., classes]`` (zero-padded)."""
         index = self.index.reshape(self.index.shape[0], -1)
         out = out.reshape(*out.shape[:2], index.shape[1], self.classes)
-        if self.classes < _SPARSE_ONES:  # a one in most cache lines: write every entry
-            batching.pad_one_hot(index, self.offsets, out)
-        else:  # zero it all by memset, then write the ones
-            batching.pad_one_hot_ones(index, self.offsets, memory.zero(out))
+        sparse = self.classes >= _SPARSE_ONES  # then zero it all by memset and write the ones
+        batching.pad_one_hot(index, self.offsets, memory.zero(out) if sparse else out, sparse)
 
 
 class StepIntervals:
