@@ -60,24 +60,10 @@ def _put(out, t, i, j, value, stream):
 
 
 @njit(cache=True)
-def pad_dense(value, offsets, out):
-    """``value`` ``[sum T_i, m]`` (any real dtype) into ``out`` ``[T, num, m]``."""
-    max_steps, num, m = out.shape
-    for t in range(max_steps):
-        for i in range(num):
-            if t < offsets[i + 1] - offsets[i]:
-                src = offsets[i] - offsets[0] + t
-                for j in range(m):
-                    out[t, i, j] = value[src, j]
-            else:
-                for j in range(m):
-                    out[t, i, j] = 0.0
-
-
-@njit(cache=True)
 def pad_rows(buffer, quantity, offsets, out):
-    """Quantity ``quantity`` of the C-contiguous ``buffer`` ``[sum T_i, quantities, m]`` into
-    ``out`` ``[T, num, m]`` (``pad_dense`` of a strided view would not vectorise)."""
+    """Quantity ``quantity`` of the C-contiguous ``buffer`` ``[sum T_i, quantities, m]`` (any real
+    dtype; a plain ``[sum T_i, m]`` array as ``[sum T_i, 1, m]``, quantity 0) into ``out``
+    ``[T, num, m]`` (indexing the quantity here, not through a strided view, keeps it vectorised)."""
     max_steps, num, m = out.shape
     for t in range(max_steps):
         for i in range(num):

@@ -342,7 +342,8 @@ class TraceSet(Sequence[Trace]):
         hints = dict(zip(self.hints, arrays))
         for (name, value), out in zip(self.hints.items(), arrays):
             if isinstance(value, np.ndarray):
-                batching.pad_dense(value.reshape(value.shape[0], -1), self.offsets, out.reshape(max_steps, num, -1))
+                batching.pad_rows(value.reshape(value.shape[0], 1, -1), 0, self.offsets,
+                                  out.reshape(max_steps, num, -1))
             else:
                 value.fill_padded(out)
         return ClrsBatch(inputs={k: squeezed(v) for k, v in self.inputs.items()}, hints=hints,

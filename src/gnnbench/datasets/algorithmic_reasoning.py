@@ -302,12 +302,8 @@ class AlgorithmicReasoningDataset(Dataset):
 
     @staticmethod
     def _read_preprocessed(path: Path) -> dict | None:
-        try:
-            stored = fs.torch_load(str(path))
-        except Exception as error:  # noqa: BLE001 - any unreadable cache is remade
-            logger.debug("%s: unreadable preprocessed items (%s); processing again", path, error)
-            return None
-        if not isinstance(stored, dict) or not {"kept", "data", "slices", "cls"} <= set(stored):
+        stored = preprocessing.read_cached(path, {"kept", "data", "slices", "cls"}, "preprocessed items")
+        if stored is None:
             return None
         try:
             stored["data"] is None or _data_class(stored["cls"])

@@ -106,6 +106,19 @@ def _feed_code(digest: Any, code: types.CodeType) -> None:
             digest.update(repr(constant).encode())
 
 
+def read_cached(path: Path, keys: set[str], what: str) -> dict | None:
+    """The dict cached at ``path`` (``torch_geometric.io.fs.torch_load``) if readable and holding
+    ``keys``, else None (logged at debug level: the caller processes again)."""
+    from torch_geometric.io import fs  # the datasets' own loader; imported on use
+
+    try:
+        stored = fs.torch_load(str(path))
+    except Exception as error:  # noqa: BLE001 - any unreadable cache is remade
+        logger.debug("%s: unreadable %s (%s); processing again", path, what, error)
+        return None
+    return stored if isinstance(stored, dict) and keys <= set(stored) else None
+
+
 def record(pre_transform: Callable | None, pre_filter: Callable | None, key: Any) -> dict:
     """What a preprocessed cache was made from: the key of its input data and both functions."""
     return {"key": key, "pre_transform": fingerprint(pre_transform), "pre_filter": fingerprint(pre_filter),

@@ -361,7 +361,8 @@ class RoadAccidentDataset(Dataset):
             stored = None
             if not preprocessing.needs_processing(record_path, current, force_reload=force_reload,
                                                   what=f"{self.state} {self.task}"):
-                stored = _read_static(static_path)
+                stored = preprocessing.read_cached(static_path, {"overrides", "removed", "periods"},
+                                                    "preprocessed static graph")
             if stored is None:
                 stored = self._run_preprocessing()
                 with atomic_path(static_path) as temporary:
@@ -419,10 +420,3 @@ def _copied(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def _read_static(path: Path) -> dict | None:
-    try:
-        stored = fs.torch_load(str(path))
-    except Exception as error:  # noqa: BLE001 - any unreadable cache is remade
-        logger.debug("%s: unreadable preprocessed static graph (%s); processing again", path, error)
-        return None
-    return stored if isinstance(stored, dict) and {"overrides", "removed", "periods"} <= set(stored) else None
