@@ -1,8 +1,9 @@
-"""Reference models of the algorithmic and road benchmarks (work in progress: issue 9).
+"""Reference models of both benchmark families.
 
-So far: ``losses``, the per-type losses of CLRS-30's encode-process-decode baselines.
+* :mod:`gnnbench.models.algo`: CLRS-30's encode-process-decode baselines (encoders, decoders, processors, losses);
+* :mod:`gnnbench.models.road`: ML4RoadSafety's node encoders and link predictor.
 """
 
-from .losses import hint_loss, output_loss
+from .algo import hint_loss, output_loss
 
 __all__ = ["hint_loss", "output_loss"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..algo.specs import OutputClass, Type
+from ...algo.specs import OutputClass, Type
 
 EPS = 1e-12
 TYPES = (Type.SCALAR, Type.MASK, Type.MASK_ONE, Type.CATEGORICAL, Type.POINTER)

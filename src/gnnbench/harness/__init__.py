@@ -1,0 +1,1 @@
+"""The evaluation harness: configs, the runner, the run record (``gnnbench run``)."""
