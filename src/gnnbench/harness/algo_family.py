@@ -1,0 +1,493 @@
+"""The ``algo`` family: CLRS-30's training protocol for the encode-process-decode baselines.
+
+The protocol is CLRS-30's current ``run.py`` (https://github.com/google-deepmind/clrs/blob/master/clrs/examples/run.py,
+commit bfd042f): hidden 128, Adam (learning rate 1e-3) after gradient clipping to global norm 1.0 (as
+``optax.clip_by_global_norm``), batches of 32, 10,000 steps, hints encoded and decoded with soft re-prediction and
+no teacher forcing, layer norm, Xavier initialisation on scalar encoders, randomised ``pos``. After the first step
+and every ``eval_every`` steps after it (steps 1, 51, 101, ... as ``run.py`` evaluates) the model is scored on the
+validation split (CLRS-30's: 32 graphs, n = 16); the weights with the best validation score so far are kept (a
+later evaluation replaces them only with a strictly higher score), and those are tested on the test split
+(CLRS-30's: 32 graphs, n = 64; ``score`` is the headline) and the length suite (``score_n16`` .. ``score_n128``),
+scored by :class:`gnnbench.algo.Evaluator`. Training data: see :mod:`gnnbench.harness.algo_data`.
+
+Deliberate differences from ``run.py``: validation uses the fixed CLRS-30 validation split with its own ``pos``
+(``run.py`` re-draws 32 of 64 graphs of its own with random ``pos`` at each evaluation), so every evaluation scores
+the same graphs; training batches are padded to their own longest trace (``train.bucket``), which changes no result.
+
+Predictions (``SeedOutcome.predictions``): the test split's output predictions as equal-length 1-D columns, one row
+per entry of each output field of each graph:
+
+* ``graph`` (int64): the graph's index in the test split;
+* ``field`` (str): the output field (``pi``, ``Pi``, ``is_bridge``, ...);
+* ``position`` (int64): the entry's row-major index in the field's per-graph array of :class:`Evaluator`'s layout
+  (node fields ``[n]``: the node; edge fields ``[n, n]``: ``i * n + j``; graph fields: 0; categorical fields with
+  their class axis last);
+* ``value`` (float64): the hard prediction as CLRS-30 post-processes it: a pointer's node, a mask's 0 or 1, a
+  mask_one's or categorical's one-hot entry, a scalar's value.
+
+:func:`predictions_from_columns` turns the columns back into :class:`Evaluator` input.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..algo import Evaluator
+from ..algo.specs import ALGORITHMS, SPECS, Location, Stage, Type
+from ..algo.splits import CLRS30_SPLITS, resolve_split
+from ..algo.trace import ClrsBatch, TraceSet
+from ..arguments import check_choice, check_float, check_int
+from . import algo_data
+from .algo_data import TRAIN_SOURCES, TrainBatches, chunks, split_traces
+from .family import HessianInputs, SeedContext, SeedOutcome
+
+logger = logging.getLogger(__name__)
+
+FAMILY = "algo"
+PROCESSORS = ("mpnn", "pgn", "gatv2", "triplet_gmpnn")
+HINT_MODES = ("encoded_decoded", "decoded_only", "none")
+HINT_REPRED_MODES = ("soft", "hard", "hard_on_eval")
+ENCODER_INITS = ("default", "xavier_on_scalars")
+HESSIAN_TRAIN_BATCHES = 4  # training batches handed to the Hessian column (drawn from their own generator)
+
+
+def default_config() -> dict[str, dict[str, Any]]:
+    """Every key of the ``data``, ``model``, ``train`` and ``eval`` sections with CLRS-30's defaults."""
+    return {
+        "data": {
+            "algorithm": "bfs",
+            "train": "clrs30",  # "clrs30": the 1000-graph train split (n = 16); "online": fresh graphs every step
+            "train_sizes": list(algo_data.ONLINE_SIZES),  # online: graph size of step i is train_sizes[i % len]
+            "online_p": [],  # online edge probabilities; [] = run.py's (0.1 .. 0.9, halved for sparse algorithms)
+            "random_pos": True,
+            "valid": "valid",
+            "test": "test",
+            "length_splits": [f"test_{n}" for n in (16, 32, 64, 128)],
+        },
+        "model": {
+            "processor": "triplet_gmpnn",
+            "hidden": 128,
+            "nb_triplet_fts": 8,
+            "nb_heads": 1,
+            "use_ln": True,
+            "hint_mode": "encoded_decoded",
+            "hint_repred": "soft",
+            "encoder_init": "xavier_on_scalars",
+        },
+        "train": {
+            "steps": 10000,
+            "batch_size": 32,
+            "learning_rate": 0.001,
+            "grad_clip": 1.0,  # global-norm clipping; 0 turns it off
+            "eval_every": 50,
+            "checkpoint_every": 500,
+            "bucket": True,  # pad each batch to its own longest trace (not the dataset's)
+        },
+        "eval": {
+            "batch_size": 32,  # graphs per evaluation batch at n <= 64 (scaled by (64 / n)^2 above)
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- config
+
+
+def validate_config(config: Mapping[str, Any]) -> None:
+    """ValueError naming the key (``train.steps``, ...) on a missing, unknown or bad value."""
+    schema = default_config()
+    for section, keys in schema.items():
+        values = config.get(section)
+        if not isinstance(values, Mapping):
+            raise ValueError(f"the algo config needs a [{section}] section")
+        for key in keys:
+            if key not in values:
+                raise ValueError(f"missing config key {section}.{key}")
+        for key in values:
+            if key not in keys:
+                raise ValueError(f"unknown config key {section}.{key} (keys of [{section}]: {', '.join(keys)})")
+    data, model, train, evaluation = (config[s] for s in ("data", "model", "train", "eval"))
+    check_choice("data.algorithm", data["algorithm"], ALGORITHMS)
+    check_choice("data.train", data["train"], TRAIN_SOURCES)
+    sizes = _sequence("data.train_sizes", data["train_sizes"], allow_empty=False)
+    for i, size in enumerate(sizes):
+        check_int(f"data.train_sizes[{i}]", size, minimum=1)
+    for i, p in enumerate(_sequence("data.online_p", data["online_p"], allow_empty=True)):
+        check_float(f"data.online_p[{i}]", p, minimum=0.0, maximum=1.0)
+    _boolean("data.random_pos", data["random_pos"])
+    for key in ("valid", "test"):
+        _split_name(f"data.{key}", data[key])
+    for i, split in enumerate(_sequence("data.length_splits", data["length_splits"], allow_empty=True)):
+        _split_name(f"data.length_splits[{i}]", split)
+    check_choice("model.processor", model["processor"], PROCESSORS)
+    check_int("model.hidden", model["hidden"], minimum=1)
+    check_int("model.nb_triplet_fts", model["nb_triplet_fts"], minimum=1)
+    check_int("model.nb_heads", model["nb_heads"], minimum=1)
+    if model["processor"] == "gatv2" and model["hidden"] % model["nb_heads"]:
+        raise ValueError(f"model.nb_heads ({model['nb_heads']}) must divide model.hidden ({model['hidden']})")
+    _boolean("model.use_ln", model["use_ln"])
+    check_choice("model.hint_mode", model["hint_mode"], HINT_MODES)
+    check_choice("model.hint_repred", model["hint_repred"], HINT_REPRED_MODES)
+    check_choice("model.encoder_init", model["encoder_init"], ENCODER_INITS)
+    check_int("train.steps", train["steps"], minimum=1)
+    check_int("train.batch_size", train["batch_size"], minimum=1)
+    check_float("train.learning_rate", train["learning_rate"], minimum=0.0, open_min=True)
+    check_float("train.grad_clip", train["grad_clip"], minimum=0.0)
+    check_int("train.eval_every", train["eval_every"], minimum=1)
+    check_int("train.checkpoint_every", train["checkpoint_every"], minimum=1)
+    _boolean("train.bucket", train["bucket"])
+    check_int("eval.batch_size", evaluation["batch_size"], minimum=1)
+    if data["train"] == "clrs30" and train["batch_size"] > CLRS30_SPLITS["train"].num_samples:
+        raise ValueError(f"train.batch_size ({train['batch_size']}) exceeds the CLRS-30 train split "
+                         f"({CLRS30_SPLITS['train'].num_samples} graphs)")
+
+
+def _sequence(name: str, value: Any, allow_empty: bool) -> Sequence[Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name} must be a list, got {value!r}")
+    if not allow_empty and not value:
+        raise ValueError(f"{name} must not be empty")
+    return value
+
+
+def _boolean(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def _split_name(name: str, value: Any) -> None:
+    try:
+        resolve_split(value)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
+
+
+def dataset_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The generated splits the run uses: their recipe (size, n, seed) and a SHA-256 of their inputs, outputs and
+    trace lengths; online training data is described by its recipe (its graphs are drawn per seed)."""
+    data = config["data"]
+    algorithm = data["algorithm"]
+    names = [data["valid"], data["test"], *data["length_splits"]]
+    if data["train"] == "clrs30":
+        names.insert(0, "train")
+    splits = {}
+    for split in names:
+        name, recipe = resolve_split(split)
+        splits[name] = {"num_samples": recipe.num_samples, "n": recipe.n, "seed": recipe.seed,
+                        "sha256": algo_data.traces_checksum(split_traces(algorithm, name))}
+    identity: dict[str, Any] = {"algorithm": algorithm, "generator": "gnnbench.algo.sample", "splits": splits}
+    if data["train"] == "online":
+        identity["online"] = {"sizes": list(data["train_sizes"]),
+                              "p": list(algo_data.online_p(algorithm, data["online_p"])),
+                              "seeds": "drawn per step from the seed's generator"}
+    return identity
+
+
+# ------------------------------------------------------------------------------------------------------- model
+
+
+def build_model(algorithm: str, model_config: Mapping[str, Any], generator: torch.Generator) -> torch.nn.Module:
+    """The encode-process-decode network of ``model_config`` for ``algorithm``, initialised from ``generator``."""
+    from ..models.algo.net import EncodeProcessDecode
+
+    return EncodeProcessDecode(algorithm, **_net_arguments(model_config), generator=generator)
+
+
+def _net_arguments(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    mode = model_config["hint_mode"]
+    return {"processor": model_config["processor"], "hidden": model_config["hidden"],
+            "nb_triplet_fts": model_config["nb_triplet_fts"], "nb_heads": model_config["nb_heads"],
+            "use_ln": model_config["use_ln"], "encode_hints": mode == "encoded_decoded",
+            "decode_hints": mode != "none", "hint_repred": model_config["hint_repred"],
+            "encoder_init": model_config["encoder_init"]}
+
+
+def to_device(batch: ClrsBatch, device: torch.device | str) -> Any:
+    """A CLRS-30 batch as the net's tensors on ``device`` (float32)."""
+    from ..models.algo.batches import to_torch
+
+    return to_torch(batch, device=torch.device(device), dtype=torch.float32)
+
+
+def clip_by_global_norm_(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale ``grads`` in place to global norm at most ``max_norm``, as ``optax.clip_by_global_norm`` (no
+    epsilon, no host synchronisation); returns the norm before clipping."""
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    scale = torch.where(norm < max_norm, torch.ones_like(norm), max_norm / norm)
+    torch._foreach_mul_(grads, scale)
+    return norm
+
+
+class TrainStep:
+    """One optimizer step of the protocol: loss, gradients, global-norm clipping, Adam (optax's arithmetic)."""
+
+    def __init__(self, model: torch.nn.Module, learning_rate: float, grad_clip: float) -> None:
+        self.model, self.grad_clip = model, grad_clip
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=learning_rate, betas=(0.9, 0.999), eps=1e-8,
+                                          foreach=True)
+
+    def __call__(self, batch: Any) -> torch.Tensor:
+        """Train on one batch (the net's tensors); returns the batch's loss (a detached tensor: no sync)."""
+        self.model.train()
+        for p in self.parameters:
+            p.grad = None
+        loss = self.model.loss(batch)
+        loss.backward()
+        grads = [p.grad for p in self.parameters if p.grad is not None]
+        if self.grad_clip > 0 and grads:
+            clip_by_global_norm_(grads, self.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+
+# -------------------------------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class Evaluation:
+    """Scores of one split and the hard predictions behind them (``Evaluator`` layout, ``[num, ...]``)."""
+
+    metrics: dict[str, float]
+    predictions: dict[str, np.ndarray]
+
+
+def eval_batch_size(batch_size: int, n: int) -> int:
+    """Graphs per evaluation batch: ``batch_size`` up to n = 64, scaled by (64 / n)^2 beyond (memory)."""
+    return max(1, batch_size * 64 * 64 // (n * n)) if n > 64 else batch_size
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, algorithm: str, split: str | TraceSet, *, batch_size: int = 32,
+             device: torch.device | str | None = None) -> Evaluation:
+    """Score ``model`` on a split (a name such as ``"test"``/``"test_128"``, or a ``TraceSet``) as CLRS-30 does.
+
+    Graphs are predicted independently, so batching does not change a prediction.
+    """
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    traces = split_traces(algorithm, split) if isinstance(split, str) else split
+    if traces.algorithm != algorithm:
+        raise ValueError(f"split holds {traces.algorithm} traces, not {algorithm}")
+    device = next(model.parameters()).device if device is None else torch.device(device)
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {}
+    try:
+        for piece in chunks(traces.clrs_batch(), eval_batch_size(batch_size, traces.num_nodes)):
+            for name, value in model.predict(to_device(piece, device)).items():
+                parts.setdefault(name, []).append(_to_numpy(value))
+    finally:
+        model.train(was_training)
+    evaluator = Evaluator(algorithm)
+    predictions = {name: _hard(algorithm, name, np.concatenate(parts[name])) for name in evaluator.outputs}
+    metrics = evaluator.eval({"y_true": traces.outputs, "y_pred": predictions})
+    return Evaluation(metrics=metrics, predictions=predictions)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def _hard(algorithm: str, name: str, pred: np.ndarray) -> np.ndarray:
+    """A prediction in CLRS-30's hard form (pointer: node; mask: 0/1; mask_one/categorical: one-hot)."""
+    _, location, type_ = SPECS[algorithm][name]
+    truth_rank = {Location.NODE: 2, Location.EDGE: 3, Location.GRAPH: 1}[location]
+    if type_ == Type.POINTER:
+        return (np.argmax(pred, axis=-1) if pred.ndim == truth_rank + 1 else pred).astype(np.float64)
+    if type_ in (Type.MASK_ONE, Type.CATEGORICAL):
+        return np.eye(pred.shape[-1])[np.argmax(pred, axis=-1)]
+    if type_ == Type.MASK:
+        is_binary = np.isin(pred, (0.0, 1.0)).all()
+        return pred.astype(np.float64) if is_binary else (pred > 0.5).astype(np.float64)
+    return pred.astype(np.float64)
+
+
+def prediction_columns(predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Hard predictions ``{field: [num, ...]}`` as the flat columns of the module docstring."""
+    graph, field, position, value = [], [], [], []
+    for name in sorted(predictions):
+        array = np.asarray(predictions[name], dtype=np.float64)
+        num = array.shape[0]
+        per_graph = int(np.prod(array.shape[1:], dtype=np.int64))
+        graph.append(np.repeat(np.arange(num, dtype=np.int64), per_graph))
+        position.append(np.tile(np.arange(per_graph, dtype=np.int64), num))
+        field.append(np.full(num * per_graph, name, dtype=object))
+        value.append(array.reshape(-1))
+    if not graph:
+        return {"graph": np.zeros(0, np.int64), "field": np.zeros(0, object), "position": np.zeros(0, np.int64),
+                "value": np.zeros(0)}
+    return {"graph": np.concatenate(graph), "field": np.concatenate(field).astype(str),
+            "position": np.concatenate(position), "value": np.concatenate(value)}
+
+
+def predictions_from_columns(algorithm: str, columns: Mapping[str, np.ndarray], traces: TraceSet
+                             ) -> dict[str, np.ndarray]:
+    """:class:`Evaluator` input (``{field: [num, ...]}``) from prediction columns of the split ``traces``;
+    ValueError when a field's entries are missing or repeated."""
+    graph, field = np.asarray(columns["graph"]), np.asarray(columns["field"]).astype(str)
+    position, value = np.asarray(columns["position"]), np.asarray(columns["value"], dtype=np.float64)
+    predictions = {}
+    for name in Evaluator(algorithm).outputs:
+        truth = np.asarray(traces.outputs[name])
+        rows = field == name
+        per_graph = int(np.prod(truth.shape[1:], dtype=np.int64))
+        if rows.sum() != truth.size:
+            raise ValueError(f"predictions of {name!r}: {int(rows.sum())} rows, expected {truth.size} "
+                             f"({truth.shape[0]} graphs x {per_graph} entries)")
+        flat = np.full(truth.size, np.nan)
+        index = graph[rows] * per_graph + position[rows]
+        if index.min() < 0 or index.max() >= truth.size or np.unique(index).size != index.size:
+            raise ValueError(f"predictions of {name!r}: graph/position out of range or repeated")
+        flat[index] = value[rows]
+        predictions[name] = flat.reshape(truth.shape)
+    return predictions
+
+
+# ---------------------------------------------------------------------------------------------------- training
+
+
+def _seed_sequence(config: Mapping[str, Any], seed: int) -> np.random.SeedSequence:
+    """The seed's root of randomness: the seed and the algorithm (so algorithms draw different batches)."""
+    return np.random.SeedSequence([seed, ALGORITHMS.index(config["data"]["algorithm"])])
+
+
+def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class _Run:
+    """One seed's training state: everything a checkpoint holds."""
+
+    def __init__(self, context: SeedContext) -> None:
+        config = context.config
+        self.context, self.config = context, config
+        self.data, self.train = config["data"], config["train"]
+        self.algorithm = self.data["algorithm"]
+        self.device = torch.device(context.device)
+        root = _seed_sequence(config, context.seed)
+        init_seed, data_seed, hessian_seed = root.spawn(3)
+        generator = torch.Generator().manual_seed(int(init_seed.generate_state(1, np.uint64)[0] >> 1))
+        self.model = build_model(self.algorithm, config["model"], generator)
+        self.initial_state = _clone_state(self.model)
+        self.model.to(self.device)
+        self.step_fn = TrainStep(self.model, self.train["learning_rate"], self.train["grad_clip"])
+        self.batches = TrainBatches(self.algorithm, source=self.data["train"], batch_size=self.train["batch_size"],
+                                    rng=np.random.default_rng(data_seed), bucket=self.train["bucket"],
+                                    random_pos=self.data["random_pos"], sizes=self.data["train_sizes"],
+                                    p=self.data["online_p"])
+        self.hessian_seed = hessian_seed
+        self.step = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_score = -math.inf
+        self.best_step = 0
+        self.curve: list[dict[str, float]] = []
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.loss_count = 0
+        self.seconds = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"format": 1, "algorithm": self.algorithm, "step": self.step,
+                "model": _clone_state(self.model), "optimizer": self.step_fn.optimizer.state_dict(),
+                "best_state": self.best_state, "best_score": self.best_score, "best_step": self.best_step,
+                "curve": copy.deepcopy(self.curve), "batches": self.batches.state_dict(),
+                "loss_sum": self.loss_sum.detach().cpu(), "loss_count": self.loss_count, "seconds": self.seconds}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("format") != 1 or state.get("algorithm") != self.algorithm:
+            raise ValueError(f"{self.context.checkpoint_path}: not a checkpoint of this algo run "
+                             f"(format {state.get('format')}, algorithm {state.get('algorithm')})")
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.step_fn.optimizer.load_state_dict(state["optimizer"])
+        self.best_state = state["best_state"]
+        self.best_score, self.best_step = float(state["best_score"]), int(state["best_step"])
+        self.curve = list(state["curve"])
+        self.batches.load_state_dict(state["batches"])
+        self.loss_sum = state["loss_sum"].to(self.device)
+        self.loss_count, self.seconds = int(state["loss_count"]), float(state["seconds"])
+
+    def evaluate(self, split: str) -> Evaluation:
+        return evaluate(self.model, self.algorithm, split, batch_size=self.config["eval"]["batch_size"],
+                        device=self.device)
+
+    def validate(self, bar: Any) -> None:
+        """``run.py``'s periodic evaluation: score on valid, keep the weights on a strictly better score."""
+        score = self.evaluate(self.data["valid"]).metrics["score"]
+        loss = float(self.loss_sum) / max(self.loss_count, 1)
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        self.curve.append({"step": self.step, "loss": loss, "valid_score": score, "seconds": self.seconds})
+        if score > self.best_score or self.best_state is None:
+            self.best_score, self.best_step, self.best_state = score, self.step, _clone_state(self.model)
+        bar.set_postfix(loss=f"{loss:.4f}", valid=f"{score:.3f}", best=f"{self.best_score:.3f}", refresh=False)
+
+    def run(self) -> None:
+        from tqdm.auto import tqdm
+
+        steps, eval_every = self.train["steps"], self.train["eval_every"]
+        checkpoint_every = self.train["checkpoint_every"]
+        with tqdm(total=steps, initial=self.step, disable=not self.context.progress, leave=False,
+                  desc=f"{self.algorithm} seed {self.context.seed}") as bar:
+            while self.step < steps:
+                start = time.perf_counter()
+                loss = self.step_fn(to_device(self.batches.next(), self.device))
+                self.loss_sum += loss
+                self.loss_count += 1
+                self.step += 1
+                self.seconds += time.perf_counter() - start
+                if (self.step - 1) % eval_every == 0:  # run.py: after steps 1, 1 + eval_every, ...
+                    self.validate(bar)
+                if self.step % checkpoint_every == 0 or self.step == steps:
+                    self.context.save_checkpoint(self.state_dict())
+                bar.update(1)
+
+
+def train_seed(context: SeedContext) -> SeedOutcome:
+    """Train one seed under the CLRS-30 protocol, select on valid, score on test and the length suite."""
+    run = _Run(context)
+    state = context.load_checkpoint()
+    if state is not None:
+        run.load_state_dict(state)
+        logger.info("%s seed %d: resuming at step %d", run.algorithm, context.seed, run.step)
+    run.run()
+    model = run.model
+    model.load_state_dict(run.best_state)
+    data = run.data
+    valid = run.evaluate(data["valid"])
+    test = run.evaluate(data["test"])
+    test_metrics = dict(test.metrics)
+    _, test_recipe = resolve_split(data["test"])
+    for split in data["length_splits"]:
+        _, recipe = resolve_split(split)
+        result = test if recipe == test_recipe else run.evaluate(split)
+        test_metrics[f"score_n{recipe.n}"] = result.metrics["score"]
+    return SeedOutcome(
+        valid=valid.metrics, test=test_metrics, curve=run.curve, predictions=prediction_columns(test.predictions),
+        model=model, steps=run.step, hessian=_hessian_inputs(run),
+        extra={"best_step": run.best_step, "train_seconds": run.seconds,
+               "steps_per_second": run.step / run.seconds if run.seconds > 0 else None,
+               "parameters": sum(p.numel() for p in model.parameters()), "train_source": data["train"]})
+
+
+def _hessian_inputs(run: _Run) -> HessianInputs:
+    """A few training batches (own generator: training is not disturbed), the test split, the initial weights."""
+    data, train = run.data, run.train
+    batches = TrainBatches(run.algorithm, source=data["train"], batch_size=train["batch_size"],
+                           rng=np.random.default_rng(run.hessian_seed), bucket=True, random_pos=data["random_pos"],
+                           sizes=data["train_sizes"], p=data["online_p"])
+    train_batches = [to_device(batches.next(), run.device) for _ in range(HESSIAN_TRAIN_BATCHES)]
+    traces = split_traces(run.algorithm, data["test"])
+    test_batches = [to_device(piece, run.device) for piece in
+                    chunks(traces.clrs_batch(), eval_batch_size(run.config["eval"]["batch_size"], traces.num_nodes))]
+    size = batches.dataset_size
+    return HessianInputs(loss_fn=run.model.loss, train_batches=train_batches, test_batches=test_batches,
+                         initial_state=run.initial_state,
+                         num_train_examples=size if size is not None else run.step * train["batch_size"])
