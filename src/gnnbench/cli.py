@@ -83,7 +83,88 @@ def _parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=_algo_generate)
     _road_parsers(commands)
     _hessian_parsers(commands)
+    _run_parsers(commands)
     return parser
+
+
+def _run_parsers(commands: argparse._SubParsersAction) -> None:
+    from .harness.config import COMMON_SHORTCUTS, SHORTCUTS
+
+    mapping = "; ".join(f"{benchmark}: " + ", ".join(f"--{flag} = {key}" for flag, key in table.items())
+                        for benchmark, table in SHORTCUTS.items())
+    common = ", ".join(f"--{flag} = {key}" for flag, key in COMMON_SHORTCUTS.items())
+    runner = commands.add_parser(
+        "run", help="train and evaluate a baseline over seeds into a run directory (resumable)",
+        description="Run a baseline config over seeds: a shipped config (algo: CLRS-30's protocol; road: "
+                    "ML4RoadSafety's), a TOML file of your own, or a run directory to resume. The run directory "
+                    "holds the resolved config, the environment, the dataset identity, per seed the metrics, "
+                    "curve, checkpoint, model and test predictions, and a summary (mean and unbiased standard "
+                    "deviation over seeds). Re-running the same command resumes: finished seeds are skipped, an "
+                    "unfinished one continues from its checkpoint.",
+        epilog=f"Shortcut flags set config keys ({mapping}; every benchmark: {common}). A comma-separated "
+               "--algorithm (or other string-valued shortcut) runs one run per value, e.g. "
+               "--algorithm bfs,dfs,dijkstra. Examples: gnnbench run algo --algorithm bfs --model triplet_gmpnn "
+               "--seeds 0-2;  gnnbench run road --state DEMO --model sage --task accident_occurrence --seeds 0-9;  "
+               "gnnbench run my.toml --set train.steps=2000")
+    runner.add_argument("target", help="shipped config (algo, road), a CONFIG.toml, or a run directory to resume")
+    for flag, what in (("algorithm", "algorithm(s), comma-separated (algo)"),
+                       ("model", "model: processor (algo: mpnn, pgn, gatv2, triplet_gmpnn) or node encoder "
+                                 "(road: mlp, gcn, sage, gin, gat)"),
+                       ("state", "state code, or DEMO (road)"), ("task", "task (road)")):
+        runner.add_argument(f"--{flag}", default=None, help=what)
+    runner.add_argument("--seeds", default=None, metavar="SEEDS",
+                        help="seeds: '0-2', '0,3,5' or '4' (default: the config's run.seeds)")
+    runner.add_argument("--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. train.steps=2000 (repeatable; checked against the "
+                             "family's defaults)")
+    runner.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="run directory (default: $GNNBENCH_HOME/runs/<run name>; several runs: one "
+                             "sub-directory each)")
+    runner.add_argument("--jobs", type=_number(int, "--jobs", minimum=1), default=1, metavar="N",
+                        help="seeds (and runs) trained at once in local processes (default: 1)")
+    runner.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="Dask scheduler address (e.g. tcp://host:8786) to send the seeds to; the run "
+                             "directory must be on a filesystem the workers share")
+    runner.add_argument("--device", default=None, help="torch device of training: cpu (default), cuda, cuda:N")
+    runner.add_argument("--hessian", action="store_true",
+                        help="add the Hessian column (traces, top eigenvalue, bounds, gap) to each seed's record; "
+                             "budget in the config's [hessian] section")
+    runner.add_argument("--no-progress", action="store_true", help="no progress bars")
+    runner.add_argument("--force", action="store_true",
+                        help="reuse a run directory holding another config (its contents move to superseded/)")
+    runner.add_argument("--dry-run", action="store_true",
+                        help="print the resolved config(s) and run directories, train nothing")
+    _root_option(runner, "data directory (data.root) of families that read data from disk "
+                         "(road default: $GNNBENCH_HOME/road)")
+    runner.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .harness import resolve, run
+    from .harness.config import dumps_toml
+    from .harness.runner import default_run_dir
+
+    root = str(args.root.expanduser().resolve()) if args.root is not None else None
+    shortcuts = {"algorithm": args.algorithm, "model": args.model, "state": args.state, "task": args.task,
+                 "root": root, "device": args.device, "hessian": args.hessian}
+    specs = resolve(args.target, shortcuts=shortcuts, overrides=args.overrides, seeds=args.seeds)
+    out = args.out
+    if out is None and Path(args.target).is_dir():
+        out = Path(args.target)  # resuming a run directory in place
+    if args.dry_run:
+        for spec in specs:
+            where = default_run_dir(spec.name) if out is None else out if len(specs) == 1 else out / spec.name
+            print(f"# run directory: {where}")
+            print(dumps_toml(spec.config))
+        return 0
+    results = run(specs, out=out, jobs=args.jobs, scheduler=args.scheduler, progress=not args.no_progress,
+                  force=args.force)
+    for result in results:
+        metrics = result.summary["metrics"]
+        headline = ", ".join(f"{key} {entry['mean']:.4g}" + ("" if entry["std"] is None else f" ± {entry['std']:.2g}")
+                             for key, entry in metrics.items() if key in ("valid.score", "test.score"))
+        print(f"{result.name}: {len(result.summary['seeds'])} seeds, {headline or 'no metrics'}  [{result.directory}]")
+    return 0
 
 
 def _hessian_parsers(commands: argparse._SubParsersAction) -> None:
