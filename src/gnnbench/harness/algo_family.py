@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..algo import Evaluator
-from ..algo.specs import ALGORITHMS, SPECS, Location, Stage, Type
+from ..algo.specs import ALGORITHMS, SPECS, Location, Type
 from ..algo.splits import CLRS30_SPLITS, resolve_split
 from ..algo.trace import ClrsBatch, TraceSet
 from ..arguments import check_choice, check_float, check_int
@@ -202,12 +202,10 @@ def build_model(algorithm: str, model_config: Mapping[str, Any], generator: torc
 
 
 def _net_arguments(model_config: Mapping[str, Any]) -> dict[str, Any]:
-    mode = model_config["hint_mode"]
     return {"processor": model_config["processor"], "hidden": model_config["hidden"],
-            "nb_triplet_fts": model_config["nb_triplet_fts"], "nb_heads": model_config["nb_heads"],
-            "use_ln": model_config["use_ln"], "encode_hints": mode == "encoded_decoded",
-            "decode_hints": mode != "none", "hint_repred": model_config["hint_repred"],
-            "encoder_init": model_config["encoder_init"]}
+            "hint_mode": model_config["hint_mode"], "hint_repred_mode": model_config["hint_repred"],
+            "use_ln": model_config["use_ln"], "nb_triplet_fts": model_config["nb_triplet_fts"],
+            "nb_heads": model_config["nb_heads"], "encoder_init": model_config["encoder_init"]}
 
 
 def to_device(batch: ClrsBatch, device: torch.device | str) -> Any:
