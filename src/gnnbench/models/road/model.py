@@ -1,0 +1,77 @@
+"""The road baseline: a node encoder, then one link predictor per state (one for a single-state run).
+
+This is ML4RoadSafety's model (``train.py`` / ``train_multitask.py`` of https://github.com/VirtuosoResearch/ML4RoadSafety
+at commit d8b3d96a8dc9f1323e9595addd705c3c2c96b42c): a shared encoder and, for several states, one predictor head per
+state. :class:`EdgeBatch` is a self-contained batch (node features, graph, the edges to score, their targets), so
+one loss closure serves training and the Hessian measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...arguments import check_choice, check_int
+from .encoders import NodeEncoder
+from .graph import RoadGraph
+from .link_predictor import LinkPredictor
+
+TASKS = ("accident_occurrence", "accident_count", "traffic_volume")
+
+
+@dataclass
+class EdgeBatch:
+    """Edges ``edge_index`` (``[2, B]``, rows of ``x``) of ``graph`` to score with predictor ``head``."""
+
+    x: Tensor                  # [N, node features] of the graph (a month's, normalised)
+    graph: RoadGraph
+    edge_index: Tensor         # [2, B]
+    edge_attr: Tensor | None   # [B, edge features]
+    target: Tensor             # [B]: 0/1, counts, or AADT in thousands of vehicles per day
+    head: int = 0
+
+    def __len__(self) -> int:
+        return int(self.edge_index.shape[1])
+
+    def to(self, device: torch.device) -> EdgeBatch:
+        return EdgeBatch(self.x.to(device), self.graph.to(device), self.edge_index.to(device),
+                         None if self.edge_attr is None else self.edge_attr.to(device), self.target.to(device),
+                         self.head)
+
+
+class RoadModel(nn.Module):
+    """``encoder`` (a :class:`NodeEncoder`) and ``predictors`` (one :class:`LinkPredictor` per head)."""
+
+    def __init__(self, encoder_name: str, node_channels: int, edge_channels: int, *, hidden_channels: int = 256,
+                 num_layers: int = 2, predictor_layers: int = 2, dropout: float = 0.0, heads: int = 1) -> None:
+        super().__init__()
+        heads = check_int("heads", heads, minimum=1)
+        self.encoder = NodeEncoder(encoder_name, node_channels, edge_channels, hidden_channels, num_layers, dropout)
+        self.predictors = nn.ModuleList(
+            LinkPredictor(self.encoder.out_channels, edge_channels, hidden_channels, predictor_layers, dropout)
+            for _ in range(heads))
+
+    def encode(self, x: Tensor, graph: RoadGraph) -> Tensor:
+        return self.encoder(x, graph)
+
+    def forward(self, batch: EdgeBatch) -> Tensor:
+        """Raw outputs (logits or values) ``[B]`` for the batch's edges."""
+        h = self.encode(batch.x, batch.graph)
+        u, v = batch.edge_index
+        return self.predictors[batch.head](h[u], h[v], batch.edge_attr)
+
+
+def task_loss(task: str, output: Tensor, target: Tensor) -> Tensor:
+    """ML4RoadSafety's losses: binary cross-entropy for occurrence, L1 for the counts and the volume."""
+    check_choice("task", task, TASKS)
+    if task == "accident_occurrence":
+        return F.binary_cross_entropy_with_logits(output, target)
+    return F.l1_loss(output, target)
+
+
+def batch_loss(model: RoadModel, task: str, batch: EdgeBatch) -> Tensor:
+    """The mean training loss of ``model`` on ``batch``."""
+    return task_loss(task, model(batch), batch.target)
