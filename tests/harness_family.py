@@ -45,6 +45,8 @@ def validate_config(config: Mapping[str, Any]) -> None:
             raise ValueError(f"train.{key} must be >= 1, got {config['train'][key]}")
     if config["model"]["hidden"] < 0:
         raise ValueError(f"model.hidden must be >= 0, got {config['model']['hidden']}")
+    if config["model"]["activation"] not in ("tanh", "relu"):
+        raise ValueError(f"model.activation must be tanh or relu, got {config['model']['activation']!r}")
 
 
 def make_data(config: Mapping[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -75,7 +77,8 @@ def build_model(config: Mapping[str, Any], generator: torch.Generator) -> torch.
     if hidden == 0:
         model = torch.nn.Linear(features, 1)
     else:
-        model = torch.nn.Sequential(torch.nn.Linear(features, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
+        activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[config["model"]["activation"]]
+        model = torch.nn.Sequential(torch.nn.Linear(features, hidden), activation(), torch.nn.Linear(hidden, 1))
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)

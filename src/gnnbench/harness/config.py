@@ -71,12 +71,13 @@ _REGISTERED: dict[str, str] = {}
 # ------------------------------------------------------------------------------------------------------ families
 
 
-def register_family(module: ModuleType | str) -> str:
+def register_family(module: ModuleType | str, shortcuts: Mapping[str, str] | None = None) -> str:
     """Make a family module (or its import name) runnable as ``run.benchmark = module.FAMILY``; returns the name.
 
     The module must be importable by that name wherever seeds run (worker processes, Dask workers): it needs
     ``FAMILY``, ``default_config()``, ``validate_config(config)``, ``dataset_identity(config)`` and
-    ``train_seed(context)`` (see :mod:`gnnbench.harness.family`).
+    ``train_seed(context)`` (see :mod:`gnnbench.harness.family`). ``shortcuts``: its shortcut flags (flag name
+    -> config key, e.g. ``{"model": "model.name"}``), as :data:`SHORTCUTS` holds them for the built-in families.
     """
     if isinstance(module, str):
         module = importlib.import_module(module)
@@ -85,6 +86,8 @@ def register_family(module: ModuleType | str) -> str:
     if missing:
         raise ValueError(f"family module {module.__name__} lacks {', '.join(missing)} (see gnnbench.harness.family)")
     _REGISTERED[module.FAMILY] = module.__name__
+    if shortcuts is not None:
+        SHORTCUTS[module.FAMILY] = dict(shortcuts)
     return module.FAMILY
 
 
@@ -302,14 +305,12 @@ def check_value(key: str, value: Any, default: Any, source: str) -> Any:
 def parse_text(key: str, text: str, default: Any, source: str) -> Any:
     """A command-line value for ``key``: TOML syntax (``2000``, ``1e-3``, ``true``, ``[4, 7]``, ``"x"``), a bare
     string where the default is a string, comma-separated items where it is a list."""
-    if isinstance(default, str) or (default is None and not _is_toml_value(text)):
+    if key == "run.seeds" or isinstance(default, str) or (default is None and not _is_toml_value(text)):
         return text
     if isinstance(default, (list, tuple)) and not text.strip().startswith("["):
         item_default = default[0] if default else None
         return [parse_text(f"{key}[{index}]", part.strip(), item_default, source)
                 for index, part in enumerate(text.split(",")) if part.strip()]
-    if key == "run.seeds":
-        return text
     try:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
@@ -484,7 +485,7 @@ def resolve(target: str | Path, *, shortcuts: Mapping[str, Any] | None = None,
         key = table[flag]
         found, default = _lookup(schema, key)
         if not found:
-            raise ValueError(f"--{flag}: the {benchmark} family has no config key {key}")
+            raise ValueError(f"--{flag} does not apply to the {benchmark} benchmark (its config has no {key})")
         value = str(value) if isinstance(value, Path) else value
         if isinstance(value, str) and isinstance(default, str) and "," in value:
             sweeps.append((key, [part.strip() for part in value.split(",") if part.strip()]))
@@ -503,10 +504,10 @@ def resolve(target: str | Path, *, shortcuts: Mapping[str, Any] | None = None,
         resolved = copy.deepcopy(config)
         for key, value in zip(keys, combination):
             set_key(resolved, schema, key, value, f"--{key}")
-        validate_harness(resolved)
         family.validate_config(resolved)
         if not resolved["run"]["name"]:
             resolved["run"]["name"] = default_name(resolved, base, schema, prefix)
+        validate_harness(resolved)
         specs.append(RunSpec(resolved, family_name, list(sources)))
     return specs
 

@@ -378,7 +378,7 @@ def _run_processes(specs: list[RunSpec], directories: list[Path], tasks: list[tu
                    bars: list[Any], failures: list[dict[int, str]]) -> None:
     threads = worker_threads(jobs)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context, max_tasks_per_child=1) as pool:
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
         futures = {pool.submit(run_seed, specs[index].config, seed, str(directories[index]),
                                family=specs[index].family, progress=False, threads=threads): (index, seed)
                    for index, seed in tasks}
