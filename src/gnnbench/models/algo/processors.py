@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...arguments import check_choice, check_int
+from ..linear import linear
 
 PROCESSORS = ("mpnn", "pgn", "gatv2", "triplet_gmpnn")
 BIG_NUMBER = 1e6  # CLRS-30's fill value for non-edges under max aggregation
@@ -80,10 +81,14 @@ def init_haiku_linear_(linear: nn.Linear, generator: torch.Generator | None = No
 def _project(x: torch.Tensor, linears: list[nn.Linear], sizes: list[int]) -> tuple[torch.Tensor, ...]:
     """``tuple(l(x) for l in linears)`` as one matrix product."""
     if len(linears) == 1:
-        return (linears[0](x),)
+        return (_apply(linears[0], x),)
     weight = torch.cat([lin.weight for lin in linears])
     bias = torch.cat([lin.bias for lin in linears])
-    return F.linear(x, weight, bias).split(sizes, dim=-1)
+    return linear(x, weight, bias).split(sizes, dim=-1)
+
+
+def _apply(lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return linear(x, lin.weight, lin.bias)
 
 
 class Processor(nn.Module):
@@ -177,7 +182,7 @@ class MessagePassing(Processor):
         # msgs[b, i, j] = m_1(z_j) + m_2(z_i) + m_e(e_ij) + m_g(g): sender i, receiver j
         receiver = msg_1 + gp[0].unsqueeze(1)
         msgs = ep[0] + receiver.unsqueeze(1) + msg_2.unsqueeze(2)
-        msgs = self.mlp_1(torch.relu(self.mlp_0(torch.relu(msgs))))
+        msgs = _apply(self.mlp_1, torch.relu(_apply(self.mlp_0, torch.relu(msgs))))
         if self.masked:
             msgs = msgs.masked_fill(adj_mat.unsqueeze(-1) == 0, -BIG_NUMBER)
         msgs = msgs.amax(dim=1)  # [B, N, H]; ties share the gradient, as in JAX
@@ -186,14 +191,14 @@ class MessagePassing(Processor):
         if self.use_triplets:
             tri = _triplet_max(zp[3], ep[1], ep[2])  # max_i of the i-dependent terms: [B, j, k, F]
             tri = tri + ep[3] + (zp[4] + gp[1].unsqueeze(1)).unsqueeze(2) + zp[5].unsqueeze(1)
-            tri_msgs = torch.relu(self.o3(tri))
+            tri_msgs = torch.relu(_apply(self.o3, tri))
 
         mp = self._proj("msg", msgs)
         ret = torch.relu(h_1 + mp[0])
         if self.ln is not None:
             ret = self.ln(ret)
         if self.gated:
-            gate = torch.sigmoid(self.gate3(torch.relu(zp[-1] + mp[1])))
+            gate = torch.sigmoid(_apply(self.gate3, torch.relu(zp[-1] + mp[1])))
             ret = ret * gate + hidden * (1.0 - gate)
         return ret, tri_msgs
 
@@ -243,10 +248,11 @@ class GATv2(Processor):
         z = torch.cat([node_fts, hidden], dim=-1)
         values, skip, pre_1, pre_2 = _project(z, [self.m, self.skip, self.w_1, self.w_2], [h] * 4)
         # pre_att[b, i, j] = w_1(z_j) + w_2(z_i) + w_e(e_ij) + w_g(g); softmax over j
-        pre_att = self.w_e(edge_fts) + (pre_1 + self.w_g(graph_fts).unsqueeze(1)).unsqueeze(1) + pre_2.unsqueeze(2)
+        receiver = pre_1 + _apply(self.w_g, graph_fts).unsqueeze(1)
+        pre_att = _apply(self.w_e, edge_fts) + receiver.unsqueeze(1) + pre_2.unsqueeze(2)
         pre_att = F.leaky_relu(pre_att)  # negative slope 0.01, as jax.nn.leaky_relu
         if heads == 1:
-            logits = F.linear(pre_att, self.a[0].weight, self.a[0].bias).permute(0, 3, 1, 2)  # [B, 1, N, N]
+            logits = _apply(self.a[0], pre_att).permute(0, 3, 1, 2)  # [B, 1, N, N]
         else:
             weight = torch.cat([lin.weight for lin in self.a])  # [heads, size]
             bias = torch.cat([lin.bias for lin in self.a])
