@@ -24,7 +24,12 @@ through a file.
 Target: gnnbench at least 2x the reference's steps per second on the CPU for every row (at least parity on a GPU).
 ``--check`` exits with status 1 when a target is missed.
 
+``road``: one training epoch of the road baseline (GraphSAGE on the state-scale synthetic region) against
+ML4RoadSafety's own trainer run from a scratch copy of its code (``--upstream CHECKOUT``); see
+``benchmarks/road_train_speed.py``. Target: at least 2x faster on the CPU.
+
     python benchmarks/train_speed.py [algo] [--quick] [--check] [--markdown] [--reference-python PATH]
+    python benchmarks/train_speed.py road [--quick] [--check] [--upstream CHECKOUT] [--road-work DIR]
 """
 
 from __future__ import annotations
@@ -324,6 +329,12 @@ def algo_run(args: argparse.Namespace) -> list[Check]:
 
 
 PARTS: dict[str, Part] = {"algo": Part(algo_arguments, algo_run)}
+
+# ------------------------------------------------------------------------------------------------------- road
+
+from road_train_speed import road_arguments, road_run  # noqa: E402  (beside this file; see its docstring)
+
+PARTS["road"] = Part(road_arguments, road_run)
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ from synthetic.state_scale_network import (CLASS_CODE, CLASSES, STATE_SCALE_EPSG
 STATE_SCALE_CODE = "ZZ"
 _BBOX_MARGIN_DEG = 0.1
 MARKER = "state_scale.json"
-FORMAT = 2
+FORMAT = 3  # 3: the release lists both directions of a two-way segment as OSM edges (as the real one)
 
 
 FULL_SIZES = {"num_nodes": 300_000, "num_edges": 700_000, "num_crashes": 3_000_000}
@@ -288,15 +288,27 @@ def _write_release(root: Path, network, accidents, weather, missing, periods, aa
     n = len(network["lon"])
     osm_ids = 1_000_000_000 + 7 * np.arange(n, dtype=np.int64)
     release_weather = {period: np.where(missing[period], np.nan, weather[period]) for period in periods}
+    # The release's OSM edge list has one row per direction of travel (as OSMnx gives it): every segment as
+    # (u, v), then the reverse (v, u) of each two-way segment, so Edges/*.pt hold one entry per directed edge.
+    seg_u, seg_v = network["seg_u"].astype(np.int64), network["seg_v"].astype(np.int64)
+    two_way = np.flatnonzero(~network["seg_oneway"])
+    reverse_row = np.full(len(seg_u), -1, dtype=np.int64)
+    reverse_row[two_way] = len(seg_u) + np.arange(len(two_way))
+    segment = network["segment"]
+    forward = (network["src"] == seg_u[segment]) & (network["dst"] == seg_v[segment])
     fixture = ReleaseFixture(
         state=STATE_SCALE_CODE, years=tuple(years), months=tuple(range(1, 13)), osm_ids=osm_ids,
-        lon=network["lon"], lat=network["lat"], seg_u=network["seg_u"].astype(np.int64),
-        seg_v=network["seg_v"].astype(np.int64), seg_oneway=network["seg_oneway"],
-        seg_length=network["seg_length"].astype(np.float32),
-        seg_highway=np.asarray(CLASSES, dtype=object)[network["seg_class"]],
-        edge_src=network["src"], edge_dst=network["dst"], edge_segment=network["segment"],
+        lon=network["lon"], lat=network["lat"], seg_u=np.concatenate([seg_u, seg_v[two_way]]),
+        seg_v=np.concatenate([seg_v, seg_u[two_way]]),
+        seg_oneway=np.concatenate([network["seg_oneway"], network["seg_oneway"][two_way]]),
+        seg_length=np.concatenate([network["seg_length"], network["seg_length"][two_way]]).astype(np.float32),
+        seg_highway=np.asarray(CLASSES, dtype=object)[np.concatenate([network["seg_class"],
+                                                                      network["seg_class"][two_way]])],
+        edge_src=network["src"], edge_dst=network["dst"],
+        edge_segment=np.where(forward, segment, reverse_row[segment]),
         acc_year=accidents["year"], acc_month=accidents["month"], acc_segment=accidents["segment"],
-        acc_count=accidents["count"], weather=release_weather, aadt=aadt)
+        acc_count=accidents["count"], weather=release_weather,
+        aadt={year: np.concatenate([values, values[two_way]]) for year, values in aadt.items()})
     return write_release(root, fixture)
 
 

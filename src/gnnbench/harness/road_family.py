@@ -171,8 +171,9 @@ def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
-class _Run:
-    """One seed's training: the regions, the model, and everything a checkpoint holds."""
+class RoadTrainer:
+    """One seed's training: the regions, the model, and everything a checkpoint holds (``train_epoch`` is
+    what ``benchmarks/train_speed.py road`` times)."""
 
     def __init__(self, context: SeedContext) -> None:
         from ..models.road import RoadModel
@@ -272,10 +273,27 @@ class _Run:
         return EdgeBatch(sub.x, graph, local, batch.edge_attr, batch.target, batch.head).to(self.device)
 
     # -- the loop ------------------------------------------------------------------------------
-    def run(self) -> None:
-        from tqdm.auto import tqdm
-
+    def train_epoch(self) -> float:
+        """One epoch over the training periods (one Adam step per batch); returns the mean training loss."""
         from ..models.road import batch_loss
+
+        self.model.train()
+        total = torch.zeros((), dtype=torch.float64)
+        examples = 0
+        for batch in self.epoch_batches(self.generator):
+            self.optimizer.zero_grad()
+            loss = batch_loss(self.model, self.task, batch)
+            loss.backward()
+            self.optimizer.step()
+            self.steps += 1
+            total += loss.detach().cpu().double() * len(batch)
+            examples += len(batch)
+        self.epoch += 1
+        return float(total) / max(examples, 1)
+
+    def run(self) -> None:
+        """Train up to ``train.epochs``: validation every ``eval.every`` epochs, checkpoints, a progress bar."""
+        from tqdm.auto import tqdm
 
         epochs = self.train["epochs"]
         states = "+".join(region.state for region in self.regions)
@@ -283,23 +301,11 @@ class _Run:
                 total=epochs, initial=self.epoch, disable=not self.context.progress, leave=False,
                 desc=f"road {states} {self.config['model']['encoder']} seed {self.context.seed}") as bar:
             torch.set_rng_state(self.dropout_state)
-            self.model.train()
             while self.epoch < epochs:
                 start = time.perf_counter()
-                total = torch.zeros((), dtype=torch.float64)
-                examples = 0
-                for batch in self.epoch_batches(self.generator):
-                    self.optimizer.zero_grad()
-                    loss = batch_loss(self.model, self.task, batch)
-                    loss.backward()
-                    self.optimizer.step()
-                    self.steps += 1
-                    total += loss.detach().cpu().double() * len(batch)
-                    examples += len(batch)
-                self.epoch += 1
+                loss = self.train_epoch()
                 self.seconds += time.perf_counter() - start
-                row = {"epoch": self.epoch, "step": self.steps, "loss": float(total) / max(examples, 1),
-                       "seconds": self.seconds}
+                row = {"epoch": self.epoch, "step": self.steps, "loss": loss, "seconds": self.seconds}
                 if self.epoch % self.eval["every"] == 0 or self.epoch == epochs:
                     row["valid_score"] = self.validate()
                     bar.set_postfix(loss=f"{row['loss']:.4f}", valid=f"{row['valid_score']:.4f}", refresh=False)
@@ -350,7 +356,7 @@ def _better(score: float, best: float, higher_is_better: bool) -> bool:
 
 def train_seed(context: SeedContext) -> SeedOutcome:
     """Train one seed under ML4RoadSafety's protocol, select on valid, score on test (both protocols)."""
-    run = _Run(context)
+    run = RoadTrainer(context)
     state = context.load_checkpoint()
     if state is not None:
         run.load_state_dict(state)
@@ -372,7 +378,7 @@ def train_seed(context: SeedContext) -> SeedOutcome:
 class _Batches:
     """A re-iterable, deterministic set of the first ``count`` batches of ``split`` (own generator)."""
 
-    def __init__(self, run: _Run, split: str, seed: int, count: int) -> None:
+    def __init__(self, run: RoadTrainer, split: str, seed: int, count: int) -> None:
         self.run, self.split, self.seed, self.count = run, split, seed, count
 
     def __iter__(self) -> Iterator[Any]:
@@ -389,7 +395,7 @@ class _Batches:
                     yield run.prepared(batch, generator)
 
 
-def _hessian_inputs(run: _Run) -> HessianInputs:
+def _hessian_inputs(run: RoadTrainer) -> HessianInputs:
     from ..models.road import batch_loss
 
     examples = sum(region.examples_per_epoch(period, run.train["batch_size"], run.train["negative_ratio"])
