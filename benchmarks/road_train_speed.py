@@ -131,21 +131,27 @@ optimizer = torch.optim.Adam(itertools.chain(model.parameters(), predictor.param
 trainer = Trainer(model, predictor, dataset, optimizer, Evaluator(type="classification"), train_years=years,
                   valid_years=[], test_years=[], epochs=1, batch_size=int(batch_size), eval_steps=5,
                   device=torch.device("cpu"))
-steps = [0]
-step = optimizer.step
+steps, loading = [0], [0.0]
+step, load = optimizer.step, dataset.load_monthly_data
 def counted(*args, **kwargs):
     steps[0] += 1
     return step(*args, **kwargs)
-optimizer.step = counted
+def timed_load(*args, **kwargs):
+    start = time.perf_counter()
+    try:
+        return load(*args, **kwargs)
+    finally:
+        loading[0] += time.perf_counter() - start
+optimizer.step, dataset.load_monthly_data = counted, timed_load
 reply(ready=True, setup_seconds=time.perf_counter() - start, node_channels=in_node, edge_channels=in_edge,
       nodes=int(data.num_nodes), edges=int(data.edge_index.shape[1]))
 for line in sys.stdin:
     if line.strip() != "epoch":
         break
-    steps[0] = 0
+    steps[0], loading[0] = 0, 0.0
     start = time.perf_counter()
     loss = trainer.train_epoch()
-    reply(seconds=time.perf_counter() - start, steps=steps[0], loss=float(loss))
+    reply(seconds=time.perf_counter() - start, steps=steps[0], loss=float(loss), load_seconds=loading[0])
 '''
 
 
