@@ -90,7 +90,8 @@ def print_table(title: str, headers: list[str], rows: list[list[str]], markdown:
 def machine() -> str:
     import torch
 
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+    return (f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs, "
+            f"torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
@@ -111,6 +112,10 @@ def algo_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--steps", type=int, default=None, help="training steps per timed pass (8; --quick 4)")
     group.add_argument("--repeats", type=int, default=None, help="timed passes per contestant (5; --quick 3)")
     group.add_argument("--device", default="cpu", help="gnnbench's torch device (the reference runs where jax does)")
+    group.add_argument("--threads", type=int, default=None,
+                       help="pin both trainers to this many CPUs (torch threads = XLA's pool = N); default: every "
+                            "CPU, unpinned. On cores others share, torch's OpenMP threads wait for each other at "
+                            "every operation: compare pinned to 1 there")
     group.add_argument("--reference-python", default=os.environ.get("GNNBENCH_CLRS_PYTHON"),
                        help="a Python with dm-clrs, jax, dm-haiku and optax (default: $GNNBENCH_CLRS_PYTHON or this)")
 
@@ -256,6 +261,18 @@ def _reference_python(args: argparse.Namespace) -> str:
     return sys.executable
 
 
+def _pin(threads: int) -> None:
+    """Restrict this process and the reference worker it starts (affinity is inherited; XLA sizes its thread
+    pool by the CPUs it may run on) to the first ``threads`` allowed CPUs, and torch to as many threads."""
+    import torch
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if not 1 <= threads <= len(allowed):
+        sys.exit(f"--threads must be between 1 and {len(allowed)}, got {threads}")
+    os.sched_setaffinity(0, allowed[:threads])
+    torch.set_num_threads(threads)
+
+
 def _gnnbench_trainer(algorithm: str, processor: str, device: str):
     """gnnbench's model and training step under the protocol's defaults, as ``train_seed`` builds them."""
     import torch
@@ -284,6 +301,8 @@ def algo_run(args: argparse.Namespace) -> list[Check]:
     repeats = args.repeats or (3 if args.quick else 5)
     device = args.device
     python = _reference_python(args)
+    if args.threads is not None:
+        _pin(args.threads)
     target = ALGO_TARGET["cuda" if device.startswith("cuda") else "cpu"]
     rows, checks = [], []
     reference_info = None

@@ -168,6 +168,16 @@ def test_clrs30_batches_come_from_the_train_split_with_random_pos():
     assert np.array_equal(padded.inputs["pos"], np.broadcast_to(np.arange(16) / 16, (32, 16)))
 
 
+def test_clrs30_sequential_order_is_repeat_then_batch():
+    """run.py on the dataset files: tf.data ``repeat().batch(b)``: consecutive traces, wrapping at the end."""
+    split = split_traces("bfs", "train")
+    batches = TrainBatches("bfs", source="clrs30", batch_size=300, rng=np.random.default_rng(0), random_pos=False,
+                           order="sequential")
+    expected = [range(0, 300), range(300, 600), range(600, 900), [*range(900, 1000), *range(0, 200)]]
+    for indices in expected:
+        assert np.array_equal(batches.next().inputs["A"], split.inputs["A"][list(indices)])
+
+
 def test_bucketing_changes_no_loss_gradient_or_prediction():
     torch.manual_seed(0)
     model = algo_family.build_model("dijkstra", config(model={"processor": "mpnn", "hidden": 16})["model"],
@@ -226,7 +236,7 @@ def test_shipped_config_is_the_clrs30_protocol():
     ("train.batch_size", 1001), ("train.eval_every", 0), ("train.checkpoint_every", "10"), ("train.bucket", 1),
     ("model.processor", "gcn"), ("model.hidden", 0), ("model.hint_mode", "teacher"),
     ("model.hint_repred", "soft!"), ("model.encoder_init", "zeros"), ("model.use_ln", "yes"),
-    ("data.algorithm", "quicksort"), ("data.train", "file"), ("data.train_sizes", []),
+    ("data.algorithm", "quicksort"), ("data.train", "file"), ("data.train_order", "shuffled"), ("data.train_sizes", []),
     ("data.train_sizes", [4, 0]), ("data.online_p", [1.5]), ("data.valid", "validation_64"),
     ("data.length_splits", ["test_17"]), ("eval.batch_size", 0),
 ])

@@ -3,7 +3,9 @@
 Training batches follow CLRS-30's ``run.py`` (https://github.com/google-deepmind/clrs/blob/master/clrs/examples/run.py):
 
 * ``"clrs30"``: CLRS-30's train split (1000 graphs, n = 16), each batch ``batch_size`` traces drawn uniformly with
-  replacement, as CLRS-30's ``Sampler.next(batch_size)`` draws them from a fixed dataset;
+  replacement, as CLRS-30's ``Sampler.next(batch_size)`` draws them from a fixed dataset (``order="random"``), or
+  in the split's order, wrapping around at its end (``order="sequential"``: what ``run.py`` does with the dataset
+  files, ``train_lengths=-1``: ``tf.data`` ``repeat()`` then ``batch()``, no shuffling);
 * ``"online"``: fresh graphs at every step, the size cycling through ``sizes`` (CLRS-30's ``train_lengths``
   4, 7, 11, 13, 16: one size per step, in turn), each graph's edge probability drawn from ``p`` (``run.py``'s
   0.1 .. 0.9, halved for articulation points, bridges and Kruskal). Each step's graphs come from
@@ -35,6 +37,7 @@ from ..algo.splits import CLRS30_SPLITS, resolve_split
 from ..algo.trace import ClrsBatch, TraceSet
 
 TRAIN_SOURCES = ("clrs30", "online")
+TRAIN_ORDERS = ("random", "sequential")  # clrs30: how batches are drawn from the split
 ONLINE_SIZES = (4, 7, 11, 13, 16)  # run.py's train_lengths
 RUN_PY_P = tuple(0.1 + 0.1 * i for i in range(9))  # run.py's expression: 0.1 .. 0.9 in the same floats
 LOW_P_ALGORITHMS = ("articulation_points", "bridges", "mst_kruskal")  # run.py halves p for these
@@ -87,13 +90,16 @@ class TrainBatches:
 
     def __init__(self, algorithm: str, *, source: str, batch_size: int, rng: np.random.Generator,
                  bucket: bool = True, random_pos: bool = True, sizes: Sequence[int] = ONLINE_SIZES,
-                 p: Sequence[float] = ()) -> None:
+                 p: Sequence[float] = (), order: str = "random") -> None:
         if source not in TRAIN_SOURCES:
             raise ValueError(f"data.train must be one of {', '.join(TRAIN_SOURCES)}, got {source!r}")
+        if order not in TRAIN_ORDERS:
+            raise ValueError(f"data.train_order must be one of {', '.join(TRAIN_ORDERS)}, got {order!r}")
+        self.order = order
         self.algorithm, self.source, self.batch_size = algorithm, source, batch_size
         self.bucket, self.random_pos, self.rng = bucket, random_pos, rng
         self.sizes, self.p = tuple(int(s) for s in sizes), online_p(algorithm, p)
-        self.drawn = 0  # batches drawn so far (online: picks the size)
+        self.drawn = 0  # batches drawn so far (online: picks the size; sequential: the position)
         self._split = split_traces(algorithm, "train").clrs_batch() if source == "clrs30" else None
 
     @property
@@ -104,7 +110,11 @@ class TrainBatches:
     def next(self) -> ClrsBatch:
         if self._split is not None:
             num = self._split.lengths.shape[0]
-            batch = take(self._split, self.rng.integers(0, num, size=self.batch_size), self.bucket)
+            if self.order == "random":
+                indices = self.rng.integers(0, num, size=self.batch_size)
+            else:
+                indices = (self.drawn * self.batch_size + np.arange(self.batch_size)) % num
+            batch = take(self._split, indices, self.bucket)
         else:
             n = self.sizes[self.drawn % len(self.sizes)]
             seed = int(self.rng.integers(0, 2**32))

@@ -8,7 +8,8 @@ and every ``eval_every`` steps after it (steps 1, 51, 101, ... as ``run.py`` eva
 validation split (CLRS-30's: 32 graphs, n = 16); the weights with the best validation score so far are kept (a
 later evaluation replaces them only with a strictly higher score), and those are tested on the test split
 (CLRS-30's: 32 graphs, n = 64; ``score`` is the headline) and the length suite (``score_n16`` .. ``score_n128``),
-scored by :class:`gnnbench.algo.Evaluator`. Training data: see :mod:`gnnbench.harness.algo_data`.
+scored by :class:`gnnbench.algo.Evaluator`. Training data (``data.train``: CLRS-30's train split, drawn with
+replacement or in order, or fresh graphs every step): see :mod:`gnnbench.harness.algo_data`.
 
 Deliberate differences from ``run.py``: validation uses the fixed CLRS-30 validation split with its own ``pos``
 (``run.py`` re-draws 32 of 64 graphs of its own with random ``pos`` at each evaluation), so every evaluation scores
@@ -47,7 +48,7 @@ from ..algo.splits import CLRS30_SPLITS, resolve_split
 from ..algo.trace import ClrsBatch, TraceSet
 from ..arguments import check_choice, check_float, check_int
 from . import algo_data
-from .algo_data import TRAIN_SOURCES, TrainBatches, chunks, split_traces
+from .algo_data import TRAIN_ORDERS, TRAIN_SOURCES, TrainBatches, chunks, split_traces
 from .family import HessianInputs, SeedContext, SeedOutcome
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def default_config() -> dict[str, dict[str, Any]]:
         "data": {
             "algorithm": "bfs",
             "train": "clrs30",  # "clrs30": the 1000-graph train split (n = 16); "online": fresh graphs every step
+            "train_order": "random",  # clrs30: "random" (with replacement, as Sampler.next) or "sequential"
             "train_sizes": list(algo_data.ONLINE_SIZES),  # online: graph size of step i is train_sizes[i % len]
             "online_p": [],  # online edge probabilities; [] = run.py's (0.1 .. 0.9, halved for sparse algorithms)
             "random_pos": True,
@@ -117,6 +119,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
     data, model, train, evaluation = (config[s] for s in ("data", "model", "train", "eval"))
     check_choice("data.algorithm", data["algorithm"], ALGORITHMS)
     check_choice("data.train", data["train"], TRAIN_SOURCES)
+    check_choice("data.train_order", data["train_order"], TRAIN_ORDERS)
     sizes = _sequence("data.train_sizes", data["train_sizes"], allow_empty=False)
     for i, size in enumerate(sizes):
         check_int(f"data.train_sizes[{i}]", size, minimum=1)
@@ -380,7 +383,7 @@ class _Run:
         self.batches = TrainBatches(self.algorithm, source=self.data["train"], batch_size=self.train["batch_size"],
                                     rng=np.random.default_rng(data_seed), bucket=self.train["bucket"],
                                     random_pos=self.data["random_pos"], sizes=self.data["train_sizes"],
-                                    p=self.data["online_p"])
+                                    p=self.data["online_p"], order=self.data["train_order"])
         self.hessian_seed = hessian_seed
         self.step = 0
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -480,7 +483,7 @@ def _hessian_inputs(run: _Run) -> HessianInputs:
     data, train = run.data, run.train
     batches = TrainBatches(run.algorithm, source=data["train"], batch_size=train["batch_size"],
                            rng=np.random.default_rng(run.hessian_seed), bucket=True, random_pos=data["random_pos"],
-                           sizes=data["train_sizes"], p=data["online_p"])
+                           sizes=data["train_sizes"], p=data["online_p"], order=data["train_order"])
     train_batches = [to_device(batches.next(), run.device) for _ in range(HESSIAN_TRAIN_BATCHES)]
     traces = split_traces(run.algorithm, data["test"])
     test_batches = [to_device(piece, run.device) for piece in
