@@ -301,6 +301,8 @@ def algo_run(args: argparse.Namespace) -> list[Check]:
     repeats = args.repeats or (3 if args.quick else 5)
     device = args.device
     python = _reference_python(args)
+    import gnnbench.harness.algo_family  # noqa: F401  (imported now: files edited while this runs stay out)
+
     if args.threads is not None:
         _pin(args.threads)
     target = ALGO_TARGET["cuda" if device.startswith("cuda") else "cpu"]

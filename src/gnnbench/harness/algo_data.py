@@ -31,10 +31,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..algo import sample
 from ..algo.splits import CLRS30_SPLITS, resolve_split
 from ..algo.trace import ClrsBatch, TraceSet
+from ..models.algo.batches import TorchBatch, to_torch
 
 TRAIN_SOURCES = ("clrs30", "online")
 TRAIN_ORDERS = ("random", "sequential")  # clrs30: how batches are drawn from the split
@@ -128,6 +130,11 @@ class TrainBatches:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.rng.bit_generator.state = dict(state["rng"])
         self.drawn = int(state["drawn"])
+
+
+def to_device(batch: ClrsBatch, device: torch.device | str) -> TorchBatch:
+    """A CLRS-30 batch as the net's tensors on ``device`` (float32)."""
+    return to_torch(batch, device=torch.device(device), dtype=torch.float32)
 
 
 def traces_checksum(traces: TraceSet) -> str:
