@@ -412,7 +412,7 @@ def test_run_seed_alone(tmp_path):
 
 def test_hessian_column_of_a_linear_model_is_exact(tmp_path):
     """Linear regression: the Hessian of a batch's mean squared error is (2/m) A^T A with A = [X 1]."""
-    spec = spec_of("hessian.num_matvecs=60", "hessian.top_k=2", hessian=True)
+    spec = spec_of("hessian.num_matvecs=60", "hessian.top_k=2", "hessian.max_train_batches=4", hessian=True)
     (result,) = run(spec, out=tmp_path / "run", progress=False)
     record = json.loads((result.directory / "seed_0" / "record.json").read_text())
     column = record["hessian"]

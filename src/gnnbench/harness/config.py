@@ -46,8 +46,8 @@ HARNESS_DEFAULTS: dict[str, dict[str, Any]] = {
         "top_k": 1,                  # top eigenvalues (block Lanczos, at most 100 iterations each)
         "density_runs": 1,           # spectral density: runs x steps products
         "density_steps": 10,
-        "max_train_batches": 4,      # training batches measured (the first ones the family gives)
-        "max_test_batches": 4,       # test batches for the measured gap
+        "max_train_batches": 2,      # training batches measured (the first ones the family gives)
+        "max_test_batches": 2,       # test batches for the measured gap
         "seed": 0,                   # probe seed
     },
 }
