@@ -337,6 +337,23 @@ def test_mismatched_config_is_refused_unless_forced(tmp_path):
     assert tomllib.loads((superseded / "config.toml").read_text())["train"]["steps"] == 40
 
 
+def test_a_checkpoint_of_another_config_is_never_resumed(tmp_path, monkeypatch):
+    """Without its config.toml (deleted by hand), a run directory's unfinished seed of another config is moved
+    aside, not resumed into the new config's run."""
+    monkeypatch.setenv("GNNBENCH_TOY_FAIL_AT_STEP", "25")
+    with pytest.raises(RuntimeError):
+        run(spec_of("train.lr=0.2"), out=tmp_path / "run", progress=False)
+    monkeypatch.delenv("GNNBENCH_TOY_FAIL_AT_STEP")
+    (tmp_path / "run" / "config.toml").unlink()
+    (result,) = run(spec_of(), out=tmp_path / "run", progress=False)
+    record = json.loads((tmp_path / "run" / "seed_0" / "record.json").read_text())
+    assert record["resumed"] is False and record["extra"]["resumed_from_step"] is None
+    (fresh,) = run(spec_of(), out=tmp_path / "fresh", progress=False)
+    assert record["test"] == json.loads((fresh.directory / "seed_0" / "record.json").read_text())["test"]
+    (moved,) = (tmp_path / "run" / "superseded").iterdir()
+    assert torch.load(moved / "seed_0" / "checkpoint.pt", weights_only=True)["step"] == 20
+
+
 def test_changed_dataset_is_refused(tmp_path, monkeypatch):
     run(spec_of(), out=tmp_path / "run", progress=False)
     original = toy.dataset_identity

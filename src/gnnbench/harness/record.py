@@ -6,12 +6,14 @@ Layout of a run directory::
     environment.json   package and dependency versions, hardware, device, git commit (of the submitting machine)
     dataset.json       the family's dataset identity (manifest checksums, sizes)
     seed_<k>/
-        record.json          valid and test metrics, curve, steps, wall time, peak memory, device, environment,
-                             the Hessian column when asked, the SHA-256 of every file below
+        record.json          valid and test metrics, curve, steps, wall time (of the invocation that finished
+                             the seed: a resumed seed's counts from its resume), peak memory, device,
+                             environment, the Hessian column when asked, the SHA-256 of every file below
         checkpoint.pt        the family's last training state (``torch.load(..., weights_only=True)``)
         model.pt             the selected weights: a state dict (``weights_only=True``)
         predictions.parquet  the test predictions, one column per array the family returned
         hessian.json         the full Hessian report (with ``--hessian``)
+        config.sha256        the hash of the config that owns this directory and its checkpoint
     summary.json       mean and unbiased standard deviation (n - 1) over the finished seeds of every metric
     summary.md         the same as a short table
 
@@ -42,6 +44,7 @@ HESSIAN_NAME = "hessian.json"
 SUMMARY_NAME = "summary.json"
 SUMMARY_TABLE_NAME = "summary.md"
 CONFIG_NAME = "config.toml"
+CONFIG_MARKER = "config.sha256"
 ENVIRONMENT_NAME = "environment.json"
 DATASET_NAME = "dataset.json"
 
@@ -210,7 +213,11 @@ def summary_table(summary: Mapping[str, Any]) -> str:
     lines = [f"# {summary['name']}", "", f"Seeds: {', '.join(map(str, seeds)) or 'none finished'} "
              f"(mean ± unbiased standard deviation over {len(seeds)} seeds)", "",
              "| metric | mean | std | seeds |", "|---|---|---|---|"]
-    for key, entry in summary["metrics"].items():
+    order = ("test.", "valid.", "hessian.")
+    keys = sorted(summary["metrics"], key=lambda key: (next((i for i, p in enumerate(order) if key.startswith(p)),
+                                                             len(order)), key))
+    for key in keys:
+        entry = summary["metrics"][key]
         std = "" if entry["std"] is None else f"{entry['std']:.4g}"
         lines.append(f"| {key} | {entry['mean']:.4g} | {std} | {entry['n']} |")
     return "\n".join(lines) + "\n"

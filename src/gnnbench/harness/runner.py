@@ -41,6 +41,7 @@ from .config import (
 from .environment import collect_environment
 from .family import SeedContext, SeedOutcome
 from .record import (
+    CONFIG_MARKER,
     CONFIG_NAME,
     DATASET_NAME,
     ENVIRONMENT_NAME,
@@ -144,7 +145,7 @@ def run_seed(config: Mapping[str, Any], seed: int, run_dir: str | os.PathLike, *
     if threads is not None:
         torch.set_num_threads(check_int("threads", threads, minimum=1))
     device = resolve_device(config["run"]["device"])
-    seed_dir.mkdir(parents=True, exist_ok=True)
+    _claim(seed_dir, digest)
     context = SeedContext(config=config, seed=seed, directory=seed_dir, device=device, progress=progress)
     resumed = context.checkpoint_path.exists()
     memory = _PeakMemory(device)
@@ -180,6 +181,21 @@ def run_seed(config: Mapping[str, Any], seed: int, run_dir: str | os.PathLike, *
     }
     write_json(seed_dir / RECORD_NAME, record)  # last: the seed is finished from here on
     return verify_seed(seed_dir, seed=seed, config_sha256=digest) or record
+
+
+def _claim(seed_dir: Path, digest: str) -> None:
+    """Make ``seed_dir`` this config's: a directory left by another config (its checkpoint would resume the wrong
+    training) moves to ``superseded/<time>/`` first. ``config.sha256`` inside names the config."""
+    marker = seed_dir / CONFIG_MARKER
+    if seed_dir.exists() and any(seed_dir.iterdir()):
+        if marker.exists() and marker.read_text().strip() == digest:
+            return
+        target = seed_dir.parent / "superseded" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        target.mkdir(parents=True)
+        shutil.move(str(seed_dir), target / seed_dir.name)
+        logger.warning("%s was made with another config; moved to %s", seed_dir, target)
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    write_text(marker, digest + "\n")
 
 
 def _floats(values: Mapping[str, Any], what: str) -> dict[str, Any]:
