@@ -27,6 +27,7 @@ import harness_family as toy
 from gnnbench.cli import main
 from gnnbench.harness import config as harness_config
 from gnnbench.harness import record as harness_record
+from gnnbench.harness import values as harness_values
 from gnnbench.harness import register_family, resolve, run, run_seed
 from gnnbench.harness.runner import worker_threads
 
@@ -57,13 +58,13 @@ def state_equal(left: dict, right: dict) -> bool:
 @pytest.mark.parametrize("text, seeds", [("0-2", [0, 1, 2]), ("0,3,5", [0, 3, 5]), ("4", [4]),
                                          ("0-2,7", [0, 1, 2, 7]), ("3,1,1", [1, 3]), (" 2 - 3 ".replace(" ", ""), [2, 3])])
 def test_parse_seeds(text, seeds):
-    assert harness_config.parse_seeds(text) == seeds
+    assert harness_values.parse_seeds(text) == seeds
 
 
 @pytest.mark.parametrize("text", ["2-0", "a", "-1", "", "1,,x", "1.5"])
 def test_parse_seeds_rejects(text):
     with pytest.raises(ValueError, match="--seeds"):
-        harness_config.parse_seeds(text)
+        harness_values.parse_seeds(text)
 
 
 def test_toml_round_trip():
@@ -71,7 +72,7 @@ def test_toml_round_trip():
               "data": {"quote": 'a "b"\n\tc \\ ü', "p": [0.1, 1e-05, 1e16], "flag": False, "inf": math.inf,
                        "empty": [], "nested": {"deep": 3, "key with space": "v"}},
               "model": {"hidden": 0, "skip": None}}
-    parsed = tomllib.loads(harness_config.dumps_toml(config))
+    parsed = tomllib.loads(harness_values.dumps_toml(config))
     expected = json.loads(json.dumps(config))
     del expected["model"]["skip"]  # TOML has no null: left out
     expected["data"]["inf"] = math.inf

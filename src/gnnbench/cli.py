@@ -141,7 +141,7 @@ def _run_parsers(commands: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from .harness import resolve, run
-    from .harness.config import dumps_toml
+    from .harness.values import dumps_toml
     from .harness.runner import default_run_dir
 
     root = str(args.root.expanduser().resolve()) if args.root is not None else None

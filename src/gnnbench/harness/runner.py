@@ -27,17 +27,8 @@ from typing import Any
 import torch
 
 from ..arguments import check_int
-from .config import (
-    RunSpec,
-    config_sha256,
-    differences,
-    dumps_toml,
-    flatten,
-    import_family,
-    load_family,
-    parse_seeds,
-    read_toml,
-)
+from .config import RunSpec, config_sha256, differences, import_family, load_family
+from .values import dumps_toml, flatten, parse_seeds, read_toml
 from .environment import collect_environment
 from .family import SeedContext, SeedOutcome
 from .record import (
