@@ -398,15 +398,46 @@ def test_worker_threads_split_the_cores():
 
 
 def test_peak_memory_is_per_seed(tmp_path):
-    # 150 MB of ballast in the first seed's run; the second run (no ballast, same process) must not report it
+    """150 MB of ballast in one seed's training shows in its peak; the next seed in the same process does not carry
+    it (the peak is reset per seed; without the reset a process's peak never falls)."""
+    def resident() -> int:
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmRSS:"))
+
+    before = resident()
     (heavy,) = run(spec_of("data.ballast_mb=150"), out=tmp_path / "heavy", progress=False)
     (light,) = run(spec_of(), out=tmp_path / "light", progress=False)
     heavy_rss, light_rss = (json.loads((result.directory / "seed_0" / "record.json").read_text())["peak_memory"]
                             for result in (heavy, light))
+    assert heavy_rss["rss_scope"] == light_rss["rss_scope"]
     if heavy_rss["rss_scope"] != "seed":
         pytest.skip("this system cannot reset the peak resident set size (/proc/self/clear_refs)")
-    assert heavy_rss["rss_bytes"] - light_rss["rss_bytes"] >= 0.9 * 150 * 2**20
+    ballast = 150 * 2**20
+    assert heavy_rss["rss_bytes"] >= before + 0.9 * ballast
+    assert light_rss["rss_bytes"] <= heavy_rss["rss_bytes"] - 0.5 * ballast
     assert light_rss["cuda_allocated_bytes"] is None
+
+
+def test_git_commit_only_of_a_checkout_tracking_the_path(tmp_path):
+    from gnnbench.harness.environment import git_commit
+
+    def git(*arguments):
+        return subprocess.run(["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t", *arguments],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "package").mkdir()
+    (tmp_path / "package" / "module.py").write_text("x = 1\n")
+    git("add", "package")
+    git("commit", "-qm", "one")
+    (tmp_path / "elsewhere").mkdir()
+    assert git_commit(tmp_path / "package") == {"commit": git("rev-parse", "HEAD"), "dirty": False}
+    (tmp_path / "package" / "module.py").write_text("x = 2\n")
+    assert git_commit(tmp_path / "package")["dirty"] is True
+    assert git_commit(tmp_path / "elsewhere") is None  # inside the repository, but nothing there is tracked
+    outside = tmp_path.parent / f"{tmp_path.name}-plain"
+    outside.mkdir()
+    assert git_commit(outside) is None
 
 
 def test_cuda_without_a_gpu_is_an_error(tmp_path):

@@ -38,6 +38,7 @@ def test_dask_client_matches_sequential(tmp_path, cluster):
     expected, got = records(sequential.directory, range(3)), records(on_dask.directory, range(3))
     for seed in range(3):
         assert got[seed]["test"] == expected[seed]["test"] and got[seed]["curve"] == expected[seed]["curve"]
+        assert got[seed]["peak_memory"]["rss_scope"] == "process"  # seeds share the worker's process
     assert on_dask.summary["metrics"]["test.score"] == sequential.summary["metrics"]["test.score"]
 
 

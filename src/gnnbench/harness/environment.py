@@ -49,9 +49,11 @@ def git_commit(path: str | os.PathLike | None = None) -> dict[str, Any] | None:
     when it is not in one (an installed wheel) or git is unavailable."""
     directory = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "."], cwd=directory, capture_output=True,
+                                 text=True, timeout=10)  # not some other repository the package happens to sit in
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True,
                                 timeout=10)
-        if commit.returncode != 0:
+        if tracked.returncode != 0 or commit.returncode != 0:
             return None
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory,
                                 capture_output=True, text=True, timeout=30)

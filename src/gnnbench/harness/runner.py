@@ -62,18 +62,24 @@ logger = logging.getLogger(__name__)
 
 
 class _PeakMemory:
-    """Peak resident memory of this process (Linux: reset per seed through ``/proc/self/clear_refs``, else the
-    process's lifetime peak from ``resource``) and peak CUDA memory allocated by torch on ``device``."""
+    """Peak resident memory and peak CUDA memory allocated by torch on ``device``.
+
+    A seed run in a process's main thread (sequential runs, ``jobs``) gets its own peak: Linux resets it through
+    ``/proc/self/clear_refs``. Elsewhere (a Dask worker's thread pool, where seeds may share the process, or
+    without that file) the peak is the process's (``rss_scope: "process"``)."""
 
     def __init__(self, device: torch.device) -> None:
+        import threading
+
         self.device = device
         self.scope = "process"
-        try:
-            with open("/proc/self/clear_refs", "w") as handle:
-                handle.write("5")  # resets VmHWM, the peak resident set size
-            self.scope = "seed"
-        except OSError:
-            pass
+        if threading.current_thread() is threading.main_thread():
+            try:
+                with open("/proc/self/clear_refs", "w") as handle:
+                    handle.write("5")  # resets VmHWM, the peak resident set size
+                self.scope = "seed"
+            except OSError:
+                pass
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
