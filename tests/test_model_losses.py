@@ -29,6 +29,18 @@ def test_mask_output_is_binary_cross_entropy_over_unmasked_entries():
     assert output_loss("mask", pred, truth).item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_mask_loss_gradient_at_a_zero_logit_follows_jax():
+    # CLRS-30's max(x, 0) - x y + log1p(exp(-|x|)) differentiated by JAX at x = 0: jnp.maximum splits the
+    # tie (1/2) and d|x|/dx = 1, so d/dx = 1/2 - y - 1/2 = -y (zero logits occur at haiku's zero-bias
+    # initialisation for nodes whose features are all 0)
+    pred = torch.zeros(1, 2, requires_grad=True)
+    output_loss("mask", pred, torch.tensor([[0.0, 1.0]])).backward()
+    assert pred.grad.tolist() == [[0.0, -0.5]]
+    pred = torch.tensor([[0.0, -0.0]], requires_grad=True)  # the sign of zero does not matter
+    output_loss("mask", pred, torch.tensor([[1.0, 1.0]])).backward()
+    assert pred.grad.tolist() == [[-0.5, -0.5]]
+
+
 def test_mask_loss_is_stable_for_large_logits():
     value = output_loss("mask", torch.tensor([80.0, -80.0]), torch.tensor([0.0, 1.0]))
     assert value.item() == pytest.approx(80.0, rel=1e-6)

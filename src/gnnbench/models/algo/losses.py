@@ -58,8 +58,11 @@ def _elementwise(kind: str, pred: torch.Tensor, truth: torch.Tensor,
     if kind == Type.SCALAR:
         loss = (pred - truth) ** 2
         return loss, ones.expand_as(loss)
-    if kind == Type.MASK:  # binary cross-entropy on logits, written as CLRS-30 writes it
-        loss = torch.clamp(pred, min=0) - pred * truth + torch.log1p(torch.exp(-pred.abs()))
+    if kind == Type.MASK:  # binary cross-entropy on logits, written as CLRS-30 writes it, with JAX's
+        # derivatives at a logit of exactly 0 (e.g. a node whose features are all 0 at initialisation):
+        # jnp.maximum splits a tie (1/2), d|x|/dx is 1 there (torch's clamp gives 1 and abs 0)
+        zero = torch.zeros((), dtype=pred.dtype, device=pred.device)
+        loss = torch.maximum(pred, zero) - pred * truth + torch.log1p(torch.exp(-torch.where(pred >= 0, pred, -pred)))
         return loss, (truth != OutputClass.MASKED).to(pred.dtype)
     if kind in (Type.MASK_ONE, Type.CATEGORICAL):
         weights = truth if hint else truth * (truth != OutputClass.MASKED)
