@@ -3,9 +3,13 @@
 * ``losses``: the per-type output and hint losses;
 * ``encoders`` / ``decoders``: one encoder and one decoder per (location, type);
 * ``processors``: ``mpnn``, ``pgn``, ``gatv2``, ``triplet_gmpnn``;
-* ``net``: the encode-process-decode network over ``TraceSet.clrs_batch()`` batches.
+* ``net``: the encode-process-decode network over ``TraceSet.clrs_batch()`` batches;
+* ``batches``: ``TorchBatch`` (``to_torch(trace_set.clrs_batch())``) and CLRS-30's ``random_pos``.
 """
 
+from .batches import TorchBatch, random_pos, randomize_pos, to_torch
 from .losses import hint_loss, output_loss
+from .net import EncodeProcessDecode, clrs_loss
 
-__all__ = ["hint_loss", "output_loss"]
+__all__ = ["EncodeProcessDecode", "TorchBatch", "clrs_loss", "hint_loss", "output_loss", "random_pos",
+           "randomize_pos", "to_torch"]
