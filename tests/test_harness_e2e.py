@@ -117,10 +117,15 @@ def test_algo_run_with_hessian(tmp_path):
     assert main(["run", "algo", "--algorithm", "bfs", "--model", "mpnn", "--seeds", "0", *ALGO_TINY,
                  "--set", "train.batch_size=1", "--set", "hessian.max_train_batches=1",
                  "--set", "hessian.max_test_batches=1", "--set", "hessian.num_matvecs=6",
-                 "--set", "hessian.density_steps=4", "--hessian", "--out", str(out), "--no-progress"]) == 0
+                 "--set", "hessian.density_steps=4", "--set", "hessian.parameters=processor", "--hessian",
+                 "--out", str(out), "--no-progress"]) == 0
     _, records = finished(out)
-    hessian_column_is_consistent(records[0]["hessian"], {"train": 1, "test": 1})
-    assert records[0]["hessian"]["num_matvecs"]["trace"] == 6
+    column = records[0]["hessian"]
+    hessian_column_is_consistent(column, {"train": 1, "test": 1})
+    assert column["num_matvecs"]["trace"] == 6
+    layers = set(column["per_layer_trace"])  # only the processor's layers were measured
+    assert layers and all(name.startswith("processor.") for name in layers)
+    assert column["num_matvecs"]["bounds"] == len(layers)  # one product per layer and training batch
 
 
 def test_road_run_with_hessian(road_root, tmp_path):

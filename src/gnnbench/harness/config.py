@@ -47,6 +47,7 @@ HARNESS_DEFAULTS: dict[str, dict[str, Any]] = {
         "density_steps": 10,
         "max_train_batches": 2,      # training batches measured (the first ones the family gives)
         "max_test_batches": 2,       # test batches for the measured gap
+        "parameters": [],            # parameter names or module prefixes measured (e.g. ["processor"]); []: all
         "seed": 0,                   # probe seed
     },
 }
@@ -149,6 +150,9 @@ def validate_harness(config: Mapping[str, Any]) -> None:
         check_int(f"hessian.{key}", hessian[key], minimum=1)
     check_int("hessian.max_test_batches", hessian["max_test_batches"], minimum=0)
     check_int("hessian.seed", hessian["seed"], minimum=0)
+    for index, name in enumerate(hessian["parameters"]):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"hessian.parameters[{index}] must be a parameter name or module prefix, got {name!r}")
 
 
 # ------------------------------------------------------------------------------------------------ resolved runs

@@ -37,7 +37,7 @@ def measure(model: torch.nn.Module, inputs: HessianInputs, settings: Mapping[str
                       n=inputs.num_train_examples, trace_method=settings["trace_method"],
                       num_matvecs=settings["num_matvecs"], probes=settings["probes"], top_k=settings["top_k"],
                       density_runs=settings["density_runs"], density_steps=settings["density_steps"],
-                      seed=settings["seed"])
+                      seed=settings["seed"], parameters=list(settings["parameters"]) or None)
     finally:
         model.train(was_training)
     return column(full, train_batches=len(train), test_batches=len(test)), full
