@@ -42,15 +42,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     quick = commands.add_parser(
-        "quickstart", help="generate CLRS-30 splits and build the synthetic road demo region (offline)",
+        "quickstart", help="generate data, train two small baselines, measure them (offline, a few minutes)",
         description="Generate the CLRS-30 train/valid/test splits of one algorithm as PyTorch Geometric datasets, "
-                    "then build the synthetic road demo region through the real download and build pipeline "
-                    "(served by a loopback server) and load one monthly snapshot. Needs no network.")
+                    "build the synthetic road demo region through the real download and build pipeline "
+                    "(served by a loopback server) and load one monthly snapshot; then train a small MPNN on the "
+                    "algorithm and a GraphSAGE on the demo region through the harness (`gnnbench run`), with "
+                    "their Hessian column, and print one summary table. Needs no network.")
     quick.add_argument("--algorithm", default="bfs", help="algorithm to generate (default: bfs)")
     quick.add_argument("--root", type=Path, default=None, metavar="DIR",
                        help="dataset directory of the algorithmic splits (default: $GNNBENCH_HOME/datasets)")
     quick.add_argument("--road-root", type=Path, default=None, metavar="DIR",
                        help="road data directory of the demo region (default: $GNNBENCH_HOME/road)")
+    quick.add_argument("--out", type=Path, default=None, metavar="DIR",
+                       help="run directory of the two baseline runs (default: $GNNBENCH_HOME/runs/<run name>)")
+    quick.add_argument("--no-progress", action="store_true", help="no progress bars")
     quick.set_defaults(handler=_quickstart)
 
     algo = commands.add_parser("algo", help="algorithmic reasoning traces",
@@ -476,7 +481,8 @@ def _quickstart(args: argparse.Namespace) -> int:
     perfect = evaluator.eval({"y_true": truth, "y_pred": truth})["score"]
     print(f"  evaluator check: the true outputs score {perfect:.3f}")
     print(f"  cached under {Path(dataset.processed_dir)}")
-    return _quickstart_road(args)
+    _quickstart_road(args)
+    return _quickstart_baselines(args)
 
 
 def _quickstart_road(args: argparse.Namespace) -> int:
@@ -508,6 +514,23 @@ def _quickstart_road(args: argparse.Namespace) -> int:
     print(f"  a speed-limit heuristic on the test months: ROC-AUC {result['roc_auc']:.3f}, "
           f"AP {result['average_precision']:.3f}, Recall@20 {result['recall@20']:.3f}")
     print(f"  tables under {dataset.raw_dir}")
+    return 0
+
+
+
+def _quickstart_baselines(args: argparse.Namespace) -> int:
+    from .harness import run
+    from .harness.quickstart import quickstart_commands, quickstart_specs, seed_record, summary_table
+
+    print("baselines: a small MPNN on BFS and a GraphSAGE on the demo region, trained and measured through the "
+          "harness (the first run compiles the BFS kernels and the Hessian code once: about half a minute)")
+    specs = quickstart_specs(algo_root=args.root, road_root=args.road_root, algorithm=args.algorithm)
+    out = args.out if args.out is not None else None
+    results = run(specs, out=out, progress=not args.no_progress)
+    records = {result.name: seed_record(result.directory) for result in results}
+    print(summary_table(records))
+    for result, command in zip(results, quickstart_commands(specs)):
+        print(f"  {result.name}: {result.directory}\n    reproduce: {command}")
     return 0
 
 
