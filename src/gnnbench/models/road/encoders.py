@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...arguments import check_choice, check_float, check_int
-from .graph import RoadGraph
+from .graph import RoadGraph, linear
 
 #: Encoder names (``model.name`` in a road config).
 ENCODERS = ("mlp", "gcn", "sage", "gin", "gat")
@@ -49,7 +49,7 @@ class _EdgeEmbedding(nn.Module):
         """The edge-embedding part of every node's aggregated message, ``[N, C]`` (``None`` without features)."""
         if self.linear_edge is None or graph.edge_attr is None:
             return None
-        weights = F.linear(graph.edge_aggregate(kind), self.linear_edge.weight)
+        weights = linear(graph.edge_aggregate(kind), self.linear_edge.weight)
         return weights + graph.row_sum(kind) * self.linear_edge.bias
 
 
@@ -71,9 +71,9 @@ class GCNConv(_EdgeEmbedding):
         _check_edge_features(graph, self, self.edge_channels)
         operator = graph.operator("gcn")
         if self.linear_node.in_features <= self.linear_node.out_features:
-            out = F.linear(operator(x), self.linear_node.weight)
+            out = linear(operator(x), self.linear_node.weight)
         else:
-            out = operator(F.linear(x, self.linear_node.weight))
+            out = operator(linear(x, self.linear_node.weight))
         out = out + graph.row_sum("gcn") * self.linear_node.bias
         edges = self.aggregated(graph, "gcn")
         return out if edges is None else out + edges
@@ -90,14 +90,48 @@ class SAGEConv(_EdgeEmbedding):
     def forward(self, x: Tensor, graph: RoadGraph) -> Tensor:
         _check_edge_features(graph, self, self.edge_channels)
         operator = graph.operator("mean")
+        edges = graph.edge_aggregate("mean") if self.linear_edge is not None else None
+        # a mean's row sums are 1: both biases join the node layer's; the edge term accumulates in place (addmm)
+        bias = self.linear_node.bias if edges is None else self.linear_node.bias + self.linear_edge.bias
         if self.linear_node.in_features <= self.linear_node.out_features:
-            out = self.linear_node(operator(x))
+            out = linear(operator(x), self.linear_node.weight, bias)
         else:
-            out = operator(self.linear_node(x))
-        edges = self.aggregated(graph, "mean")
+            out = operator(linear(x, self.linear_node.weight)) + bias
         if edges is not None:
-            out = out + edges
-        return F.normalize(out, p=2.0, dim=-1)
+            out = out.addmm_(edges, self.linear_edge.weight.t().contiguous())  # in place; see graph.linear
+        return l2_normalize(out)
+
+
+class _L2Normalize(torch.autograd.Function):
+    """``F.normalize(x, dim=-1)`` in one pass forward and one backward (the layer's largest elementwise cost).
+
+    Under ``create_graph`` (second derivatives) the backward is recomputed from ``x`` with differentiable ops."""
+
+    EPS = 1e-12
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        scale = norm.clamp_min(_L2Normalize.EPS).reciprocal_()
+        y = x * scale
+        ctx.save_for_backward(x, y, scale, norm > _L2Normalize.EPS)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        x, y, scale, above = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: every term as a differentiable function of x
+            norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+            scale = 1.0 / norm.clamp_min(_L2Normalize.EPS)
+            y = x * scale
+            return (grad - y * ((grad * y).sum(-1, keepdim=True) * above)) * scale
+        dot = torch.linalg.vecdot(grad, y).unsqueeze(-1).mul_(above)
+        return torch.addcmul(grad, y, dot, value=-1.0).mul_(scale)
+
+
+def l2_normalize(x: Tensor) -> Tensor:
+    """Each row of ``x`` divided by its L2 norm (at least 1e-12), as ``F.normalize(x, p=2, dim=-1)``."""
+    return _L2Normalize.apply(x)
 
 
 class GINConv(_EdgeEmbedding):
@@ -116,9 +150,9 @@ class GINConv(_EdgeEmbedding):
         if self.linear_node is None:
             out = operator(x)
         elif self.linear_node.in_features <= self.linear_node.out_features:
-            out = F.linear(operator(x), self.linear_node.weight) + graph.row_sum("sum") * self.linear_node.bias
+            out = linear(operator(x), self.linear_node.weight) + graph.row_sum("sum") * self.linear_node.bias
         else:
-            out = operator(self.linear_node(x))
+            out = operator(linear(x, self.linear_node.weight, self.linear_node.bias))
         edges = self.aggregated(graph, "sum")
         if edges is not None:
             out = out + edges

@@ -60,8 +60,7 @@ class RoadModel(nn.Module):
     def forward(self, batch: EdgeBatch) -> Tensor:
         """Raw outputs (logits or values) ``[B]`` for the batch's edges."""
         h = self.encode(batch.x, batch.graph)
-        u, v = batch.edge_index
-        return self.predictors[batch.head](h[u], h[v], batch.edge_attr)
+        return self.predictors[batch.head].score_pairs(h, batch.edge_index, batch.edge_attr)
 
 
 def task_loss(task: str, output: Tensor, target: Tensor) -> Tensor:
