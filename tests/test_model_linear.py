@@ -105,3 +105,5 @@ def test_other_dtypes_and_plain_mode_are_f_linear():
         assert "_OneDnnLinearBackward" not in graph_names(y)
     y = L.linear(x, w, b)
     assert "_OneDnnLinearBackward" in graph_names(y)  # switched back on after the block
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert L.linear(x, w, b).dtype == torch.bfloat16  # autocast applies, as to F.linear

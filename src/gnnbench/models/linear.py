@@ -6,8 +6,8 @@ batch 32, n = 16) took 2.6 ms through MKL and 1.1 ms through oneDNN (the library
 matrix products match), and the weight-gradient product 2.8 ms against 1.7 ms. :func:`linear`
 uses oneDNN (``torch.ops.mkldnn._linear_pointwise``, the kernel TorchInductor emits for CPU
 linears) for float32 CPU tensors, forward and backward, and ``F.linear`` everywhere else
-(other dtypes and devices, under ``torch.func`` transforms, or when switched off with
-:func:`plain_linear`). The backward is written with :func:`linear` itself, so the result is
+(other dtypes and devices, under ``torch.func`` transforms or CPU autocast, or when switched off
+with :func:`plain_linear`). The backward is written with :func:`linear` itself, so the result is
 twice differentiable (Hessian-vector products by double backward). Same products, same
 results up to float32 rounding.
 """
@@ -21,12 +21,20 @@ import torch
 import torch.nn.functional as F
 
 _kernel = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-_enabled = bool(_kernel is not None and torch.backends.mkldnn.is_available())
+_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", None)
+_enabled = bool(_kernel is not None and _transforms_active is not None and torch.backends.mkldnn.is_available())
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
 
 
 def onednn_available() -> bool:
     """Whether :func:`linear` can use oneDNN here (CPU build with oneDNN)."""
-    return _kernel is not None and torch.backends.mkldnn.is_available()
+    return bool(_kernel is not None and _transforms_active is not None and torch.backends.mkldnn.is_available())
 
 
 @contextlib.contextmanager
@@ -43,7 +51,7 @@ def plain_linear() -> Iterator[None]:
 def _use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (_enabled and x.dtype == torch.float32 and weight.dtype == torch.float32
             and x.device.type == "cpu" and weight.device.type == "cpu" and x.dim() >= 2
-            and not x.is_mkldnn and not torch._C._are_functorch_transforms_active())
+            and not x.is_mkldnn and not _transforms_active() and not _cpu_autocast())
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
