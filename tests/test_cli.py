@@ -19,7 +19,9 @@ def isolated_home(tmp_path, monkeypatch):
 def test_quickstart(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PYTEST_CURRENT_TEST")  # PyG prints "Processing..." only outside pytest
     root = tmp_path / "data"
-    assert main(["quickstart", "--root", str(root), "--road-root", str(tmp_path / "road")]) == 0
+    runs = tmp_path / "runs"
+    assert main(["quickstart", "--root", str(root), "--road-root", str(tmp_path / "road"), "--out", str(runs),
+                 "--no-progress"]) == 0
     captured = capsys.readouterr()
     out = captured.out
     assert "Processing" not in captured.err + out and "Done!" not in captured.err + out  # no library prints
@@ -39,6 +41,19 @@ def test_quickstart(tmp_path, capsys, monkeypatch):
     assert "96 intersections, 325 directed road segments, 48 months (one graph each)" in out
     assert "crash records: read 2140, kept 2000" in out and "speed-limit heuristic" in out
     assert (tmp_path / "road" / "tables" / "DEMO" / "manifest.json").exists()
+    # the two baselines: one harness run directory each, one summary table, the command that reproduces each
+    records = {path.parent.parent.name: json.loads(path.read_text()) for path in runs.glob("*/seed_0/record.json")}
+    assert sorted(name.split("-")[0] for name in records) == ["algo", "road"]
+    table = lines[lines.index(next(line for line in lines if line.startswith("run "))):]
+    for name, record in records.items():
+        row = next(line for line in table if line.startswith(name))
+        assert f"{record['test']['score']:.4f}" in row, row
+        hessian = record["hessian"]
+        assert hessian["trace"] > 0 and hessian["top_eigenvalue"] > 0 and hessian["measured_gap"] is not None
+        assert record["valid"]["score"] > 0.6, (name, record["valid"])  # both learn: BFS nearly perfectly
+    algo = next(record for name, record in records.items() if name.startswith("algo"))
+    assert algo["test"]["score"] >= 0.9, algo["test"]
+    assert out.count("reproduce: gnnbench run ") == 2
     home = tmp_path / "home"
     assert not home.exists() or {path.name for path in home.iterdir()} <= {"numba"}  # compiled kernels only
 

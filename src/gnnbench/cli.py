@@ -524,7 +524,7 @@ def _quickstart_baselines(args: argparse.Namespace) -> int:
 
     print("baselines: a small MPNN on BFS and a GraphSAGE on the demo region, trained and measured through the "
           "harness (the first run compiles the BFS kernels and the Hessian code once: about half a minute)")
-    specs = quickstart_specs(algo_root=args.root, road_root=args.road_root, algorithm=args.algorithm)
+    specs = quickstart_specs(road_root=args.road_root, algorithm=args.algorithm)
     out = args.out if args.out is not None else None
     results = run(specs, out=out, progress=not args.no_progress)
     records = {result.name: seed_record(result.directory) for result in results}

@@ -23,17 +23,15 @@ QUICK_RUNS: dict[str, dict[str, Any]] = {
 }
 
 
-def quickstart_specs(*, algo_root: str | os.PathLike | None = None, road_root: str | os.PathLike | None = None,
-                     algorithm: str = "bfs") -> list:
-    """The run specs of the quickstart (seed 0, Hessian column on)."""
+def quickstart_specs(*, road_root: str | os.PathLike | None = None, algorithm: str = "bfs") -> list:
+    """The run specs of the quickstart (seed 0, Hessian column on); the algorithmic data are generated in memory."""
     from .config import resolve
 
     specs = []
     for benchmark, settings in QUICK_RUNS.items():
         shortcuts = dict(settings["shortcuts"], hessian=True)
-        root = algo_root if benchmark == "algo" else road_root
-        if root is not None:
-            shortcuts["root"] = str(root)
+        if benchmark == "road" and road_root is not None:
+            shortcuts["root"] = str(road_root)
         if benchmark == "algo":
             shortcuts["algorithm"] = algorithm
         specs += resolve(benchmark, shortcuts=shortcuts, overrides=settings["overrides"], seeds="0")
