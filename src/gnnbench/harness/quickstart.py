@@ -17,7 +17,8 @@ from typing import Any
 QUICK_RUNS: dict[str, dict[str, Any]] = {
     "algo": {"shortcuts": {"algorithm": "bfs", "model": "mpnn"},
              "overrides": ["model.hidden=32", "train.steps=150", "train.eval_every=25", "data.length_splits=[]",
-                           "hessian.parameters=processor"]},
+                           "hessian.parameters=processor", "hessian.num_matvecs=20", "hessian.density_steps=5",
+                           "hessian.max_train_batches=1", "hessian.max_test_batches=1"]},
     "road": {"shortcuts": {"state": "DEMO", "model": "sage", "task": "accident_occurrence"},
              "overrides": ["model.hidden_channels=64", "train.epochs=10", "eval.every=5"]},
 }
