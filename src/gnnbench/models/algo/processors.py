@@ -69,13 +69,13 @@ def haiku_linear(in_features: int, out_features: int) -> nn.Linear:
 
 
 @torch.no_grad()
-def init_haiku_linear_(linear: nn.Linear, generator: torch.Generator | None = None, bias: float = 0.0) -> nn.Linear:
-    """Initialise ``linear`` as haiku's default ``hk.Linear``: truncated normal (+-2 sd), sd ``1/sqrt(fan_in)``."""
-    std = 1.0 / math.sqrt(linear.in_features)
-    nn.init.trunc_normal_(linear.weight, 0.0, std, -2.0 * std, 2.0 * std, generator=generator)
-    if linear.bias is not None:
-        linear.bias.fill_(bias)
-    return linear
+def init_haiku_linear_(layer: nn.Linear, generator: torch.Generator | None = None, bias: float = 0.0) -> nn.Linear:
+    """Initialise ``layer`` as haiku's default ``hk.Linear``: truncated normal (+-2 sd), sd ``1/sqrt(fan_in)``."""
+    std = 1.0 / math.sqrt(layer.in_features)
+    nn.init.trunc_normal_(layer.weight, 0.0, std, -2.0 * std, 2.0 * std, generator=generator)
+    if layer.bias is not None:
+        layer.bias.fill_(bias)
+    return layer
 
 
 def _project(x: torch.Tensor, linears: list[nn.Linear], sizes: list[int]) -> tuple[torch.Tensor, ...]:
