@@ -219,8 +219,12 @@ class TrainStep:
     def __init__(self, model: torch.nn.Module, learning_rate: float, grad_clip: float) -> None:
         self.model, self.grad_clip = model, grad_clip
         self.parameters = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.parameters, lr=learning_rate, betas=(0.9, 0.999), eps=1e-8,
-                                          foreach=True)
+        try:  # one fused kernel per step (CPU and CUDA, torch >= 2.4): a third of the multi-tensor loop's time
+            self.optimizer = torch.optim.Adam(self.parameters, lr=learning_rate, betas=(0.9, 0.999), eps=1e-8,
+                                              fused=True)
+        except (RuntimeError, TypeError):
+            self.optimizer = torch.optim.Adam(self.parameters, lr=learning_rate, betas=(0.9, 0.999), eps=1e-8,
+                                              foreach=True)
 
     def __call__(self, batch: Any) -> torch.Tensor:
         """Train on one batch (the net's tensors); returns the batch's loss (a detached tensor: no sync)."""
