@@ -14,8 +14,8 @@ by ``numpy.random.RandomState(0)``, with the same randomised ``pos``. The refere
 split's longest trace, as its own dataset sampler pads every batch; gnnbench receives them padded to each batch's
 longest trace (``train.bucket``, its protocol's default; the issue counts this as a fair gain). gnnbench is also
 timed on the reference's padded batches (column "padded"). Timed: from the batch's NumPy arrays to the updated
-weights (the reference's host-to-device transfer, gnnbench's ``to_torch``). Warm-up: one untimed pass over the
-batches for each (the reference's JIT compilation happens there and is excluded). Then ``--repeats`` rounds, each
+weights (the reference's host-to-device transfer, gnnbench's ``to_torch``). Warm-up: the first two batches,
+untimed, for each (the reference's JIT compilation happens there and is excluded). Then ``--repeats`` rounds, each
 timing one pass over the batches for every contestant in turn (so load on a shared machine hits them alike);
 the table shows median steps per second. The reference runs in its own Python (``--reference-python``, default
 ``$GNNBENCH_CLRS_PYTHON`` or this interpreter when it imports jax, haiku, optax and clrs), fed the batches
@@ -103,13 +103,14 @@ ALGO_QUICK_PROCESSORS = ("mpnn", "triplet_gmpnn")
 ALGO_TARGET = {"cpu": 2.0, "cuda": 1.0}  # minimum ratio of steps per second, gnnbench / reference
 BATCH, N, HIDDEN = 32, 16, 128
 SEED = 0
+WARMUP = 2  # untimed steps before timing (the reference compiles in the first)
 
 
 def algo_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("algo")
     group.add_argument("--algorithms", nargs="+", choices=ALGO_ALGORITHMS, default=None, metavar="NAME")
     group.add_argument("--processors", nargs="+", choices=ALGO_PROCESSORS, default=None, metavar="NAME")
-    group.add_argument("--steps", type=int, default=None, help="training steps per timed pass (8; --quick 4)")
+    group.add_argument("--steps", type=int, default=None, help="training steps per timed pass (8; --quick 3)")
     group.add_argument("--repeats", type=int, default=None, help="timed passes per contestant (5; --quick 3)")
     group.add_argument("--device", default="cpu", help="gnnbench's torch device (the reference runs where jax does)")
     group.add_argument("--threads", type=int, default=None,
@@ -228,16 +229,16 @@ def reference_worker(path: str, algorithm: str, processor: str, hidden: str) -> 
     model.init(feedbacks[0].features, SEED + 1)
     rng_key = jax.random.PRNGKey(SEED)
 
-    def one_pass() -> float:
+    def one_pass(batches=feedbacks) -> float:
         nonlocal rng_key
         start = time.perf_counter()
-        for feedback in feedbacks:
+        for feedback in batches:
             rng_key, step_key = jax.random.split(rng_key)  # as run.py splits a key per step
             loss = model.feedback(step_key, feedback)
         jax.block_until_ready(loss)
         return time.perf_counter() - start
 
-    compile_and_warm = one_pass()
+    compile_and_warm = one_pass(feedbacks[:WARMUP])
     print(json.dumps({"ready": True, "warmup_seconds": compile_and_warm, "jax": jax.__version__,
                       "backend": jax.default_backend()}), flush=True)
     for line in sys.stdin:
@@ -297,7 +298,7 @@ def _gnnbench_trainer(algorithm: str, processor: str, device: str):
 def algo_run(args: argparse.Namespace) -> list[Check]:
     algorithms = args.algorithms or ALGO_ALGORITHMS
     processors = args.processors or (ALGO_QUICK_PROCESSORS if args.quick else ALGO_PROCESSORS)
-    steps = args.steps or (4 if args.quick else 8)
+    steps = args.steps or (3 if args.quick else 8)
     repeats = args.repeats or (3 if args.quick else 5)
     device = args.device
     python = _reference_python(args)
@@ -318,8 +319,8 @@ def algo_run(args: argparse.Namespace) -> list[Check]:
                 reference_info = worker.ready
                 try:
                     ours = _gnnbench_trainer(algorithm, processor, device)
-                    ours(bucketed)  # warm-up
-                    ours(padded)
+                    ours(bucketed[:WARMUP])  # the same warm-up steps as the reference's
+                    ours(padded[:WARMUP])
                     times: dict[str, list[float]] = {"reference": [], "bucketed": [], "padded": []}
                     for _ in range(repeats):
                         times["reference"].append(worker.time_pass())
