@@ -279,7 +279,9 @@ def _gnnbench_trainer(algorithm: str, processor: str, device: str):
     import torch
 
     from gnnbench.harness.algo_family import TrainStep, build_model, default_config, to_device
+    from gnnbench.harness.allocator import retain_freed_memory
 
+    retain_freed_memory()  # as train_seed does
     config = default_config()
     config["model"].update(processor=processor, hidden=HIDDEN)
     model = build_model(algorithm, config["model"], torch.Generator().manual_seed(SEED)).to(device)

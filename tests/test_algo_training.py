@@ -345,3 +345,20 @@ def test_seed_outcome_carries_test_predictions_and_hessian_inputs(tmp_path):
     initial = algo_family.build_model("bfs", cfg["model"], torch.Generator().manual_seed(0)).state_dict()
     assert hessian.initial_state.keys() == initial.keys()
     assert any(not torch.equal(hessian.initial_state[k], outcome.model.state_dict()[k]) for k in initial)
+
+
+def test_freed_memory_is_reused_without_page_faults():
+    """After retain_freed_memory, a 64 MB tensor allocated again reuses the freed pages (glibc would unmap them
+    and fault in 16,384 fresh ones)."""
+    resource = pytest.importorskip("resource")
+    from gnnbench.harness.allocator import retain_freed_memory
+
+    if not retain_freed_memory():
+        pytest.skip("not glibc")
+    size = 16 << 20  # float32 entries: 64 MB
+    torch.ones(size)  # grows the heap once, then freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    again = torch.ones(size)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert again.sum().item() == size
+    assert faults < 1000, faults

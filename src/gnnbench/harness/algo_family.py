@@ -36,6 +36,7 @@ from ..algo.specs import ALGORITHMS
 from ..algo.splits import CLRS30_SPLITS, resolve_split
 from ..arguments import check_choice, check_float, check_int
 from . import algo_data
+from .allocator import retain_freed_memory
 from .algo_data import TRAIN_ORDERS, TRAIN_SOURCES, TrainBatches, chunks, split_traces, to_device
 from .algo_eval import Evaluation, eval_batch_size, evaluate, prediction_columns, predictions_from_columns
 from .family import HessianInputs, SeedContext, SeedOutcome
@@ -341,6 +342,7 @@ class _Run:
 
 def train_seed(context: SeedContext) -> SeedOutcome:
     """Train one seed under the CLRS-30 protocol, select on valid, score on test and the length suite."""
+    retain_freed_memory()  # large tensors reuse freed memory instead of faulting in fresh pages
     run = _Run(context)
     state = context.load_checkpoint()
     if state is not None:
