@@ -273,3 +273,27 @@ def test_sage_on_full_neighbourhoods_equals_the_full_graph():
     sub = subgraphs.subgraph(x, seeds)
     local = encoder(sub.x, RoadGraph(sub.edge_index, int(sub.num_nodes), sub.edge_attr))[:3]
     torch.testing.assert_close(local, full[seeds])
+
+
+@pytest.mark.parametrize("encoder", ["gcn", "sage", "gin", "gat"])
+def test_gradients_are_bitwise_reproducible_with_two_threads(encoder):
+    """Gathers whose gradient accumulates with indexing's index_put are not reproducible on several CPU threads;
+    the layers use index_select (an index_add back), so the same step gives the same bits."""
+    from gnnbench.models.road import EdgeBatch, batch_loss
+
+    x, edge_index, edge_attr = _random_graph(7, n=96, e=420, node_features=10, edge_features=23)
+    graph = RoadGraph(edge_index, 96, edge_attr)
+    batch = EdgeBatch(x, graph, edge_index[:, :300], edge_attr[:300], (torch.arange(300) % 2).float())
+    torch.manual_seed(0)
+    model = RoadModel(encoder, 10, 23, hidden_channels=256)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(3):
+            model.zero_grad()
+            batch_loss(model, "accident_occurrence", batch).backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0], other) for other in grads[1:])

@@ -186,7 +186,10 @@ class GATConv(nn.Module):
         att_target, att_source = self.att[0, :, :channels], self.att[0, :, channels:]
         source, target = graph.with_loops()
         num_edges = graph.num_edges
-        score = ((xw * att_target).sum(-1))[target] + ((xw * att_source).sum(-1))[source]
+        # index_select, not xw[index]: its gradient is an index_add, deterministic on the CPU with several threads
+        # (indexing's accumulating index_put is not)
+        score = (torch.index_select((xw * att_target).sum(-1), 0, target)
+                 + torch.index_select((xw * att_source).sum(-1), 0, source))
         if self.linear_edge is not None:
             weight = self.linear_edge.weight.view(heads, channels, -1)
             bias = self.linear_edge.bias.view(heads, channels)
@@ -194,7 +197,7 @@ class GATConv(nn.Module):
             loop_score = (bias * att_source).sum(-1)  # a self-loop's embedding is the bias alone
             score = score + torch.cat([edge_score + loop_score, loop_score.expand(graph.num_nodes, heads)])
         alpha = softmax(F.leaky_relu(score, self.negative_slope), source, num_nodes=graph.num_nodes)
-        out = torch.zeros_like(xw).index_add_(0, target, xw[source] * alpha.unsqueeze(-1))
+        out = torch.zeros_like(xw).index_add_(0, target, torch.index_select(xw, 0, source) * alpha.unsqueeze(-1))
         if self.linear_edge is not None:
             # sum_j alpha_ji (W_e e_ji + b_e): the features weighted per head, then W_e; b_e times sum_j alpha_ji
             edge_alpha = alpha[:num_edges]

@@ -57,14 +57,16 @@ class LinkPredictor(nn.Module):
         c = self.node_channels
         u_nodes, u_index = torch.unique(edge_index[0], return_inverse=True)
         v_nodes, v_index = torch.unique(edge_index[1], return_inverse=True)
-        rows = h[torch.cat([u_nodes, v_nodes])]  # one gather (and one scatter back in the backward pass)
+        # one gather; index_select's gradient is an index_add, deterministic on the CPU with several threads
+        rows = torch.index_select(h, 0, torch.cat([u_nodes, v_nodes]))
         from_u = linear(rows[:u_nodes.numel()], first.weight[:, :c])
         from_v = linear(rows[u_nodes.numel():], first.weight[:, c:2 * c])
         if edge_attr is not None and self.edge_channels:
-            hidden = linear(edge_attr, first.weight[:, 2 * c:], first.bias)
+            hidden_edges = linear(edge_attr, first.weight[:, 2 * c:], first.bias)
         else:
-            hidden = first.bias.expand(edge_index.shape[1], -1)
-        hidden = torch.add(from_u[u_index], from_v[v_index]).add_(hidden)
+            hidden_edges = first.bias
+        hidden = torch.add(torch.index_select(from_u, 0, u_index), torch.index_select(from_v, 0, v_index))
+        hidden = hidden.add_(hidden_edges)
         return self._tail(hidden)
 
     def score_edges(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
