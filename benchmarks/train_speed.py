@@ -117,6 +117,9 @@ def algo_arguments(parser: argparse.ArgumentParser) -> None:
                        help="pin both trainers to this many CPUs (torch threads = XLA's pool = N); default: every "
                             "CPU, unpinned. On cores others share, torch's OpenMP threads wait for each other at "
                             "every operation: compare pinned to 1 there")
+    group.add_argument("--reference-keeps-memory", action="store_true",
+                       help="apply gnnbench.harness.allocator's glibc setting (freed memory kept for reuse) to the "
+                            "reference's process too: a sensitivity check")
     group.add_argument("--reference-python", default=os.environ.get("GNNBENCH_CLRS_PYTHON"),
                        help="a Python with dm-clrs, jax, dm-haiku and optax (default: $GNNBENCH_CLRS_PYTHON or this)")
 
@@ -161,11 +164,13 @@ def _save_batches(path: Path, batches) -> None:
 class ReferenceWorker:
     """The CLRS-30 reference trainer in its own process: built and warmed up on start, then timed on request."""
 
-    def __init__(self, python: str, batches: Path, algorithm: str, processor: str, log: Path) -> None:
+    def __init__(self, python: str, batches: Path, algorithm: str, processor: str, log: Path,
+                 keep_memory: bool = False) -> None:
         self.log = open(log, "w")
         self.process = subprocess.Popen(
-            [python, __file__, "--reference-worker", str(batches), algorithm, processor, str(HIDDEN)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
+            [python, __file__, "--reference-worker", str(batches), algorithm, processor, str(HIDDEN),
+             "keep" if keep_memory else "release"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            text=True)
         self.ready = self._reply()
 
     def _reply(self) -> dict:
@@ -190,10 +195,15 @@ class ReferenceWorker:
         self.log.close()
 
 
-def reference_worker(path: str, algorithm: str, processor: str, hidden: str) -> None:
+def reference_worker(path: str, algorithm: str, processor: str, hidden: str, memory: str) -> None:
     """Runs in the reference's Python: builds ``BaselineModel`` on the batches in ``path`` and times passes."""
     import importlib
     import logging
+
+    if memory == "keep":
+        from gnnbench.harness.allocator import retain_freed_memory
+
+        retain_freed_memory()
 
     from gnnbench.algo.reference import load_clrs_reference
 
@@ -317,7 +327,8 @@ def algo_run(args: argparse.Namespace) -> list[Check]:
             path = Path(work) / f"{algorithm}.npz"
             _save_batches(path, padded)
             for processor in processors:
-                worker = ReferenceWorker(python, path, algorithm, processor, Path(work) / "reference.log")
+                worker = ReferenceWorker(python, path, algorithm, processor, Path(work) / "reference.log",
+                                         args.reference_keeps_memory)
                 reference_info = worker.ready
                 try:
                     ours = _gnnbench_trainer(algorithm, processor, device)
@@ -345,7 +356,8 @@ def algo_run(args: argparse.Namespace) -> list[Check]:
     jax_version = reference_info.get("jax", "?") if reference_info else "?"
     title = (f"Training steps per second, batch {BATCH}, n = {N}, hidden {HIDDEN} (median of {repeats} passes of "
              f"{steps} steps; {machine()}; gnnbench on {device}; reference dm-clrs {REFERENCE_VERSION} "
-             f"({REFERENCE_COMMIT[:7]}) on jax {jax_version} {backend}; target >= {target:g}x)")
+             f"({REFERENCE_COMMIT[:7]}) on jax {jax_version} {backend}"
+             f"{', with gnnbench glibc setting' if args.reference_keeps_memory else ''}; target >= {target:g}x)")
     headers = ["algorithm", "processor", "hint steps (padded / bucketed mean)", "reference", "gnnbench padded",
                "gnnbench", "padded / ref", "gnnbench / ref", "target"]
     print_table(title, headers, rows, args.markdown)
@@ -363,7 +375,7 @@ PARTS["road"] = Part(road_arguments, road_run)
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--reference-worker":
-        reference_worker(*sys.argv[2:6])
+        reference_worker(*sys.argv[2:7])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("part", nargs="?", choices=[*PARTS, "all"], default="all")
