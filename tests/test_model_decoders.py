@@ -326,3 +326,33 @@ def test_categorical_class_counts_match_the_generated_traces():
                 assert categorical_classes(alg, name) == data.shape[-1], (alg, name)
     with pytest.raises(ValueError, match="not a categorical"):
         categorical_classes("bfs", "pi")
+
+
+@pytest.mark.parametrize("chunk", [1 << 18, 7])  # one piece; pieces of graphs and of rows
+def test_max_linear_matches_plain_autograd_with_ties_and_second_order(monkeypatch, chunk):
+    import gnnbench.models.algo.decoders as decoders
+
+    monkeypatch.setattr(decoders, "_MAX_CHUNK", chunk)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 4, 1, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(3, 1, 1, 4, 2, generator=gen, dtype=torch.float64)
+    x[0, 0, 0, 0, 0] = y[0, 0, 0, 1, 0]  # a tie: the gradient is shared, as jnp.maximum shares it
+    lin = torch.nn.Linear(2, 1).double()
+    for t in (x, y):
+        t.requires_grad_(True)
+    params = (x, y, lin.weight, lin.bias)
+    plain = torch.nn.functional.linear(torch.maximum(x, y), lin.weight, lin.bias)
+    fused = decoders.max_linear(x, y, lin)
+    torch.testing.assert_close(fused, plain)
+    probe = torch.randn(plain.shape, generator=gen, dtype=torch.float64)
+    for got, want in zip(torch.autograd.grad(fused, params, probe, retain_graph=True),  # the fast backward
+                         torch.autograd.grad(plain, params, probe, retain_graph=True)):
+        torch.testing.assert_close(got, want)
+    # Hessian-vector products by double backward: d/dw of (dL/dx . v), L = probe . out
+    v = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    hv = [torch.autograd.grad((torch.autograd.grad(f, x, probe, create_graph=True)[0] * v).sum(), lin.weight)[0]
+          for f in (decoders.max_linear(x, y, lin), torch.nn.functional.linear(torch.maximum(x, y), lin.weight,
+                                                                                lin.bias))]
+    torch.testing.assert_close(hv[0], hv[1])
+    with torch.no_grad():
+        torch.testing.assert_close(decoders.max_linear(x, y, lin), plain)

@@ -139,10 +139,11 @@ def decode(weights: DecoderWeights, h: torch.Tensor, e: torch.Tensor, g: torch.T
         out.node_simple = block("ns")
     out.node_cat = [block(f"nc:{n}") for n, _ in node.categorical]
     for n in node.pointer:
-        # max(l0(h)[b, i], l1(h)[b, j] + l2(e)[b, j, i]): candidate j, with the edge j -> i
-        p_m = torch.maximum(block(f"np0:{n}").unsqueeze(2),
-                            block(f"np1:{n}").unsqueeze(1) + block(f"np2:{n}").transpose(1, 2))
-        scores = _apply(weights.final[n], p_m).squeeze(-1)
+        # max(l0(h)[b, i], l1(h)[b, j] + l2(e)[b, j, i]): candidate j, with the edge j -> i; formed as
+        # [b, j, i] (contiguous, as e is) and transposed once scored
+        scores = max_linear(block(f"np0:{n}").unsqueeze(1), block(f"np1:{n}").unsqueeze(2) + block(f"np2:{n}"),
+                            weights.final[n])
+        scores = scores.squeeze(-1).transpose(1, 2)
         out.node_ptr.append(_inf_bias(scores, adj) if inf_bias else scores)
     if edge.simple:
         scores = block("es0").unsqueeze(2) + block("es1").unsqueeze(1) + block("es2")
@@ -156,8 +157,8 @@ def decode(weights: DecoderWeights, h: torch.Tensor, e: torch.Tensor, g: torch.T
                     for n, _ in edge.categorical]
     for n in edge.pointer:
         pred = block(f"ep0:{n}").unsqueeze(2) + block(f"ep1:{n}").unsqueeze(1) + block(f"ep2:{n}")  # [B, i, j, H]
-        p_m = torch.maximum(pred.unsqueeze(3), block(f"ep3:{n}")[:, None, None])  # [B, i, j, k, H]
-        out.edge_ptr.append(_apply(weights.final[n], p_m).squeeze(-1))
+        p_m = (pred.unsqueeze(3), block(f"ep3:{n}")[:, None, None])  # max of these: [B, i, j, k, H]
+        out.edge_ptr.append(max_linear(*p_m, weights.final[n]).squeeze(-1))
     if graph.simple:
         out.graph_simple = block("gs0") + block("gs1")
     out.graph_cat = [block(f"gc0:{n}") + block(f"gc1:{n}") for n, _ in graph.categorical]
@@ -167,6 +168,82 @@ def decode(weights: DecoderWeights, h: torch.Tensor, e: torch.Tensor, g: torch.T
 
 def _apply(lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return linear(x, lin.weight, lin.bias)
+
+
+_MAX_CHUNK = 1 << 18  # elements of the [..., H] maximum formed at once (1 MB: stays in cache)
+
+
+def max_linear(x: torch.Tensor, y: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+    """``lin(torch.maximum(x, y))`` for broadcastable ``x``, ``y`` of equal rank (leading batch axis) and
+    ``lin`` with one output, without keeping the broadcast maximum (``[B, N, N, N, H]`` for an edge
+    pointer): it is formed in cache-sized pieces, and again in the backward pass, which needs a few passes
+    over it (see ``_MaxLinear``). Ties share the gradient equally, as ``jnp.maximum``; twice
+    differentiable; plain under ``torch.func`` transforms."""
+    if lin.out_features != 1:
+        raise ValueError(f"max_linear needs a linear with one output, got {lin.out_features}")
+    if torch._C._are_functorch_transforms_active():
+        return _apply(lin, torch.maximum(x, y))
+    return _MaxLinear.apply(x, y, lin.weight, lin.bias)
+
+
+def _pieces(shape: torch.Size):
+    """Slices (graphs, rows) covering a tensor of ``shape`` in pieces of about ``_MAX_CHUNK`` elements."""
+    per_graph = shape[1:].numel()
+    if per_graph <= _MAX_CHUNK:
+        step = max(1, _MAX_CHUNK // per_graph)
+        for start in range(0, shape[0], step):
+            yield slice(start, start + step), slice(None)
+        return
+    step = max(1, _MAX_CHUNK * shape[1] // per_graph)
+    for g in range(shape[0]):
+        for start in range(0, shape[1], step):
+            yield slice(g, g + 1), slice(start, start + step)
+
+
+def _take(t: torch.Tensor, graphs: slice, rows: slice) -> torch.Tensor:
+    return t[graphs, rows] if t.shape[1] > 1 else t[graphs]
+
+
+def _reduce_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum ``grad`` over the axes that ``shape`` broadcasts (size 1 there)."""
+    dims = [d for d in range(1, grad.dim()) if shape[d] == 1 and grad.shape[d] != 1]
+    return grad.sum(dim=dims, keepdim=True) if dims else grad
+
+
+class _MaxLinear(torch.autograd.Function):
+    """``out = w . max(x, y) + b`` (one output). With ``s`` = 1 where x > y, 1/2 on ties, 0 else and
+    ``T = g s``: ``dx = w sum T``, ``dy = w sum (g - T)`` (each summed over the axes it broadcasts) and,
+    as ``max(x, y) = y + s (x - y)``, ``dw = sum g y + sum x T - sum y T``: one pass forms ``T``, two
+    sum it; nothing of the broadcast size is kept."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, y, weight, bias)
+        shape = torch.broadcast_shapes(x.shape, y.shape)
+        out = x.new_empty(*shape[:-1], 1)
+        for graphs, rows in _pieces(shape):
+            out[graphs, rows] = linear(torch.maximum(_take(x, graphs, rows), _take(y, graphs, rows)), weight, bias)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, y, weight, bias = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: differentiate the plain expression
+            with torch.enable_grad():
+                out = linear(torch.maximum(x, y), weight, bias)
+            return torch.autograd.grad(out, (x, y, weight, bias), grad, create_graph=True)
+        grad_x, grad_y = torch.zeros_like(x), torch.zeros_like(y)
+        grad_w = torch.zeros(weight.shape[1], dtype=weight.dtype, device=weight.device)
+        for graphs, rows in _pieces(torch.broadcast_shapes(x.shape, y.shape)):
+            xs, ys, gs = _take(x, graphs, rows), _take(y, graphs, rows), grad[graphs, rows]
+            twice = torch.sign(xs - ys).add_(1.0).mul_(gs)  # 2 T
+            tx, ty = _reduce_to(twice, xs.shape), _reduce_to(twice, ys.shape)
+            gy = _reduce_to(gs, ys.shape[:-1] + (1,))
+            _take(grad_x, graphs, rows).add_(tx, alpha=0.5)
+            _take(grad_y, graphs, rows).add_(ty, alpha=-0.5).add_(gy)
+            grad_w += ((gy * ys).flatten(0, -2).sum(0) + 0.5 * (xs * tx).flatten(0, -2).sum(0)
+                       - 0.5 * (ys * ty).flatten(0, -2).sum(0))
+        return grad_x.mul_(weight[0]), grad_y.mul_(weight[0]), grad_w.unsqueeze(0), grad.sum().reshape(1)
 
 
 def _inf_bias(scores: torch.Tensor, adj: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:
