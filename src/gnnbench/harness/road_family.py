@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from ..arguments import check_choice, check_float, check_int
+from .allocator import retain_freed_memory
 from .family import HessianInputs, SeedContext, SeedOutcome
 
 logger = logging.getLogger(__name__)
@@ -356,6 +357,7 @@ def _better(score: float, best: float, higher_is_better: bool) -> bool:
 
 def train_seed(context: SeedContext) -> SeedOutcome:
     """Train one seed under ML4RoadSafety's protocol, select on valid, score on test (both protocols)."""
+    retain_freed_memory()  # the step's [N, 256] tensors reuse freed memory instead of faulting in fresh pages
     run = RoadTrainer(context)
     state = context.load_checkpoint()
     if state is not None:

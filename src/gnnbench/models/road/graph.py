@@ -107,11 +107,12 @@ class RoadGraph:
         return int(self.edge_index.shape[1])
 
     def to(self, device: torch.device | str) -> RoadGraph:
+        """This graph on ``device`` (moved once: later calls return the same copy, with its built operators)."""
         device = torch.device(device)
-        if device == self.device:
+        if device == self.device or (device.type == self.device.type and device.index is None):
             return self
-        return RoadGraph(self.edge_index.to(device), self.num_nodes,
-                         None if self.edge_attr is None else self.edge_attr.to(device))
+        return self._cached(f"on:{device}", lambda: RoadGraph(
+            self.edge_index.to(device), self.num_nodes, None if self.edge_attr is None else self.edge_attr.to(device)))
 
     # -- degrees -----------------------------------------------------------------------------------
     def in_degree(self) -> Tensor:

@@ -58,9 +58,10 @@ class LinkPredictor(nn.Module):
         u_nodes, u_index = torch.unique(edge_index[0], return_inverse=True)
         v_nodes, v_index = torch.unique(edge_index[1], return_inverse=True)
         # one gather; index_select's gradient is an index_add, deterministic on the CPU with several threads
-        rows = torch.index_select(h, 0, torch.cat([u_nodes, v_nodes]))
-        from_u = linear(rows[:u_nodes.numel()], first.weight[:, :c])
-        from_v = linear(rows[u_nodes.numel():], first.weight[:, c:2 * c])
+        rows_u, rows_v = torch.index_select(h, 0, torch.cat([u_nodes, v_nodes])).split(
+            [u_nodes.numel(), v_nodes.numel()])  # split, not slices: its gradient is one concatenation
+        from_u = linear(rows_u, first.weight[:, :c])
+        from_v = linear(rows_v, first.weight[:, c:2 * c])
         if edge_attr is not None and self.edge_channels:
             hidden_edges = linear(edge_attr, first.weight[:, 2 * c:], first.bias)
         else:
