@@ -161,6 +161,10 @@ def _save_batches(path: Path, batches) -> None:
     np.savez(path, **arrays)
 
 
+class ReferenceFailed(RuntimeError):
+    """The reference's process died (its log's tail in the message)."""
+
+
 class ReferenceWorker:
     """The CLRS-30 reference trainer in its own process: built and warmed up on start, then timed on request."""
 
@@ -176,10 +180,12 @@ class ReferenceWorker:
     def _reply(self) -> dict:
         line = self.process.stdout.readline()
         if not line:
-            self.process.wait()
+            code = self.process.wait()
             self.log.flush()
+            self.log.close()
             tail = Path(self.log.name).read_text()[-2000:]
-            sys.exit(f"the reference worker failed (exit {self.process.returncode}):\n{tail}")
+            why = " (SIGKILL: out of memory?)" if code == -9 else ""
+            raise ReferenceFailed(f"the reference worker exited with status {code}{why}:\n{tail}")
         return json.loads(line)
 
     def time_pass(self) -> float:
@@ -188,7 +194,7 @@ class ReferenceWorker:
         return float(self._reply()["seconds"])
 
     def close(self) -> None:
-        if self.process.poll() is None:
+        if self.process.poll() is None and self.process.stdin is not None:
             self.process.stdin.write("quit\n")
             self.process.stdin.flush()
             self.process.wait(timeout=60)
@@ -307,6 +313,24 @@ def _gnnbench_trainer(algorithm: str, processor: str, device: str):
     return one_pass
 
 
+def _time_pair(python: str, path: Path, algorithm: str, processor: str, padded, bucketed, repeats: int,
+               device: str, log: Path, keep_memory: bool) -> dict:
+    """Seconds per pass of the reference and of gnnbench (bucketed and padded batches), rounds interleaved."""
+    worker = ReferenceWorker(python, path, algorithm, processor, log, keep_memory)
+    try:
+        ours = _gnnbench_trainer(algorithm, processor, device)
+        ours(bucketed[:WARMUP])  # the same warm-up steps as the reference's
+        ours(padded[:WARMUP])
+        times: dict = {"ready": worker.ready, "reference": [], "bucketed": [], "padded": []}
+        for _ in range(repeats):
+            times["reference"].append(worker.time_pass())
+            times["bucketed"].append(ours(bucketed))
+            times["padded"].append(ours(padded))
+        return times
+    finally:
+        worker.close()
+
+
 def algo_run(args: argparse.Namespace) -> list[Check]:
     algorithms = args.algorithms or ALGO_ALGORITHMS
     processors = args.processors or (ALGO_QUICK_PROCESSORS if args.quick else ALGO_PROCESSORS)
@@ -327,20 +351,15 @@ def algo_run(args: argparse.Namespace) -> list[Check]:
             path = Path(work) / f"{algorithm}.npz"
             _save_batches(path, padded)
             for processor in processors:
-                worker = ReferenceWorker(python, path, algorithm, processor, Path(work) / "reference.log",
-                                         args.reference_keeps_memory)
-                reference_info = worker.ready
                 try:
-                    ours = _gnnbench_trainer(algorithm, processor, device)
-                    ours(bucketed[:WARMUP])  # the same warm-up steps as the reference's
-                    ours(padded[:WARMUP])
-                    times: dict[str, list[float]] = {"reference": [], "bucketed": [], "padded": []}
-                    for _ in range(repeats):
-                        times["reference"].append(worker.time_pass())
-                        times["bucketed"].append(ours(bucketed))
-                        times["padded"].append(ours(padded))
-                finally:
-                    worker.close()
+                    times = _time_pair(python, path, algorithm, processor, padded, bucketed, repeats, device,
+                                       Path(work) / "reference.log", args.reference_keeps_memory)
+                except ReferenceFailed as error:
+                    print(f"  {algorithm} {processor}: {error}", flush=True)
+                    rows.append([algorithm, processor, "", "failed", "", "", "", "", "ERROR"])
+                    checks.append(Check(f"algo {algorithm} {processor} (reference failed)", 0.0, target, False))
+                    continue
+                reference_info = times.pop("ready")
                 rate = {name: steps / statistics.median(values) for name, values in times.items()}
                 ratio = rate["bucketed"] / rate["reference"]
                 passed = ratio >= target
