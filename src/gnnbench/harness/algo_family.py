@@ -39,7 +39,7 @@ from . import algo_data
 from .allocator import retain_freed_memory
 from .algo_data import TRAIN_ORDERS, TRAIN_SOURCES, TrainBatches, chunks, split_traces, to_device
 from .algo_eval import Evaluation, eval_batch_size, evaluate, prediction_columns, predictions_from_columns
-from .family import HessianInputs, SeedContext, SeedOutcome
+from .family import HessianInputs, SeedContext, SeedOutcome, check_sections
 
 __all__ = ["FAMILY", "Evaluation", "TrainStep", "build_model", "clip_by_global_norm_", "dataset_identity",
            "default_config", "evaluate", "prediction_columns", "predictions_from_columns", "to_device",
@@ -100,16 +100,7 @@ def default_config() -> dict[str, dict[str, Any]]:
 def validate_config(config: Mapping[str, Any]) -> None:
     """ValueError naming the key (``train.steps``, ...) on a missing, unknown or bad value."""
     schema = default_config()
-    for section, keys in schema.items():
-        values = config.get(section)
-        if not isinstance(values, Mapping):
-            raise ValueError(f"the algo config needs a [{section}] section")
-        for key in keys:
-            if key not in values:
-                raise ValueError(f"missing config key {section}.{key}")
-        for key in values:
-            if key not in keys:
-                raise ValueError(f"unknown config key {section}.{key} (keys of [{section}]: {', '.join(keys)})")
+    check_sections(config, schema, "algo")
     data, model, train, evaluation = (config[s] for s in ("data", "model", "train", "eval"))
     check_choice("data.algorithm", data["algorithm"], ALGORITHMS)
     check_choice("data.train", data["train"], TRAIN_SOURCES)

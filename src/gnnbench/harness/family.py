@@ -79,3 +79,17 @@ class SeedOutcome:
     steps: int  # optimizer steps taken
     hessian: HessianInputs | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # anything else worth recording (JSON-serialisable)
+
+
+def check_sections(config: Mapping[str, Any], schema: Mapping[str, Mapping[str, Any]], family: str) -> None:
+    """ValueError naming the section or key when ``config`` lacks a section or key of ``schema`` or has another."""
+    for section, keys in schema.items():
+        values = config.get(section)
+        if not isinstance(values, Mapping):
+            raise ValueError(f"the {family} config needs a [{section}] section")
+        for key in keys:
+            if key not in values:
+                raise ValueError(f"missing config key {section}.{key}")
+        for key in values:
+            if key not in keys:
+                raise ValueError(f"unknown config key {section}.{key} (keys of [{section}]: {', '.join(keys)})")

@@ -50,7 +50,7 @@ import torch
 
 from ..arguments import check_choice, check_float, check_int
 from .allocator import retain_freed_memory
-from .family import HessianInputs, SeedContext, SeedOutcome
+from .family import HessianInputs, SeedContext, SeedOutcome, check_sections
 
 logger = logging.getLogger(__name__)
 
@@ -78,16 +78,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
     from ..models.road import ENCODERS
 
     schema = default_config()
-    for section, keys in schema.items():
-        values = config.get(section)
-        if not isinstance(values, Mapping):
-            raise ValueError(f"the road config needs a [{section}] section")
-        for key in keys:
-            if key not in values:
-                raise ValueError(f"missing config key {section}.{key}")
-        for key in values:
-            if key not in keys:
-                raise ValueError(f"unknown config key {section}.{key} (keys of [{section}]: {', '.join(keys)})")
+    check_sections(config, schema, "road")
     benchmark = (config.get("run") or {}).get("benchmark", FAMILY)
     if benchmark != FAMILY:
         raise ValueError(f"run.benchmark is {benchmark!r}, but this is the {FAMILY!r} family")
