@@ -120,14 +120,17 @@ class DecoderWeights:
         self.final = {n: decoders[n][-1] for n in node.pointer + edge.pointer}  # the linears after the max
 
 
-def decode(weights: DecoderWeights, h: torch.Tensor, e: torch.Tensor, g: torch.Tensor, adj: torch.Tensor,
-           inf_bias: bool = False, inf_bias_edge: bool = False) -> Groups:
-    """Scores (logits, or values for scalars) of every field of the layout, as :class:`Groups`."""
+def decode(weights: DecoderWeights, h: torch.Tensor, e: torch.Tensor | None, g: torch.Tensor, adj: torch.Tensor,
+           inf_bias: bool = False, inf_bias_edge: bool = False, e_proj: torch.Tensor | None = None) -> Groups:
+    """Scores (logits, or values for scalars) of every field of the layout, as :class:`Groups`.
+
+    ``e_proj``: the merged linears of ``e`` (``weights.weights["e"]``) already applied (then ``e`` is unused)."""
     layout = weights.layout
     inputs = {"h": h, "e": e, "g": g}
     if "r" in weights.weights:
         inputs["r"] = h.amax(dim=-2)
-    projected = {src: linear(inputs[src], *wb) for src, wb in weights.weights.items()}
+    projected = {src: e_proj if src == "e" and e_proj is not None else linear(inputs[src], *wb)
+                 for src, wb in weights.weights.items()}
 
     def block(key: str) -> torch.Tensor:
         src, start, stop = weights.blocks[key]

@@ -238,25 +238,25 @@ class EncoderWeights:
         self.graph = _bucket_weights(graph) if graph else None
 
 
+def channels(values: Groups) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """The encoders' inputs: node ``[B, N, C]``, edge ``[B, N, N, C]`` and graph ``[B, C]`` channels of
+    encoder-ready ``values``, in the order of :class:`EncoderWeights` (None where no field lands)."""
+    node = [] if values.node_simple is None else [values.node_simple]
+    node += values.node_cat + [p.unsqueeze(-1) for p in values.graph_ptr]
+    edge = [p.unsqueeze(-1) for p in values.node_ptr]
+    edge += ([] if values.edge_simple is None else [values.edge_simple]) + values.edge_cat
+    for p in values.edge_ptr:  # mean over senders i of p[b, i, x, y], and over j of p[b, x, j, y]
+        edge += [p.mean(dim=1).unsqueeze(-1), p.mean(dim=2).unsqueeze(-1)]
+    graph = ([] if values.graph_simple is None else [values.graph_simple]) + values.graph_cat
+    return tuple(_cat(parts) if parts else None for parts in (node, edge, graph))
+
+
 def encode(weights: EncoderWeights, values: Groups) -> tuple[torch.Tensor | None, torch.Tensor | None,
                                                             torch.Tensor | None]:
     """Node ``[B, N, H]``, edge ``[B, N, N, H]`` and graph ``[B, H]`` features of encoder-ready
     ``values`` (None where no field of the layout lands)."""
-    node = edge = graph = None
-    if weights.node is not None:
-        parts = [] if values.node_simple is None else [values.node_simple]
-        parts += values.node_cat + [p.unsqueeze(-1) for p in values.graph_ptr]
-        node = linear(_cat(parts), *weights.node)
-    if weights.edge is not None:
-        parts = [p.unsqueeze(-1) for p in values.node_ptr]
-        parts += ([] if values.edge_simple is None else [values.edge_simple]) + values.edge_cat
-        for p in values.edge_ptr:  # mean over senders i of p[b, i, x, y], and over j of p[b, x, j, y]
-            parts += [p.mean(dim=1).unsqueeze(-1), p.mean(dim=2).unsqueeze(-1)]
-        edge = linear(_cat(parts), *weights.edge)
-    if weights.graph is not None:
-        parts = ([] if values.graph_simple is None else [values.graph_simple]) + values.graph_cat
-        graph = linear(_cat(parts), *weights.graph)
-    return node, edge, graph
+    return tuple(None if x is None else linear(x, *wb)
+                 for x, wb in zip(channels(values), (weights.node, weights.edge, weights.graph)))
 
 
 def adjacency(layout: FieldLayout, values: Groups) -> torch.Tensor | None:

@@ -53,9 +53,11 @@ from torch import nn
 
 from ...algo.specs import SPECS, Stage, Type, check_algorithm
 from ...arguments import check_choice, check_float, check_int
+from ..linear import linear
 from .batches import TorchBatch
 from .decoders import DecoderWeights, construct_decoder, decode, hard_predictions, postprocess
-from .encoders import ENCODER_INITS, EncoderWeights, FieldLayout, Groups, adjacency, construct_encoder, encode, group
+from .encoders import (ENCODER_INITS, EncoderWeights, FieldLayout, Groups, adjacency, channels, construct_encoder,
+                       encode, group)
 from .losses import hint_loss, output_loss
 from .processors import PROCESSORS, make_processor
 
@@ -160,41 +162,50 @@ class EncodeProcessDecode(nn.Module):
         inf_bias = bool(getattr(self.processor, "inf_bias", False))
         inf_bias_edge = bool(getattr(self.processor, "inf_bias_edge", False))
 
+        e_proj = _HintEdgeProjection(hint_decoders, hint_weights, edge_in, self.hidden) if decode_hints else None
         hidden = torch.zeros(b, n, self.hidden, dtype=dtype, device=device)
         fed: Groups | None = None  # post-processed hint predictions of the previous step
         hint_scores: list[dict[str, torch.Tensor]] = []
-        finished: list[tuple[torch.Tensor, ...]] = []  # (h, e, graph_fts, adj) of traces at their last step
+        finished: list[tuple[torch.Tensor | None, ...]] = []  # (h, edge_fts, tri, graph_fts, adj) at a last step
         for t, k in enumerate(plan.active):
-            node_fts, edge_fts, graph_fts, adj = node_in[:k], edge_in[:k], graph_in[:k], adj_in[:k]
+            node_fts, edge_fts, graph_fts, adj = (_prefix(x, k) for x in (node_in, edge_in, graph_in, adj_in))
+            edge_x = None
             if encode_hints:
                 values = self._hints_at(batch, plan, t, k, fed, forcing, generator)
-                node_h, edge_h, graph_h = encode(hint_weights, values)
-                node_fts = node_fts + node_h if node_h is not None else node_fts
-                edge_fts = edge_fts + edge_h if edge_h is not None else edge_fts
-                graph_fts = graph_fts + graph_h if graph_h is not None else graph_fts
+                node_x, edge_x, graph_x = channels(values)
+                if node_x is not None:
+                    node_fts = node_fts + linear(node_x, *hint_weights.node)
+                if edge_x is not None:
+                    edge_fts = edge_fts + linear(edge_x, *hint_weights.edge)
+                if graph_x is not None:
+                    graph_fts = graph_fts + linear(graph_x, *hint_weights.graph)
                 found = adjacency(self.hint_layout, values)
                 adj = adj | found if found is not None else adj
             adj = adj.to(dtype)
-            prev_hidden = hidden[:k]
+            prev_hidden = _prefix(hidden, k)
             nxt, tri = prev_hidden, None
             for _ in range(self.nb_msg_passing_steps):
                 nxt, tri = self.processor(node_fts, edge_fts, graph_fts, adj, nxt)
             if self.dropout and not repred:
                 nxt = F.dropout(nxt, self.dropout, training=True)
             h = torch.cat([node_fts, prev_hidden, nxt], dim=-1)
-            e = edge_fts if tri is None else torch.cat([edge_fts, tri], dim=-1)
             if decode_hints:
-                scores = decode(hint_decoders, h, e, graph_fts, adj, inf_bias, inf_bias_edge)
+                scores = decode(hint_decoders, h, None, graph_fts, adj, inf_bias, inf_bias_edge,
+                                e_proj=e_proj(k, edge_x, tri))
                 hint_scores.append(scores.fields(self.hint_layout))
                 if encode_hints and t + 1 < len(plan.active):
                     fed = postprocess(self.hint_layout, scores, hard)
             k_next = plan.active[t + 1] if t + 1 < len(plan.active) else 0
             if k_next < k:
-                finished.append((h[k_next:k], e[k_next:k], graph_fts[k_next:k], adj[k_next:k]))
+                finished.append(tuple(None if x is None else x[k_next:k] for x in (h, edge_fts, tri, graph_fts, adj)))
             hidden = nxt
 
-        last = [torch.cat(parts[::-1]) if len(parts) > 1 else parts[0] for parts in zip(*finished)]  # sorted order
-        outputs = decode(DecoderWeights(self.output_layout, self.decoders), *last, inf_bias, inf_bias_edge)
+        h, edge_fts, tri, graph_fts, adj = (
+            None if parts[0] is None else torch.cat(parts[::-1]) if len(parts) > 1 else parts[0]
+            for parts in zip(*finished))  # traces in the plan's order
+        e = edge_fts if tri is None else torch.cat([edge_fts, tri], dim=-1)
+        outputs = decode(DecoderWeights(self.output_layout, self.decoders), h, e, graph_fts, adj, inf_bias,
+                         inf_bias_edge)
         output_preds = {name: plan.unsort(x) for name, x in outputs.fields(self.output_layout).items()}
         return output_preds, self._hint_preds(plan, hint_scores) if decode_hints else {}
 
@@ -261,6 +272,45 @@ def clrs_loss(algorithm: str, batch: TorchBatch, output_preds: dict[str, torch.T
                 total = total + hint_loss(type_, hint_preds[name][:longest - 1], batch.hints[name][:longest],
                                           batch.lengths)
     return total
+
+
+def _prefix(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The first ``k`` traces of ``x`` (``x`` itself when that is all of them: no slice to undo in backward)."""
+    return x if x.shape[0] == k else x[:k]
+
+
+class _HintEdgeProjection:
+    """The hint decoders' linears that read the edge features ``e = [edge_fts, tri]``, without forming ``e``.
+
+    ``edge_fts = edge_in + enc(x)`` (``x`` the hint edge channels, ``enc`` linear), so a linear ``L`` of it
+    is ``L_a(edge_in) + (L_a enc)(x) + L_b(tri)``: ``L_a(edge_in)`` is computed once per forward pass,
+    ``(L_a enc)`` has a few input channels, and only ``L_b(tri)`` is a full product per step (none without
+    triplet edge features). The same values as ``L(e)`` up to float rounding."""
+
+    def __init__(self, decoders: DecoderWeights, encoders: EncoderWeights | None, edge_in: torch.Tensor,
+                 hidden: int) -> None:
+        self.active = "e" in decoders.weights
+        if not self.active:
+            return
+        weight, bias = decoders.weights["e"]
+        # column slices made contiguous: oneDNN's product is very slow on a strided weight
+        self.w_tri = weight[:, hidden:].contiguous() if weight.shape[1] > hidden else None
+        w_fts = weight[:, :hidden].contiguous() if weight.shape[1] > hidden else weight
+        self.from_inputs = linear(edge_in, w_fts, bias)
+        self.from_hints = None
+        if encoders is not None and encoders.edge is not None:
+            w_enc, b_enc = encoders.edge
+            self.from_hints = (w_fts @ w_enc, w_fts @ b_enc)
+
+    def __call__(self, k: int, edge_x: torch.Tensor | None, tri: torch.Tensor | None) -> torch.Tensor | None:
+        if not self.active:
+            return None
+        out = _prefix(self.from_inputs, k)
+        if edge_x is not None and self.from_hints is not None:
+            out = out + linear(edge_x, *self.from_hints)
+        if tri is not None and self.w_tri is not None:
+            out = out + linear(tri, self.w_tri)
+        return out
 
 
 class _Plan:
