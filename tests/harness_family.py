@@ -12,6 +12,7 @@ Test hooks (environment variables, read by this module only): ``GNNBENCH_TOY_FAI
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import time
 from collections.abc import Mapping
@@ -119,7 +120,11 @@ def train_seed(context: SeedContext) -> SeedOutcome:
         generator.set_state(state["generator"])
         step, curve, best_score, best_state = state["step"], state["curve"], state["best_score"], state["best_state"]
         resumed_from = step
-    ballast = np.ones(config["data"]["ballast_mb"] * 2**20 // 8) if config["data"]["ballast_mb"] else None
+    # Ballast mapped directly (not through malloc, which harness.allocator may have told to keep freed memory),
+    # every page touched, unmapped when training ends.
+    ballast = mmap.mmap(-1, config["data"]["ballast_mb"] * 2**20) if config["data"]["ballast_mb"] else None
+    if ballast is not None:
+        ballast.write(b"\x01" * len(ballast))
     fail_at = int(os.environ.get("GNNBENCH_TOY_FAIL_AT_STEP", "-1"))
     pause = float(os.environ.get("GNNBENCH_TOY_SLEEP", "0"))
     x_train, y_train = train
@@ -148,7 +153,8 @@ def train_seed(context: SeedContext) -> SeedOutcome:
                                      "generator": generator.get_state(), "step": step, "curve": curve,
                                      "best_score": best_score, "best_state": best_state})
     bar.close()
-    del ballast
+    if ballast is not None:
+        ballast.close()
     model.load_state_dict(best_state)
     x_test, y_test = test
     with torch.no_grad():
