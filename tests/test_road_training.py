@@ -19,6 +19,17 @@ from gnnbench.road.evaluation import Evaluator
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread for every test: building the demo region runs numba's parallel betweenness, whose OpenMP
+    start-up can raise torch's thread count again (two threads on cores others share made these tests 20x
+    slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     from synthetic.state_scale import generate_state_scale

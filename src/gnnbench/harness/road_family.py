@@ -179,8 +179,10 @@ class RoadTrainer:
         self.data, self.train, self.eval = config["data"], config["train"], config["eval"]
         self.task = self.data["task"]
         self.device = torch.device(context.device)
+        threads = torch.get_num_threads()
         self.regions = [RoadRegion(_root(self.data), state, self.task, source=self.data["source"])
                         for state in _states(self.data)]
+        torch.set_num_threads(threads)  # building the demo region starts numba's OpenMP pool, which resets torch's
         widths = {(region.node_channels, region.edge_channels) for region in self.regions}
         if len(widths) != 1:
             raise ValueError(f"data.states: the states' feature widths differ ({sorted(widths)}); one encoder "
