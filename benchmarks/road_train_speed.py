@@ -96,7 +96,9 @@ def scatter_add(src, index, dim=0, out=None, dim_size=None):
     return out.scatter_add_(dim, index.view(shape).expand_as(src), src)
 ''',
     "torch_geometric_temporal/__init__.py": "",
-    "torch_geometric_temporal/nn/__init__.py": '''"""Stand-in for torch_geometric_temporal.nn (gnnbench benchmark shim): unused by GraphSAGE."""
+    "torch_geometric_temporal/nn/__init__.py": '''"""Stand-in for torch_geometric_temporal.nn (gnnbench benchmark shim).
+
+Unused by GraphSAGE."""
 
 
 class _Unavailable:
@@ -375,7 +377,7 @@ def road_run(args: argparse.Namespace) -> list:
 
     sys.path.insert(0, str(REPO / "tests"))
     from synthetic.state_scale import benchmark_region
-    from train_speed import Check, machine, print_table
+    from train_speed import machine, print_table
 
     torch.set_num_threads(args.road_threads)
     repeats = args.road_repeats or (2 if args.quick else 3)
@@ -465,8 +467,9 @@ def _compare(trainer, worker, repeats: int, args) -> tuple[list[list[str]], list
               f"({'equal' if ours_steps == their_steps else 'DIFFERENT'}); ML4RoadSafety's epoch: "
               f"{statistics.median(reply['load_seconds'] for reply in theirs):.1f} s in load_monthly_data (median), "
               "the rest in its training steps", flush=True)
-        checks.append(Check(f"road epoch speed-up over ML4RoadSafety, CPU time ({'quick' if args.quick else 'state scale'})",
-                            ratio, TARGET, ratio >= TARGET and ours_steps == their_steps))
+        scale = "quick" if args.quick else "state scale"
+        checks.append(Check(f"road epoch speed-up over ML4RoadSafety, CPU time ({scale})", ratio, TARGET,
+                            ratio >= TARGET and ours_steps == their_steps))
     return rows, checks
 
 

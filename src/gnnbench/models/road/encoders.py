@@ -9,9 +9,9 @@ rewritten (no code copied). Every convolution adds a self-loop to each node and 
 * ``gcn``:  ``sum_j d_j^-1/2 d_i^-1/2 (W x_j + b + W_e e_ji + b_e)``, where ``d`` counts the edges *leaving* a node
   plus its loop (upstream's ``scatter_add`` over ``edge_index[0]``);
 * ``sage``: ``normalize(mean_j (W x_j + b + W_e e_ji + b_e))`` (L2 norm of each row);
-* ``gin``:  ``MLP(sum_j (x'_j + W_e e_ji + b_e))`` with ``MLP = Linear(C, 2C), ReLU, Linear(2C, C)`` and ``x' = W x + b``
-  when the input width differs from ``C``, else ``x`` itself (upstream skips its node layer then; here it is not
-  created);
+* ``gin``:  ``MLP(sum_j (x'_j + W_e e_ji + b_e))`` with ``MLP = Linear(C, 2C), ReLU, Linear(2C, C)`` and
+  ``x' = W x + b`` when the input width differs from ``C``, else ``x`` itself (upstream skips its node layer then;
+  here it is not created);
 * ``gat``:  two heads, ``alpha_ji = softmax(leaky_relu(a . [W x_i, W x_j + E_ji], 0.2))`` with ``E_ji`` the edge
   embedding, messages ``alpha_ji (W x_j + E_ji)`` summed at ``i``, then the mean over heads plus a bias. As upstream,
   the softmax normalises over the edges that share a *source* node (``softmax(alpha, edge_index[0])``);

@@ -1,9 +1,10 @@
 """The road baseline: a node encoder, then one link predictor per state (one for a single-state run).
 
-This is ML4RoadSafety's model (``train.py`` / ``train_multitask.py`` of https://github.com/VirtuosoResearch/ML4RoadSafety
-at commit d8b3d96a8dc9f1323e9595addd705c3c2c96b42c): a shared encoder and, for several states, one predictor head per
-state. :class:`EdgeBatch` is a self-contained batch (node features, graph, the edges to score, their targets), so
-one loss closure serves training and the Hessian measurements.
+This is ML4RoadSafety's model (``train.py`` / ``train_multitask.py`` of
+https://github.com/VirtuosoResearch/ML4RoadSafety at commit d8b3d96a8dc9f1323e9595addd705c3c2c96b42c): a shared
+encoder and, for several states, one predictor head per state. :class:`EdgeBatch` is a self-contained batch (node
+features, graph, the edges to score, their targets), so one loss closure serves training and the Hessian
+measurements.
 """
 
 from __future__ import annotations

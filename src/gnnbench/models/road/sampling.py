@@ -33,10 +33,11 @@ class TorchNeighborSampler(NeighborSampler):
         self.generator = generator
         self._local = torch.full((int(data.num_nodes),), -1, dtype=torch.long)
 
-    def _sample(self, seed: Tensor, seed_time: Tensor | None = None, **kwargs) -> SamplerOutput:  # type: ignore[override]
+    def _sample(self, seed: Tensor, seed_time: Tensor | None = None,  # type: ignore[override]
+                **kwargs) -> SamplerOutput:
         if isinstance(seed, dict) or seed_time is not None:
             raise ValueError("TorchNeighborSampler samples homogeneous graphs without time")
-        colptr, row, local = self.colptr, self.row, self._local
+        row, local = self.row, self._local
         seed = seed.to(torch.long)
         if torch.unique(seed).numel() != seed.numel():
             raise ValueError("seed nodes must be distinct")
