@@ -16,7 +16,8 @@ longest trace (``train.bucket``, its protocol's default; the issue counts this a
 timed on the reference's padded batches (column "padded"). Timed: from the batch's NumPy arrays to the updated
 weights (the reference's host-to-device transfer, gnnbench's ``to_torch``). Warm-up: the first two batches,
 untimed, for each (the reference's JIT compilation happens there and is excluded). Then ``--repeats`` rounds, each
-timing one pass over the batches for every contestant in turn (so load on a shared machine hits them alike);
+timing one pass over the batches for every contestant in turn (so load on a shared machine hits them alike),
+with a second's pause between them (XLA's threads spin for a while after their work);
 the table shows median steps per second. The reference runs in its own Python (``--reference-python``, default
 ``$GNNBENCH_CLRS_PYTHON`` or this interpreter when it imports jax, haiku, optax and clrs), fed the batches
 through a file.
@@ -104,6 +105,7 @@ ALGO_TARGET = {"cpu": 2.0, "cuda": 1.0}  # minimum ratio of steps per second, gn
 BATCH, N, HIDDEN = 32, 16, 128
 SEED = 0
 WARMUP = 2  # untimed steps before timing (the reference compiles in the first)
+SETTLE = 1.0  # seconds between contestants: thread pools that spin after their work (XLA's) go idle first
 
 
 def algo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -191,7 +193,9 @@ class ReferenceWorker:
     def time_pass(self) -> float:
         self.process.stdin.write("run\n")
         self.process.stdin.flush()
-        return float(self._reply()["seconds"])
+        reply = self._reply()
+        self.peak_rss_bytes = reply.get("peak_rss_bytes")
+        return float(reply["seconds"])
 
     def close(self) -> None:
         if self.process.poll() is None and self.process.stdin is not None:
@@ -259,7 +263,11 @@ def reference_worker(path: str, algorithm: str, processor: str, hidden: str, mem
                       "backend": jax.default_backend()}), flush=True)
     for line in sys.stdin:
         if line.strip() == "run":
-            print(json.dumps({"seconds": one_pass()}), flush=True)
+            import resource
+
+            seconds = one_pass()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # bytes (Linux reports KiB)
+            print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak}), flush=True)
         elif line.strip() == "quit":
             break
 
@@ -324,8 +332,12 @@ def _time_pair(python: str, path: Path, algorithm: str, processor: str, padded, 
         times: dict = {"ready": worker.ready, "reference": [], "bucketed": [], "padded": []}
         for _ in range(repeats):
             times["reference"].append(worker.time_pass())
+            time.sleep(SETTLE)
             times["bucketed"].append(ours(bucketed))
+            time.sleep(SETTLE)
             times["padded"].append(ours(padded))
+            time.sleep(SETTLE)
+        times["reference_peak_rss_bytes"] = worker.peak_rss_bytes
         return times
     finally:
         worker.close()
@@ -360,6 +372,7 @@ def algo_run(args: argparse.Namespace) -> list[Check]:
                     checks.append(Check(f"algo {algorithm} {processor} (reference failed)", 0.0, target, False))
                     continue
                 reference_info = times.pop("ready")
+                reference_rss = times.pop("reference_peak_rss_bytes")
                 rate = {name: steps / statistics.median(values) for name, values in times.items()}
                 ratio = rate["bucketed"] / rate["reference"]
                 passed = ratio >= target
@@ -370,7 +383,7 @@ def algo_run(args: argparse.Namespace) -> list[Check]:
                              f"{ratio:.2f}x", "PASS" if passed else "FAIL"])
                 checks.append(Check(f"algo {algorithm} {processor}", ratio, target, passed))
                 print(f"  {algorithm} {processor}: reference {rate['reference']:.2f}, gnnbench {rate['bucketed']:.2f} "
-                      f"steps/s ({ratio:.2f}x)", flush=True)
+                      f"steps/s ({ratio:.2f}x); reference peak RSS {reference_rss / 2**30:.1f} GiB", flush=True)
     backend = reference_info.get("backend", "?") if reference_info else "?"
     jax_version = reference_info.get("jax", "?") if reference_info else "?"
     title = (f"Training steps per second, batch {BATCH}, n = {N}, hidden {HIDDEN} (median of {repeats} passes of "
