@@ -593,3 +593,16 @@ def test_cli_help_documents_the_shortcuts(capsys):
     for flag, key in (("--algorithm", "data.algorithm"), ("--state", "data.state"), ("--task", "data.task"),
                       ("--root", "data.root"), ("--device", "run.device"), ("--hessian", "hessian.enabled")):
         assert f"{flag} = {key}" in text
+
+
+def test_shipped_name_beside_a_folder_of_that_name(tmp_path, monkeypatch):
+    """`gnnbench run road` in a directory that holds a folder named `road` (a data directory) means the shipped
+    config; a folder with a config.toml is a run directory."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "road").mkdir()
+    (tmp_path / "algo").mkdir()
+    (spec,) = harness_config.resolve("algo", shortcuts={"algorithm": "bfs", "model": "mpnn"})
+    assert spec.benchmark == "algo" and spec.config["model"]["processor"] == "mpnn"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="is not a run directory"):
+        harness_config.resolve(tmp_path / "empty")

@@ -276,10 +276,11 @@ def _layers(target: str | Path) -> tuple[list[tuple[str, dict[str, Any], bool]],
     text = str(target)
     path = Path(target)
     if path.is_dir():
-        if not (path / "config.toml").exists():
+        if (path / "config.toml").exists():
+            path = path / "config.toml"
+        elif text not in shipped:  # a bare shipped name ("road") means the shipped config, even beside a folder
             raise FileNotFoundError(f"{path} is not a run directory (it has no config.toml)")
-        path = path / "config.toml"
-    if text not in shipped and (path.suffix == ".toml" or path.exists()):
+    if path.is_file() or text not in shipped and path.suffix == ".toml":
         user = read_toml(path)
         benchmark = (user.get("run") or {}).get("benchmark")
         if not benchmark:
