@@ -235,18 +235,32 @@ class _MaxLinear(torch.autograd.Function):
             with torch.enable_grad():
                 out = linear(torch.maximum(x, y), weight, bias)
             return torch.autograd.grad(out, (x, y, weight, bias), grad, create_graph=True)
-        grad_x, grad_y = torch.zeros_like(x), torch.zeros_like(y)
-        grad_w = torch.zeros(weight.shape[1], dtype=weight.dtype, device=weight.device)
-        for graphs, rows in _pieces(torch.broadcast_shapes(x.shape, y.shape)):
+        w = weight[0]
+        pieces = list(_pieces(torch.broadcast_shapes(x.shape, y.shape)))
+        whole = all(rows == slice(None) for _, rows in pieces)  # pieces of whole graphs: concatenate
+        grad_x, grad_y = (None, None) if whole else (torch.zeros_like(x), torch.zeros_like(y))
+        parts_x, parts_y, grad_w = [], [], 0.0
+        for graphs, rows in pieces:
             xs, ys, gs = _take(x, graphs, rows), _take(y, graphs, rows), grad[graphs, rows]
             twice = torch.sign(xs - ys).add_(1.0).mul_(gs)  # 2 T
-            tx, ty = _reduce_to(twice, xs.shape), _reduce_to(twice, ys.shape)
-            gy = _reduce_to(gs, ys.shape[:-1] + (1,))
-            _take(grad_x, graphs, rows).add_(tx, alpha=0.5)
-            _take(grad_y, graphs, rows).add_(ty, alpha=-0.5).add_(gy)
-            grad_w += ((gy * ys).flatten(0, -2).sum(0) + 0.5 * (xs * tx).flatten(0, -2).sum(0)
-                       - 0.5 * (ys * ty).flatten(0, -2).sum(0))
-        return grad_x.mul_(weight[0]), grad_y.mul_(weight[0]), grad_w.unsqueeze(0), grad.sum().reshape(1)
+            tx = _reduce_to(twice, xs.shape)
+            sy = _reduce_to(gs, ys.shape[:-1] + (1,)) - 0.5 * _reduce_to(twice, ys.shape)  # sum (g - T)
+            grad_w = grad_w + _sum_rows(ys * sy) + 0.5 * _sum_rows(xs * tx)
+            px, py = tx * (0.5 * w), sy.mul_(w)
+            if whole:
+                parts_x.append(px)
+                parts_y.append(py)
+            else:
+                _take(grad_x, graphs, rows).add_(px)
+                _take(grad_y, graphs, rows).add_(py)
+        if whole:
+            grad_x, grad_y = (torch.cat(p) if len(p) > 1 else p[0] for p in (parts_x, parts_y))
+        return grad_x, grad_y, grad_w.unsqueeze(0), grad.sum().reshape(1)
+
+
+def _sum_rows(t: torch.Tensor) -> torch.Tensor:
+    """Sum over every axis but the last."""
+    return t.sum(dim=tuple(range(t.dim() - 1)))
 
 
 def _inf_bias(scores: torch.Tensor, adj: torch.Tensor, dims: tuple[int, ...] | None = None) -> torch.Tensor:

@@ -259,6 +259,19 @@ def encode(weights: EncoderWeights, values: Groups) -> tuple[torch.Tensor | None
                  for x, wb in zip(channels(values), (weights.node, weights.edge, weights.graph)))
 
 
+_FEW_CHANNELS = 2  # up to this many input channels, a linear is cheaper as fused multiply-adds
+
+
+def add_linear(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``base + x @ weight.T`` (no bias: fold it into ``base``), as ``addcmul`` per channel when ``x``
+    has few channels (one pass over the output each, no separate sum)."""
+    if x.shape[-1] > _FEW_CHANNELS:
+        return base + linear(x, weight)
+    for c in range(x.shape[-1]):
+        base = torch.addcmul(base, x[..., c:c + 1], weight[:, c])
+    return base
+
+
 def adjacency(layout: FieldLayout, values: Groups) -> torch.Tensor | None:
     """Edges that ``values`` add to the processor's adjacency (bool ``[B, N, N]``), or None:
     node pointers where ``p + p^T > 0.5``, edge masks where ``x + x^T > 0``."""

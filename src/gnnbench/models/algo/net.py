@@ -56,8 +56,8 @@ from ...arguments import check_choice, check_float, check_int
 from ..linear import linear
 from .batches import TorchBatch
 from .decoders import DecoderWeights, construct_decoder, decode, hard_predictions, postprocess
-from .encoders import (ENCODER_INITS, EncoderWeights, FieldLayout, Groups, adjacency, channels, construct_encoder,
-                       encode, group)
+from .encoders import (ENCODER_INITS, EncoderWeights, FieldLayout, Groups, add_linear, adjacency, channels,
+                       construct_encoder, encode, group)
 from .losses import hint_loss, output_loss
 from .processors import PROCESSORS, make_processor
 
@@ -162,6 +162,10 @@ class EncodeProcessDecode(nn.Module):
         inf_bias = bool(getattr(self.processor, "inf_bias", False))
         inf_bias_edge = bool(getattr(self.processor, "inf_bias_edge", False))
 
+        if encode_hints:  # every step encodes hints: their encoders' biases join the inputs' features once
+            node_in, edge_in, graph_in = (x if wb is None else x + wb[1] for x, wb in
+                                          zip((node_in, edge_in, graph_in),
+                                              (hint_weights.node, hint_weights.edge, hint_weights.graph)))
         e_proj = _HintEdgeProjection(hint_decoders, hint_weights, edge_in, self.hidden) if decode_hints else None
         hidden = torch.zeros(b, n, self.hidden, dtype=dtype, device=device)
         fed: Groups | None = None  # post-processed hint predictions of the previous step
@@ -174,11 +178,11 @@ class EncodeProcessDecode(nn.Module):
                 values = self._hints_at(batch, plan, t, k, fed, forcing, generator)
                 node_x, edge_x, graph_x = channels(values)
                 if node_x is not None:
-                    node_fts = node_fts + linear(node_x, *hint_weights.node)
+                    node_fts = add_linear(node_fts, node_x, hint_weights.node[0])
                 if edge_x is not None:
-                    edge_fts = edge_fts + linear(edge_x, *hint_weights.edge)
+                    edge_fts = add_linear(edge_fts, edge_x, hint_weights.edge[0])
                 if graph_x is not None:
-                    graph_fts = graph_fts + linear(graph_x, *hint_weights.graph)
+                    graph_fts = add_linear(graph_fts, graph_x, hint_weights.graph[0])
                 found = adjacency(self.hint_layout, values)
                 adj = adj | found if found is not None else adj
             adj = adj.to(dtype)
@@ -282,10 +286,11 @@ def _prefix(x: torch.Tensor, k: int) -> torch.Tensor:
 class _HintEdgeProjection:
     """The hint decoders' linears that read the edge features ``e = [edge_fts, tri]``, without forming ``e``.
 
-    ``edge_fts = edge_in + enc(x)`` (``x`` the hint edge channels, ``enc`` linear), so a linear ``L`` of it
-    is ``L_a(edge_in) + (L_a enc)(x) + L_b(tri)``: ``L_a(edge_in)`` is computed once per forward pass,
-    ``(L_a enc)`` has a few input channels, and only ``L_b(tri)`` is a full product per step (none without
-    triplet edge features). The same values as ``L(e)`` up to float rounding."""
+    ``edge_fts = edge_in + W x`` (``x`` the hint edge channels, ``W`` their encoders' weights; ``edge_in``
+    includes their biases), so a linear ``L`` of it is ``L_a(edge_in) + (L_a W) x + L_b(tri)``:
+    ``L_a(edge_in)`` is computed once per forward pass, ``(L_a W)`` has a few input channels, and only
+    ``L_b(tri)`` is a full product per step (none without triplet edge features). The same values as
+    ``L(e)`` up to float rounding."""
 
     def __init__(self, decoders: DecoderWeights, encoders: EncoderWeights | None, edge_in: torch.Tensor,
                  hidden: int) -> None:
@@ -299,15 +304,14 @@ class _HintEdgeProjection:
         self.from_inputs = linear(edge_in, w_fts, bias)
         self.from_hints = None
         if encoders is not None and encoders.edge is not None:
-            w_enc, b_enc = encoders.edge
-            self.from_hints = (w_fts @ w_enc, w_fts @ b_enc)
+            self.from_hints = w_fts @ encoders.edge[0]
 
     def __call__(self, k: int, edge_x: torch.Tensor | None, tri: torch.Tensor | None) -> torch.Tensor | None:
         if not self.active:
             return None
         out = _prefix(self.from_inputs, k)
         if edge_x is not None and self.from_hints is not None:
-            out = out + linear(edge_x, *self.from_hints)
+            out = add_linear(out, edge_x, self.from_hints)
         if tri is not None and self.w_tri is not None:
             out = out + linear(tri, self.w_tri)
         return out
