@@ -173,7 +173,8 @@ def _apply(lin: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return linear(x, lin.weight, lin.bias)
 
 
-_MAX_CHUNK = 1 << 18  # elements of the [..., H] maximum formed at once (1 MB: stays in cache)
+_MAX_CHUNK = 1 << 18  # elements of the [..., H] maximum formed at once on the CPU (1 MB: stays in cache)
+_MAX_CHUNK_DEVICE = 1 << 28  # on an accelerator, large pieces (few kernel launches)
 
 
 def max_linear(x: torch.Tensor, y: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
@@ -189,15 +190,16 @@ def max_linear(x: torch.Tensor, y: torch.Tensor, lin: nn.Linear) -> torch.Tensor
     return _MaxLinear.apply(x, y, lin.weight, lin.bias)
 
 
-def _pieces(shape: torch.Size):
+def _pieces(shape: torch.Size, device: torch.device):
     """Slices (graphs, rows) covering a tensor of ``shape`` in pieces of about ``_MAX_CHUNK`` elements."""
+    limit = _MAX_CHUNK if device.type == "cpu" else _MAX_CHUNK_DEVICE
     per_graph = shape[1:].numel()
-    if per_graph <= _MAX_CHUNK:
-        step = max(1, _MAX_CHUNK // per_graph)
+    if per_graph <= limit:
+        step = max(1, limit // per_graph)
         for start in range(0, shape[0], step):
             yield slice(start, start + step), slice(None)
         return
-    step = max(1, _MAX_CHUNK * shape[1] // per_graph)
+    step = max(1, limit * shape[1] // per_graph)
     for g in range(shape[0]):
         for start in range(0, shape[1], step):
             yield slice(g, g + 1), slice(start, start + step)
@@ -224,7 +226,7 @@ class _MaxLinear(torch.autograd.Function):
         ctx.save_for_backward(x, y, weight, bias)
         shape = torch.broadcast_shapes(x.shape, y.shape)
         out = x.new_empty(*shape[:-1], 1)
-        for graphs, rows in _pieces(shape):
+        for graphs, rows in _pieces(shape, x.device):
             out[graphs, rows] = linear(torch.maximum(_take(x, graphs, rows), _take(y, graphs, rows)), weight, bias)
         return out
 
@@ -236,7 +238,7 @@ class _MaxLinear(torch.autograd.Function):
                 out = linear(torch.maximum(x, y), weight, bias)
             return torch.autograd.grad(out, (x, y, weight, bias), grad, create_graph=True)
         w = weight[0]
-        pieces = list(_pieces(torch.broadcast_shapes(x.shape, y.shape)))
+        pieces = list(_pieces(torch.broadcast_shapes(x.shape, y.shape), x.device))
         whole = all(rows == slice(None) for _, rows in pieces)  # pieces of whole graphs: concatenate
         grad_x, grad_y = (None, None) if whole else (torch.zeros_like(x), torch.zeros_like(y))
         parts_x, parts_y, grad_w = [], [], 0.0

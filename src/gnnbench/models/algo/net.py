@@ -25,6 +25,12 @@ fed outputs that ``jnp.where`` discards and hint predictions that the loss masks
 batch to more steps or bucketing it by length changes nothing; hint predictions after a trace's
 last step are 0.
 
+Speed (same values up to float rounding): the inputs are encoded once per forward pass (CLRS re-encodes
+them at every step); each location's encoders are one product, the decoders' linears that read one tensor
+too; the hint decoders' linears of the edge features are split by linearity into a part computed once
+and a per-step part of a few channels (plus the triplet features); the pointer decoders' maximum is
+never stored (:func:`.decoders.max_linear`).
+
 ``repred`` (CLRS's flag: False at training, True at evaluation) selects ground-truth or predicted
 hints only through teacher forcing, and turns dropout off. ``enforce_permutations`` and
 ``enforce_pred_as_input`` (``run.py``'s other options) change only fields of type
