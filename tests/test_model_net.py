@@ -73,25 +73,32 @@ def _post_literal(loc, typ, x, hard):
     return F.one_hot(x.argmax(-1), x.shape[-1]).float() if hard else torch.softmax(x, dim=-1)
 
 
-def _clrs_forward(model, batch, repred):
+def _clrs_forward(model, batch, repred, generator=None):
     spec = SPECS[model.algorithm]
+    forcing = 0.0 if repred else model.hint_teacher_forcing
     b, n, steps = batch.num_graphs, batch.num_nodes, batch.num_steps
     hard = model.hint_repred_mode == "hard" or (model.hint_repred_mode == "hard_on_eval" and repred)
     hidden = torch.zeros(b, n, model.hidden)
     outputs, hint_preds, prev = None, [], None
     for i in range(max(1, steps - 1)):
+        force = torch.rand(b, generator=generator) < forcing if 0 < forcing < 1 and i > 0 else None
         node_fts, edge_fts = torch.zeros(b, n, model.hidden), torch.zeros(b, n, n, model.hidden)
         graph_fts, adj = torch.zeros(b, model.hidden), torch.eye(n).expand(b, n, n)
         for name, (stage, loc, typ) in spec.items():
             if stage == "input" or (stage == "hint" and model.encode_hints):
                 if stage == "input":
                     data = batch.inputs[name]
-                elif i == 0 or (not repred and model.hint_teacher_forcing == 1.0):
+                elif i == 0 or forcing == 1.0:
                     data = batch.hints[name][i]
                 else:
                     data = _post_literal(loc, typ, prev[name], hard)
                 if typ == "pointer" and data.dim() == {"node": 2, "edge": 3, "graph": 1}[loc]:
                     data = F.one_hot(data.long(), n).float()
+                if force is not None and stage == "hint":  # per trace: the ground truth with probability `forcing`
+                    truth = batch.hints[name][i]
+                    if typ == "pointer":
+                        truth = F.one_hot(truth.long(), n).float()
+                    data = torch.where(force.view(-1, *[1] * (data.dim() - 1)), truth, data)
                 node_fts, edge_fts, graph_fts, adj = _encode_literal(model, name, loc, typ, data, node_fts, edge_fts,
                                                                      graph_fts, adj)
         nxt, tri = model.processor(node_fts, edge_fts, graph_fts, adj, hidden)
@@ -136,14 +143,15 @@ def _close(a, b, tol=2e-5):
     ("mst_kruskal", "mpnn", {"hint_repred_mode": "hard"}),  # graph categorical
     ("strongly_connected_components", "gatv2", {"hint_teacher_forcing": 1.0}),  # graph mask
     ("dijkstra", "mpnn", {"hint_mode": "decoded_only"}),
+    ("dag_shortest_paths", "pgn", {"hint_teacher_forcing": 0.5}),  # forced per trace by the generator's draws
     ("bellman_ford", "mpnn", {"hint_mode": "none"}),
 ])
 def test_matches_a_literal_clrs_step_loop(alg, processor, options):
     model = _model(alg, processor, **options)
     batch = _batch(alg, num=5, seed=3)
     for repred in (False, True):
-        outputs, hints = model(batch, repred=repred)
-        ref_outputs, ref_hints = _clrs_forward(model, batch, repred)
+        outputs, hints = model(batch, repred=repred, generator=torch.Generator().manual_seed(1))
+        ref_outputs, ref_hints = _clrs_forward(model, batch, repred, torch.Generator().manual_seed(1))
         for name, value in ref_outputs.items():
             _close(outputs[name], value)
         assert set(hints) == (set(ref_hints[0]) if model.decode_hints else set())
@@ -152,9 +160,9 @@ def test_matches_a_literal_clrs_step_loop(alg, processor, options):
             for t in range(batch.num_steps - 1):
                 alive = batch.lengths > t + 1  # steps the loss scores
                 _close(value[t][alive], ref_hints[t][name][alive])
-    loss = model.loss(batch)
+    loss = model.loss(batch, generator=torch.Generator().manual_seed(2))
     grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
-    ref_loss = _clrs_loss(model, batch, *_clrs_forward(model, batch, False))
+    ref_loss = _clrs_loss(model, batch, *_clrs_forward(model, batch, False, torch.Generator().manual_seed(2)))
     ref_grads = torch.autograd.grad(ref_loss, list(model.parameters()), allow_unused=True)
     _close(loss, ref_loss)
     for g, r in zip(grads, ref_grads):
@@ -264,6 +272,11 @@ def test_bad_arguments_name_the_argument():
     bad = TorchBatch(batch.inputs, batch.hints, batch.lengths + batch.num_steps, batch.outputs)
     with pytest.raises(ValueError, match="lengths"):
         _model("bfs", "mpnn")(bad, repred=True)
+    dfs = _batch("dfs")  # another algorithm's batch: its fields are named
+    with pytest.raises(ValueError, match="lack s .*fields of bfs"):
+        _model("bfs", "mpnn")(dfs, repred=True)
+    with pytest.raises(ValueError, match="outputs lack pi"):
+        _model("bfs", "mpnn").loss(TorchBatch(batch.inputs, batch.hints, batch.lengths, {}))
 
 
 def test_same_generator_seed_gives_the_same_model():

@@ -146,6 +146,9 @@ class EncodeProcessDecode(nn.Module):
 
         ``repred``: False at training, True at evaluation (CLRS's flag). ``generator`` draws the
         teacher-forcing choices when ``0 < hint_teacher_forcing < 1``."""
+        _require(batch.inputs, self.input_layout.names, "inputs", self.algorithm)
+        if self.encode_hints or self.decode_hints:
+            _require(batch.hints, self.hint_layout.names, "hints", self.algorithm)
         plan = _Plan(batch)
         b, n, device = plan.num_graphs, plan.num_nodes, plan.device
         dtype = next(iter(batch.inputs.values())).dtype
@@ -203,7 +206,7 @@ class EncodeProcessDecode(nn.Module):
                 scores = decode(hint_decoders, h, None, graph_fts, adj, inf_bias, inf_bias_edge,
                                 e_proj=e_proj(k, edge_x, tri))
                 hint_scores.append(scores.fields(self.hint_layout))
-                if encode_hints and t + 1 < len(plan.active):
+                if encode_hints and t + 1 < len(plan.active) and forcing < 1.0:
                     fed = postprocess(self.hint_layout, scores, hard)
             k_next = plan.active[t + 1] if t + 1 < len(plan.active) else 0
             if k_next < k:
@@ -240,10 +243,10 @@ class EncodeProcessDecode(nn.Module):
         force = plan.sort(draw.to(plan.device))[:k]
         return truth().zip_map(fed, lambda gt, pred: torch.where(force.view(-1, *[1] * (gt.dim() - 1)), gt, pred))
 
-    def loss(self, batch: TorchBatch) -> torch.Tensor:
+    def loss(self, batch: TorchBatch, generator: torch.Generator | None = None) -> torch.Tensor:
         """CLRS's training loss (``BaselineModel._loss``): the output losses plus, with decoded hints,
-        the hint losses, in spec order."""
-        output_preds, hint_preds = self(batch, repred=False)
+        the hint losses, in spec order (``generator``: see :meth:`forward`)."""
+        output_preds, hint_preds = self(batch, repred=False, generator=generator)
         return clrs_loss(self.algorithm, batch, output_preds, hint_preds)
 
     @torch.no_grad()
@@ -270,6 +273,7 @@ def clrs_loss(algorithm: str, batch: TorchBatch, output_preds: dict[str, torch.T
     """Sum of the output losses and of the hint losses of the decoded hints (``hint_preds`` may be
     empty), as CLRS's ``BaselineModel._loss``; hint steps after the longest trace are left out."""
     spec = SPECS[check_algorithm(algorithm)]
+    _require(batch.outputs, tuple(n for n, (st, _, _) in spec.items() if st == Stage.OUTPUT), "outputs", algorithm)
     total = None
     for name, (stage, _, type_) in spec.items():
         if stage == Stage.OUTPUT:
@@ -282,6 +286,13 @@ def clrs_loss(algorithm: str, batch: TorchBatch, output_preds: dict[str, torch.T
                 total = total + hint_loss(type_, hint_preds[name][:longest - 1], batch.hints[name][:longest],
                                           batch.lengths)
     return total
+
+
+def _require(values: dict[str, torch.Tensor], names: tuple[str, ...], part: str, algorithm: str) -> None:
+    missing = [name for name in names if name not in values]
+    if missing:
+        raise ValueError(f"the batch's {part} lack {', '.join(missing)} (fields of {algorithm}); "
+                         f"it has {', '.join(values) or 'none'}")
 
 
 def _prefix(x: torch.Tensor, k: int) -> torch.Tensor:
