@@ -62,8 +62,8 @@ from ...arguments import check_choice, check_float, check_int
 from ..linear import linear
 from .batches import TorchBatch
 from .decoders import DecoderWeights, construct_decoder, decode, hard_predictions, postprocess
-from .encoders import (ENCODER_INITS, EncoderWeights, FieldLayout, Groups, add_linear, adjacency, channels,
-                       construct_encoder, encode, group)
+from .encoders import (ENCODER_INITS, EncoderWeights, FieldLayout, Groups, add_linear, adjacency, categorical_classes,
+                       channels, construct_encoder, encode, group)
 from .losses import hint_loss, output_loss
 from .processors import PROCESSORS, make_processor
 
@@ -113,20 +113,13 @@ class EncodeProcessDecode(nn.Module):
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
         for name, (stage, loc, type_) in spec.items():
-            classes = self._classes(name, type_)
+            classes = categorical_classes(self.algorithm, name) if type_ == Type.CATEGORICAL else 1
             if stage == Stage.INPUT or (stage == Stage.HINT and self.encode_hints):
                 self.encoders[name] = construct_encoder(stage, loc, type_, self.hidden, classes, encoder_init,
                                                         generator)
             if stage == Stage.OUTPUT or (stage == Stage.HINT and self.decode_hints):
                 self.decoders[name] = construct_decoder(loc, type_, self.hidden, edge_width, classes, generator)
         self.processor = processor_module
-
-    def _classes(self, name: str, type_: str) -> int:
-        if type_ != Type.CATEGORICAL:
-            return 1
-        layout = self.input_layout if name in self.input_layout.types else (
-            self.hint_layout if name in self.hint_layout.types else self.output_layout)
-        return dict(layout.node.categorical + layout.edge.categorical + layout.graph.categorical)[name]
 
     def haiku_names(self) -> dict[str, str]:
         """``{torch module path: haiku module path}`` for every linear and layer norm (see the module docstring)."""
@@ -152,15 +145,7 @@ class EncodeProcessDecode(nn.Module):
         plan = _Plan(batch)
         b, n, device = plan.num_graphs, plan.num_nodes, plan.device
         dtype = next(iter(batch.inputs.values())).dtype
-
-        inputs = group(self.input_layout, {name: plan.sort(batch.inputs[name]) for name in self.input_layout.names}, n)
-        node_in, edge_in, graph_in = encode(EncoderWeights(self.input_layout, self.encoders), inputs)
-        node_in = node_in if node_in is not None else torch.zeros(b, n, self.hidden, dtype=dtype, device=device)
-        edge_in = edge_in if edge_in is not None else torch.zeros(b, n, n, self.hidden, dtype=dtype, device=device)
-        graph_in = graph_in if graph_in is not None else torch.zeros(b, self.hidden, dtype=dtype, device=device)
-        adj_in = torch.eye(n, dtype=torch.bool, device=device).expand(b, n, n)
-        found = adjacency(self.input_layout, inputs)
-        adj_in = adj_in | found if found is not None else adj_in
+        node_in, edge_in, graph_in, adj_in = self._encode_inputs(batch, plan)
 
         encode_hints = self.encode_hints and bool(self.hint_layout)
         decode_hints = self.decode_hints and bool(self.hint_layout)
@@ -225,6 +210,19 @@ class EncodeProcessDecode(nn.Module):
     def _hint_preds(self, plan: _Plan, hint_scores: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {name: plan.unsort_steps([scores[name] for scores in hint_scores[:plan.num_steps - 1]],
                                         hint_scores[0][name]) for name in self.hint_layout.names}
+
+    def _encode_inputs(self, batch: TorchBatch, plan: _Plan) -> tuple[torch.Tensor, ...]:
+        """Node, edge and graph features of the inputs (zeros where none lands) and the adjacency they
+        give (the identity, plus input node pointers and edge masks), in the plan's order."""
+        b, n = plan.num_graphs, plan.num_nodes
+        inputs = group(self.input_layout, {name: plan.sort(batch.inputs[name]) for name in self.input_layout.names}, n)
+        features = encode(EncoderWeights(self.input_layout, self.encoders), inputs)
+        like = next(iter(batch.inputs.values()))
+        features = [x if x is not None else like.new_zeros(shape) for x, shape in
+                    zip(features, ((b, n, self.hidden), (b, n, n, self.hidden), (b, self.hidden)))]
+        adj = torch.eye(n, dtype=torch.bool, device=plan.device).expand(b, n, n)
+        found = adjacency(self.input_layout, inputs)
+        return (*features, adj | found if found is not None else adj)
 
     def _hints_at(self, batch: TorchBatch, plan: _Plan, t: int, k: int, fed: Groups | None, forcing: float,
                   generator: torch.Generator | None) -> Groups:
