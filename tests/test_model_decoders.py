@@ -356,3 +356,22 @@ def test_max_linear_matches_plain_autograd_with_ties_and_second_order(monkeypatc
     torch.testing.assert_close(hv[0], hv[1])
     with torch.no_grad():
         torch.testing.assert_close(decoders.max_linear(x, y, lin), plain)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_add_linear_matches_plain_autograd_to_second_order(channels):
+    from gnnbench.models.algo.encoders import add_linear
+
+    gen = torch.Generator().manual_seed(channels)
+    base = torch.randn(2, 3, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 3, 3, channels, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, channels, generator=gen, dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(2, 3, 3, 4, generator=gen, dtype=torch.float64)
+    got, want = add_linear(base, x, w), base + x @ w.t()
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got, (base, x, w), probe), torch.autograd.grad(want, (base, x, w), probe)):
+        torch.testing.assert_close(a, b)
+    v = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    hv = [torch.autograd.grad((torch.autograd.grad((out * out).sum(), x, create_graph=True)[0] * v).sum(), w)[0]
+          for out in (add_linear(base, x, w), base + x @ w.t())]
+    torch.testing.assert_close(hv[0], hv[1])

@@ -239,24 +239,22 @@ class _MaxLinear(torch.autograd.Function):
             return torch.autograd.grad(out, (x, y, weight, bias), grad, create_graph=True)
         w = weight[0]
         pieces = list(_pieces(torch.broadcast_shapes(x.shape, y.shape), x.device))
-        whole = all(rows == slice(None) for _, rows in pieces)  # pieces of whole graphs: concatenate
-        grad_x, grad_y = (None, None) if whole else (torch.zeros_like(x), torch.zeros_like(y))
-        parts_x, parts_y, grad_w = [], [], 0.0
+        whole = all(rows == slice(None) for _, rows in pieces)  # pieces of whole graphs: written in place
+        make = torch.empty_like if whole else torch.zeros_like
+        grad_x, grad_y = make(x), make(y)
+        grad_w = 0.0
         for graphs, rows in pieces:
             xs, ys, gs = _take(x, graphs, rows), _take(y, graphs, rows), grad[graphs, rows]
             twice = torch.sign(xs - ys).add_(1.0).mul_(gs)  # 2 T
             tx = _reduce_to(twice, xs.shape)
             sy = _reduce_to(gs, ys.shape[:-1] + (1,)) - 0.5 * _reduce_to(twice, ys.shape)  # sum (g - T)
             grad_w = grad_w + _sum_rows(ys * sy) + 0.5 * _sum_rows(xs * tx)
-            px, py = tx * (0.5 * w), sy.mul_(w)
             if whole:
-                parts_x.append(px)
-                parts_y.append(py)
+                torch.mul(tx, 0.5 * w, out=grad_x[graphs])
+                torch.mul(sy, w, out=grad_y[graphs])
             else:
-                _take(grad_x, graphs, rows).add_(px)
-                _take(grad_y, graphs, rows).add_(py)
-        if whole:
-            grad_x, grad_y = (torch.cat(p) if len(p) > 1 else p[0] for p in (parts_x, parts_y))
+                _take(grad_x, graphs, rows).add_(tx * (0.5 * w))
+                _take(grad_y, graphs, rows).add_(sy.mul_(w))
         return grad_x, grad_y, grad_w.unsqueeze(0), grad.sum().reshape(1)
 
 

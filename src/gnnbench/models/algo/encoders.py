@@ -263,13 +263,28 @@ _FEW_CHANNELS = 2  # up to this many input channels, a linear is cheaper as fuse
 
 
 def add_linear(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``base + x @ weight.T`` (no bias: fold it into ``base``), as ``addcmul`` per channel when ``x``
-    has few channels (one pass over the output each, no separate sum)."""
-    if x.shape[-1] > _FEW_CHANNELS:
+    """``base + x @ weight.T`` (no bias: fold it into ``base``); with few channels in ``x``, one fused
+    multiply-add pass per channel forward and matrix-vector products backward (no full-size temporaries)."""
+    if x.shape[-1] > _FEW_CHANNELS or torch._C._are_functorch_transforms_active():
         return base + linear(x, weight)
-    for c in range(x.shape[-1]):
-        base = torch.addcmul(base, x[..., c:c + 1], weight[:, c])
-    return base
+    return _AddFewChannels.apply(base, x, weight)
+
+
+class _AddFewChannels(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        for c in range(x.shape[-1]):
+            base = torch.addcmul(base, x[..., c:c + 1], weight[:, c])
+        return base
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, weight = ctx.saved_tensors
+        rows, cols = grad.reshape(-1, grad.shape[-1]), x.reshape(-1, x.shape[-1])
+        grad_x = torch.stack([rows @ weight[:, c] for c in range(x.shape[-1])], dim=-1).reshape(x.shape)
+        grad_w = torch.stack([rows.t() @ cols[:, c] for c in range(x.shape[-1])], dim=-1)
+        return grad, grad_x, grad_w
 
 
 def adjacency(layout: FieldLayout, values: Groups) -> torch.Tensor | None:
