@@ -2,12 +2,15 @@
 
 glibc's ``malloc`` serves blocks above its mmap threshold (which adapts up to 32 MiB) with ``mmap`` and unmaps
 them on ``free``; PyTorch's CPU allocator goes through ``malloc``, so every operation whose output is larger than
-that, such as the ``[B, n, n, n, H]`` maxima of CLRS-30's edge-pointer decoder (67 MB at batch 32, n = 16,
-hidden 128) or the edge features at n = 64, gets new pages, which the kernel zeroes and maps one fault at a time:
-an element-wise ``maximum`` of that size took 38 ms instead of 2.5 ms on the 2-core AMD EPYC we test on, and a
-Floyd-Warshall training step 4.8 s instead of 3.0 s. :func:`retain_freed_memory` raises the mmap threshold and
-turns off trimming (``mallopt``), so freed blocks return to the heap and are reused, as a caching allocator
-would; the process then keeps its peak memory until it exits. It changes no result.
+that (the edge features of a batch of 32 graphs at n = 64 and hidden 128 are 67 MB) gets new pages, which the
+kernel zeroes and maps one fault at a time. :func:`retain_freed_memory` raises the mmap threshold and turns off
+trimming (``mallopt``), so freed blocks return to the heap and are reused, as a caching allocator would. PyTorch
+asks for 64-byte-aligned blocks, which glibc carves with a little slack: a block of a freed block's exact size is
+served from fresh heap until freed neighbours merge, so a loop settles after a few steps on reused memory (a few
+blocks of its largest size more than its peak), and the process keeps that memory until it exits. Measured on the
+2-core AMD EPYC we test on: evaluating a Triplet-GMPNN on CLRS-30's Dijkstra test split (n = 64) took 13.6 s
+instead of 47 s (peak RSS 2.0 instead of 1.5 GB); a 67 MB element-wise ``maximum`` 2.5 instead of 38 ms. It changes
+no result.
 """
 
 from __future__ import annotations
