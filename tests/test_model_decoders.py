@@ -375,3 +375,40 @@ def test_add_linear_matches_plain_autograd_to_second_order(channels):
     hv = [torch.autograd.grad((torch.autograd.grad((out * out).sum(), x, create_graph=True)[0] * v).sum(), w)[0]
           for out in (add_linear(base, x, w), base + x @ w.t())]
     torch.testing.assert_close(hv[0], hv[1])
+
+
+def test_max_linear_second_order_through_a_chain_sharing_its_weight():
+    # the weight reaches the later call both directly and through the earlier one's output
+    import gnnbench.models.algo.decoders as decoders
+
+    gen = torch.Generator().manual_seed(3)
+    h = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64)
+    e = torch.randn(2, 3, 3, 4, generator=gen, dtype=torch.float64)
+    proj = torch.randn(8, 5, generator=gen, dtype=torch.float64)
+    lin = torch.nn.Linear(4, 1).double()
+    params = (proj, lin.weight, lin.bias)
+    vs = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params]
+
+    def hvp(step):
+        leaves = [p.detach().clone().requires_grad_(True) for p in params]
+        w_proj, weight, bias = leaves
+        lin_ = torch.nn.Linear(4, 1).double()
+        loss, state, edges = 0.0, h, e
+        for _ in range(3):
+            p = torch.nn.functional.linear(state, w_proj)
+            scores = step(p[..., :4].unsqueeze(1), p[..., 4:].unsqueeze(2) + edges, lin_, weight, bias)
+            probs = torch.softmax(scores.squeeze(-1).transpose(1, 2), dim=-1)
+            loss = loss + (probs ** 2).sum()
+            edges = edges + probs.unsqueeze(-1)
+            state = torch.tanh(state + probs.sum(-1, keepdim=True))
+        grads = torch.autograd.grad(loss, leaves, create_graph=True)
+        return torch.autograd.grad(sum((g * v).sum() for g, v in zip(grads, vs)), leaves)
+
+    def fused(x, y, lin_, weight, bias):
+        return decoders._MaxLinear.apply(x, y, weight, bias)
+
+    def plain(x, y, lin_, weight, bias):
+        return torch.nn.functional.linear(torch.maximum(x, y), weight, bias)
+
+    for got, want in zip(hvp(fused), hvp(plain)):
+        torch.testing.assert_close(got, want)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from gnnbench.algo import ALGORITHMS, SPECS, Evaluator, sample
 from gnnbench.models.algo.batches import TorchBatch, random_pos, randomize_pos, to_torch
 from gnnbench.models.algo.losses import hint_loss, output_loss
-from gnnbench.models.algo.net import EncodeProcessDecode
+from gnnbench.models.algo.net import EncodeProcessDecode, clrs_loss
 
 torch.set_num_threads(1)
 
@@ -277,6 +277,26 @@ def test_bad_arguments_name_the_argument():
         _model("bfs", "mpnn")(dfs, repred=True)
     with pytest.raises(ValueError, match="outputs lack pi"):
         _model("bfs", "mpnn").loss(TorchBatch(batch.inputs, batch.hints, batch.lengths, {}))
+
+
+def test_double_backward_agrees_with_forward_over_reverse():
+    # Hessian-vector products of the training loss both ways (gnnbench.hessian uses either)
+    batch = to_torch(sample("bfs", 3, n=5, seed=0).clrs_batch(), dtype=torch.float64)
+    model = _model("bfs", "triplet_gmpnn", hidden=4).double()
+    names, params = zip(*[(k, p.detach()) for k, p in model.named_parameters()])
+    gen = torch.Generator().manual_seed(1)
+    v = tuple(torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params)
+
+    def loss(*ps):
+        out, hints = torch.func.functional_call(model, dict(zip(names, ps)), (batch,), {"repred": False})
+        return clrs_loss("bfs", batch, out, hints)
+
+    forward_over_reverse = torch.func.jvp(torch.func.grad(loss, argnums=tuple(range(len(params)))), params, v)[1]
+    leaves = [p.clone().requires_grad_(True) for p in params]
+    grads = torch.autograd.grad(loss(*leaves), leaves, create_graph=True)
+    double_backward = torch.autograd.grad(sum((g * u).sum() for g, u in zip(grads, v)), leaves)
+    for a, b in zip(forward_over_reverse, double_backward):
+        torch.testing.assert_close(a, b)
 
 
 def test_same_generator_seed_gives_the_same_model():

@@ -233,10 +233,11 @@ class _MaxLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, y, weight, bias = ctx.saved_tensors
-        if torch.is_grad_enabled():  # double backward: differentiate the plain expression
-            with torch.enable_grad():
-                out = linear(torch.maximum(x, y), weight, bias)
-            return torch.autograd.grad(out, (x, y, weight, bias), grad, create_graph=True)
+        if torch.is_grad_enabled():  # double backward: the same gradients as differentiable expressions
+            share = (torch.sign(x - y) + 1.0) * 0.5  # piecewise constant
+            gm = grad * weight[0]
+            return (_reduce_to(gm * share, x.shape), _reduce_to(gm * (1.0 - share), y.shape),
+                    _sum_rows(grad * torch.maximum(x, y)).unsqueeze(0), grad.sum().reshape(1))
         w = weight[0]
         pieces = list(_pieces(torch.broadcast_shapes(x.shape, y.shape), x.device))
         whole = all(rows == slice(None) for _, rows in pieces)  # pieces of whole graphs: written in place
