@@ -14,7 +14,7 @@ from torch import nn
 
 from gnnbench.algo import CLRS30_SPLITS, Evaluator, sample
 from gnnbench.harness import algo_family
-from gnnbench.harness.algo_data import TrainBatches, online_p, split_traces, take
+from gnnbench.harness.algo_data import TrainBatches, held_out_batches, online_p, split_traces, take
 from gnnbench.harness.family import SeedContext
 
 torch.set_num_threads(1)
@@ -168,6 +168,24 @@ def test_clrs30_batches_come_from_the_train_split_with_random_pos():
                           random_pos=False).next()
     assert padded.hints["pi_h"].shape[0] == int(split.lengths.max())
     assert np.array_equal(padded.inputs["pos"], np.broadcast_to(np.arange(16) / 16, (32, 16)))
+
+
+def test_held_out_batches_are_fresh_draws_of_the_training_distribution():
+    data = {"train": "clrs30", "random_pos": False, "train_sizes": [4, 7, 11, 13, 16], "online_p": []}
+    batches = held_out_batches("bfs", data, 8, 3, np.random.default_rng(0))
+    assert [batch.inputs["A"].shape for batch in batches] == [(8, 16, 16)] * 3
+    train = split_traces("bfs", "train")
+    seen = {a.tobytes() for a in train.inputs["A"]}
+    held = [a.tobytes() for batch in batches for a in batch.inputs["A"]]
+    assert len(set(held)) == 24 and not seen.intersection(held)  # 24 distinct graphs, none trained on
+    # the same generator as the train split: its edge density matches the split's (same p), not run.py's online p
+    density = np.mean([batch.inputs["A"].mean() for batch in batches])
+    assert abs(density - train.inputs["A"].mean()) < 0.1
+    again = held_out_batches("bfs", data, 8, 3, np.random.default_rng(0))
+    assert all(np.array_equal(a.inputs["A"], b.inputs["A"]) for a, b in zip(batches, again))
+    online = held_out_batches("bfs", {**data, "train": "online", "train_sizes": [5, 9]}, 4, 2,
+                              np.random.default_rng(0))
+    assert [batch.inputs["A"].shape[1] for batch in online] == [5, 9]  # the online sizes in turn
 
 
 def test_clrs30_sequential_order_is_repeat_then_batch():
@@ -341,7 +359,9 @@ def test_seed_outcome_carries_test_predictions_and_hessian_inputs(tmp_path):
     assert set(outcome.test) == {"pi", "score", "score_n16"}
     hessian = outcome.hessian
     assert hessian.num_train_examples == 1000
-    assert len(hessian.train_batches) == algo_family.HESSIAN_TRAIN_BATCHES and len(hessian.test_batches) == 1
+    assert len(hessian.train_batches) == len(hessian.test_batches) == algo_family.HESSIAN_TRAIN_BATCHES
+    # the measured gap is in-distribution: held-out graphs of the training size (16), not the n = 64 test split
+    assert {batch.num_nodes for batch in hessian.test_batches} == {16}
     loss = hessian.loss_fn(hessian.train_batches[0])
     assert loss.requires_grad and torch.isfinite(loss)
     initial = algo_family.build_model("bfs", cfg["model"], torch.Generator().manual_seed(0)).state_dict()

@@ -65,6 +65,25 @@ def _generated(algorithm: str, num: int, n: int, seed: int) -> TraceSet:
     return sample(algorithm, num, n=n, seed=seed)
 
 
+def held_out_batches(algorithm: str, data: Mapping[str, Any], batch_size: int, num_batches: int,
+                     rng: np.random.Generator) -> list[ClrsBatch]:
+    """``num_batches`` batches of fresh graphs from the training distribution of ``data`` (never trained on):
+    CLRS-30's train-split generator (n = 16, its edge probabilities) under ``data["train"] == "clrs30"``, the
+    online sizes and probabilities otherwise; ``pos`` randomised as in training when ``data["random_pos"]``."""
+    if data["train"] == "clrs30":
+        config = CLRS30_SPLITS["train"]
+        seeds = {split.seed for split in CLRS30_SPLITS.values()}
+        seed = int(rng.integers(0, 2**32))
+        while seed in seeds:  # never one of CLRS-30's own splits
+            seed = int(rng.integers(0, 2**32))
+        traces = sample(algorithm, num_batches * batch_size, n=config.n, seed=seed).clrs_batch()
+        batches = chunks(traces, batch_size)
+        return [randomise_pos(batch, rng) for batch in batches] if data["random_pos"] else batches
+    online = TrainBatches(algorithm, source="online", batch_size=batch_size, rng=rng, random_pos=data["random_pos"],
+                          sizes=data["train_sizes"], p=data["online_p"])
+    return [online.next() for _ in range(num_batches)]
+
+
 def take(batch: ClrsBatch, indices: np.ndarray, bucket: bool) -> ClrsBatch:
     """Traces ``indices`` of ``batch``; with ``bucket`` the hints are cut to the longest of them."""
     lengths = batch.lengths[indices]

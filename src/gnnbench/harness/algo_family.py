@@ -52,7 +52,8 @@ PROCESSORS = ("mpnn", "pgn", "gatv2", "triplet_gmpnn")
 HINT_MODES = ("encoded_decoded", "decoded_only", "none")
 HINT_REPRED_MODES = ("soft", "hard", "hard_on_eval")
 ENCODER_INITS = ("default", "xavier_on_scalars")
-HESSIAN_TRAIN_BATCHES = 4  # training batches handed to the Hessian column (drawn from their own generator)
+HESSIAN_TRAIN_BATCHES = 4  # training (and as many held-out) batches handed to the Hessian column (own generators)
+HELD_OUT_KEY = 1  # spawn-key suffix of the held-out batches' generator (beside the training batches' own)
 
 
 def default_config() -> dict[str, dict[str, Any]]:
@@ -360,15 +361,23 @@ def train_seed(context: SeedContext) -> SeedOutcome:
 
 
 def _hessian_inputs(run: _Run) -> HessianInputs:
-    """A few training batches (own generator: training is not disturbed), the test split, the initial weights."""
+    """A few training batches and as many held-out batches from the training distribution (each from its own
+    generator: training is not disturbed), and the initial weights.
+
+    The measured gap is in-distribution, as the bounds are: the held-out graphs are fresh draws of the training
+    distribution (CLRS-30's train-split generator at n = 16 under ``data.train = "clrs30"``, the online sizes
+    otherwise), never the n = 64 test split, whose loss adds the size shift the bounds do not cover.
+    """
     data, train = run.data, run.train
     batches = TrainBatches(run.algorithm, source=data["train"], batch_size=train["batch_size"],
                            rng=np.random.default_rng(run.hessian_seed), bucket=True, random_pos=data["random_pos"],
                            sizes=data["train_sizes"], p=data["online_p"], order=data["train_order"])
     train_batches = [to_device(batches.next(), run.device) for _ in range(HESSIAN_TRAIN_BATCHES)]
-    traces = split_traces(run.algorithm, data["test"])
-    test_batches = [to_device(piece, run.device) for piece in
-                    chunks(traces.clrs_batch(), eval_batch_size(run.config["eval"]["batch_size"], traces.num_nodes))]
+    held_out = np.random.default_rng(np.random.SeedSequence(run.hessian_seed.entropy,
+                                                            spawn_key=(*run.hessian_seed.spawn_key, HELD_OUT_KEY)))
+    test_batches = [to_device(batch, run.device) for batch in
+                    algo_data.held_out_batches(run.algorithm, data, train["batch_size"], HESSIAN_TRAIN_BATCHES,
+                                               held_out)]
     size = batches.dataset_size
     return HessianInputs(loss_fn=run.model.loss, train_batches=train_batches, test_batches=test_batches,
                          initial_state=run.initial_state,
