@@ -262,3 +262,152 @@ def test_hessian_diffusion_command_on_the_demo_region(tmp_path, capsys):
     assert main(["hessian", "diffusion", "--state", "DEMO", "--root", str(tmp_path / "road"), "--rule", "sum"]) == 0
     out = capsys.readouterr().out
     assert "sum: sigma_max" in out and "l=6" in out
+
+
+# ------------------------------------------------------------------- bounds below the measured gap (issue 10, item 8)
+
+
+def _flipped(batches):
+    """The same inputs with the other label: a trained classifier's loss on them is far above its training loss."""
+    return [(x, 1 - y) for x, y in batches]
+
+
+def _stderr(values):
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((value - mean) ** 2 for value in values) / (len(values) - 1) / len(values))
+
+
+def test_a_bound_below_the_measured_gap_is_flagged_with_its_causes(trained):
+    """W = W0 (no displacement): the Ju-Li-Zhang bound on the gap reduces to eps * train loss and the trace-radius
+    bound to 0, while flipped test labels make the measured gap large: both bounds are below it."""
+    model, _, loss_fn, train, _ = trained
+    start = {name: value.detach().clone() for name, value in model.named_parameters()}
+    test = _flipped(train)
+    with torch.no_grad():
+        train_losses = [float(loss_fn(batch)) for batch in train]
+        test_losses = [float(loss_fn(batch)) for batch in test]
+    train_loss, test_loss = sum(train_losses) / 3, sum(test_losses) / 3
+    gap = test_loss - train_loss
+    assert 0.1 * train_loss < gap  # by construction, by hand: the bounds below (0.1 * train loss and 0) miss the gap
+    quadratic = bounds.hessian_bound(model, loss_fn, start, train_data=train, test_data=test, n=18)
+    radius = bounds.trace_radius_bound(model, loss_fn, start, train_data=train, test_data=test, n=18,
+                                       num_matvecs=30)
+    assert quadratic.bound_on_gap == pytest.approx(0.1 * train_loss) and radius.bound_on_gap == 0.0
+    for result, name in ((quadratic, "C"), (radius, "max loss")):
+        assert result.measured_gap == pytest.approx(gap) and result.bound_holds is False
+        note = result.note
+        assert note.startswith(f"the bound on the gap ({result.bound_on_gap:.4g}) is below the measured gap "
+                               f"({gap:.4g})")
+        # the test loss leaves the range the bound assumes (the largest training batch loss)
+        assert f"reaches {max(test_losses):.4g}, above {name} = {max(train_losses):.4g}" in note
+        assert f"from 3 test batches, with standard error {_stderr(test_losses):.2g}" in note
+        assert "over 3 training batches, not over single examples" in note
+        assert "probability 1 - delta" in note
+        assert result.to_dict()["bound_holds"] is False and result.to_dict()["note"] == note
+    assert "lower-order term xi" in quadratic.note
+
+
+def test_the_note_gives_the_bound_at_two_standard_errors_of_the_traces(trained):
+    """Stochastic traces: the note gives the bound recomputed with each T_i two standard errors higher, checked by
+    hand from the report's terms; n is huge so that the bound is far below the flipped-label gap."""
+    model, initial, loss_fn, train, _ = trained
+    test = _flipped(train)[:1]
+    n = 10**9
+    result = bounds.trace_radius_bound(model, loss_fn, initial, train_data=train, test_data=test, n=n,
+                                       method="hutchinson", num_matvecs=30, seed=4)
+    terms = result.terms
+    assert result.bound_holds is False and all(terms["T_i_stderr"][layer] > 0 for layer in ("0", "2"))
+    upper = terms["max_loss"] * math.sqrt(sum(terms["T_i"][layer] + 2 * terms["T_i_stderr"][layer]
+                                              for layer in ("0", "2")) * sum(terms["r_i_squared"].values()) / n)
+    assert f"at two standard errors above them the bound on the gap would be {upper:.4g}" in result.note
+    assert "from a single test batch, so its noise is unknown" in result.note
+    jlz = bounds.hessian_bound(model, loss_fn, initial, train_data=train, test_data=test, n=n, form="trace",
+                               method="hutchinson", num_matvecs=30, seed=4)
+    widened = {layer: jlz.terms["radius_squared_i"][layer] * (jlz.terms["max_trace_i"][layer]
+                                                              + 2 * jlz.terms["trace_stderr_i"][layer])
+               for layer in ("0", "2")}
+    upper = 0.1 * jlz.train_loss + 1.1 * math.sqrt(jlz.terms["loss_bound_C"]) * sum(
+        math.sqrt(max(value, 0.0)) for value in widened.values()) / math.sqrt(n)
+    assert jlz.bound_holds is False and f"the bound on the gap would be {upper:.4g}" in jlz.note
+
+
+def test_a_bound_that_holds_has_no_note(trained):
+    """Test batches equal to the training batches: the measured gap is exactly 0 and both bounds are >= 0."""
+    model, initial, loss_fn, train, _ = trained
+    for result in (bounds.hessian_bound(model, loss_fn, initial, train_data=train, test_data=train, n=18),
+                   bounds.trace_radius_bound(model, loss_fn, initial, train_data=train, test_data=train, n=18,
+                                             num_matvecs=30)):
+        assert result.measured_gap == 0.0 and result.bound_on_gap > 0
+        assert result.bound_holds is True and result.note is None
+    without_test = bounds.hessian_bound(model, loss_fn, initial, train_data=train, n=18)
+    assert without_test.measured_gap is None and without_test.bound_holds is None and without_test.note is None
+
+
+def test_report_and_harness_column_carry_the_flag_per_bound(trained):
+    from gnnbench.harness.hessian_column import column
+
+    model, _, loss_fn, train, _ = trained
+    start = {name: value.detach().clone() for name, value in model.named_parameters()}
+    record = report(model, loss_fn, data=train, initial=start, test_data=_flipped(train), n=18, num_matvecs=30,
+                    top_k=1, density_runs=1, density_steps=4)
+    compact = column(record, train_batches=3, test_batches=3)
+    for name in ("ju_li_zhang_2022", "trace_radius"):
+        full = record["bounds"][name]
+        assert full["bound_holds"] is False and full["bound_on_gap"] < full["measured_gap"]
+        assert compact["bounds"][name]["bound_holds"] is False
+        assert compact["bounds"][name]["note"] == full["note"] and "is below the measured gap" in full["note"]
+    record = report(model, loss_fn, data=train, initial=start, test_data=train, n=18, num_matvecs=30, top_k=1,
+                    density_runs=1, density_steps=4)
+    compact = column(record, train_batches=3, test_batches=3)
+    assert all(entry["bound_holds"] is True and entry["note"] is None for entry in compact["bounds"].values())
+
+
+# A classifier of Y = [x_0 > 0] with weights set by hand: tanh(5 x_0) in the first hidden unit, logits -/+ 5 h_0.
+FITTED = '''
+import torch
+
+
+def fitted_model():
+    model = build_model()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model[0].weight[0, 0] = 5.0
+        model[2].weight[0, 0], model[2].weight[1, 0] = -5.0, 5.0
+    return model
+'''
+
+
+@pytest.mark.parametrize("test_batches, warned", [("[(X[30:], 1 - Y[30:])]", True), ("train_batches()", False)],
+                         ids=["flipped_test_labels", "test_equals_train"])
+def test_hessian_report_command_warns_when_a_bound_is_below_the_gap(tmp_path, capsys, test_batches, warned):
+    """The checkpoint is its own starting point (W = W0): the bounds on the gap are 0.1 * train loss and 0. With
+    flipped test labels the measured gap is far above both (a warning line after each bound's line); with the
+    training batches as test batches the gap is exactly 0 and no warning is printed."""
+    from gnnbench.cli import main
+
+    spec = tmp_path / "spec.py"
+    spec.write_text(SPEC.replace("return [(X[30:], Y[30:])]", f"return {test_batches}") + FITTED)
+    namespace: dict = {}
+    exec(compile(spec.read_text(), str(spec), "exec"), namespace)
+    model = namespace["fitted_model"]()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    with torch.no_grad():
+        train_losses = [float(namespace["loss"](model, batch)) for batch in namespace["train_batches"]()]
+        test_losses = [float(namespace["loss"](model, batch)) for batch in namespace["test_batches"]()]
+        gap = sum(test_losses) / len(test_losses) - sum(train_losses) / 3
+    assert main(["hessian", "report", "--spec", str(spec), "--checkpoint", str(tmp_path / "model.pt"),
+                 "--initial", str(tmp_path / "model.pt"), "--out", str(tmp_path / "record.json"),
+                 "--num-matvecs", "12", "--top-k", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    warnings_ = [line for line in lines if line.startswith("  warning: ")]
+    expected = {"ju_li_zhang_2022": 0.1 * sum(train_losses) / 3 < gap, "trace_radius": 0.0 < gap}
+    assert all(value is warned for value in expected.values())  # the construction, by hand
+    assert len(warnings_) == (2 if warned else 0)
+    record = json.loads((tmp_path / "record.json").read_text())
+    for name, below in expected.items():
+        assert record["bounds"][name]["bound_holds"] is (not below)
+        bound_line = lines.index(next(line for line in lines if line.startswith(f"{name}: bound on the gap")))
+        if below:  # the warning follows its bound's line
+            assert lines[bound_line + 1] == f"  warning: {record['bounds'][name]['note']}"
+            assert f"measured gap ({gap:.4g})" in lines[bound_line + 1]

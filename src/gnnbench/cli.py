@@ -229,6 +229,8 @@ def _hessian_report(args: argparse.Namespace) -> int:
     print("top eigenvalues: " + ", ".join(f"{value:.6g}" for value in record["top_eigenvalues"]))
     for name, bound in (record.get("bounds") or {}).items():
         print(f"{name}: bound on the gap {bound['bound_on_gap']:.4g}, measured gap {bound['measured_gap']:.4g}")
+        if bound.get("bound_holds") is False:  # the note names the approximations that can cause it
+            print(f"  warning: {bound['note']}")
     print("Hessian-vector products: " + ", ".join(f"{part} {count}" for part, count in record["matvecs"].items()))
     print(f"record written to {args.out}")
     return 0

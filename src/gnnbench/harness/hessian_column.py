@@ -3,7 +3,8 @@
 At the selected weights: the trace of the training loss's Hessian (per layer and total, the mean over the
 measured training batches, each with its standard error), the top eigenvalue, both Hessian-based bounds on the
 generalisation gap of :mod:`gnnbench.hessian.bounds` beside the measured gap (mean test-batch loss minus mean
-training-batch loss of the family's ``loss_fn``), and the Hessian-vector products spent. The ``[hessian]`` config
+training-batch loss of the family's ``loss_fn``) with ``bound_holds`` (whether each bound is at least that gap) and,
+when one is not, its ``note``, and the Hessian-vector products spent. The ``[hessian]`` config
 section sets the budget; its defaults fit CI-sized models (a few hundred products in all).
 """
 
@@ -51,6 +52,8 @@ def column(full: Mapping[str, Any], *, train_batches: int, test_batches: int) ->
     for name, bound in (full.get("bounds") or {}).items():
         bounds[name] = {key: bound[key] for key in ("bound_on_gap", "bound_on_test_loss", "train_loss", "test_loss",
                                                     "measured_gap")}
+        # whether the bound is at least the measured gap, and why it can fall below it (older hessian.json lack both)
+        bounds[name].update(bound_holds=bound.get("bound_holds"), note=bound.get("note"))
         measured_gap = bound["measured_gap"] if measured_gap is None else measured_gap
     return {
         "trace": trace["total"],

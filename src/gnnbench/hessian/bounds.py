@@ -32,6 +32,12 @@ Approximations made here (also listed in every report's ``approximations``):
 * traces are Hutchinson/Hutch++ estimates (their standard errors are reported);
 * ``C`` (the loss bound) defaults to the largest batch loss measured on the training data;
 * the lower-order term ``xi`` is omitted.
+
+Because of these, a computed bound can fall below the measured gap. Every report says whether it holds on the data
+it was given (``bound_holds``: ``bound_on_gap >= measured_gap``; ``None`` without test data) and, when it does not,
+``note`` names the approximations that can cause it, with the figures measured on that data (a test loss above the
+assumed loss bound, the trace estimates' standard errors, the test loss's standard error over the test batches,
+negative curvature set to zero).
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ class BoundReport:
     measured_gap: float | None     # test loss - train loss, measured
     terms: dict[str, Any] = field(default_factory=dict)
     approximations: list[str] = field(default_factory=list)
+    bound_holds: bool | None = None  # bound_on_gap >= measured_gap; None without a measured gap
+    note: str | None = None          # when the bound is below the measured gap: the approximations that can cause it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,13 +178,28 @@ def hessian_bound(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor]
     terms["num_matvecs"] = result.num_matvecs
     bound, gap_term, negative = ju_li_zhang(train_loss, per_layer, n, bound_c, epsilon)
     terms.update(gap_term=gap_term, negative_H_i_set_to_zero=negative)
-    test_loss = _mean(_batch_losses(model, loss_fn, test_data)) if test_data else None
-    return BoundReport(
+    test_losses = _batch_losses(model, loss_fn, test_data) if test_data else None
+    test_loss = _mean(test_losses) if test_losses else None
+    widened = None
+    if form == "trace":  # the bound at two standard errors above each layer's trace estimate
+        upper = _two_stderr_above(result.per_layer, result.per_layer_stderr)
+        widened = (None if upper is None else
+                   ju_li_zhang(train_loss, {name: radii[name] * value for name, value in upper.items()}, n, bound_c,
+                               epsilon)[0] - train_loss, _no_stderr(result.per_layer_stderr))
+    report = BoundReport(
         name="ju_li_zhang_2022" + ("_trace" if form == "trace" else ""),
         formula="L(W) <= (1+eps) L_train(W) + (1+eps) sqrt(C) sum_i sqrt(H_i) / sqrt(n)",
         bound_on_gap=bound - train_loss, bound_on_test_loss=bound, train_loss=train_loss, test_loss=test_loss,
         measured_gap=None if test_loss is None else test_loss - train_loss, terms=terms,
         approximations=list(_APPROXIMATIONS) + (["traces estimated stochastically"] if form == "trace" else []))
+    curvature = (f"{negative} of the quadratic forms v_i^T H_i v_i {'is' if negative == 1 else 'are'} negative and "
+                 "set to 0 (H_i stands in for its positive part H_i^+)") if negative else None
+    return _verdict(report, train_batches=len(train_data), test_losses=test_losses, loss_bound=bound_c,
+                    loss_bound_name="C", loss_bound_argument="loss_bound", given=loss_bound is not None,
+                    curvature=curvature, widened=widened,
+                    theorem="the lower-order term xi (of order n^-3/4) is omitted; the theorem holds with probability "
+                            "1 - delta over the training sample, under smoothness assumptions on the activations and "
+                            "the loss that are not checked")
 
 
 def trace_radius_bound(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], initial: Weights, *,
@@ -206,9 +229,17 @@ def trace_radius_bound(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Te
                          f"got reduce={traces.reduce!r} over {traces.num_batches} batches")
     radii2 = radii_squared(model, initial, traces.per_layer)
     largest = max_loss if max_loss is not None else max(train_losses)
-    gap = trace_radius(largest, traces.per_layer, {name: math.sqrt(value) for name, value in radii2.items()}, n)
-    test_loss = _mean(_batch_losses(model, loss_fn, test_data)) if test_data else None
-    return BoundReport(
+    radii = {name: math.sqrt(value) for name, value in radii2.items()}
+    gap = trace_radius(largest, traces.per_layer, radii, n)
+    test_losses = _batch_losses(model, loss_fn, test_data) if test_data else None
+    test_loss = _mean(test_losses) if test_losses else None
+    upper = _two_stderr_above(traces.per_layer, traces.per_layer_stderr)
+    widened = (None if upper is None else trace_radius(largest, upper, radii, n),
+               _no_stderr(traces.per_layer_stderr))
+    total_trace = sum(traces.per_layer.values())
+    curvature = (f"the layers' traces sum to {total_trace:.4g} < 0, clipped at 0 (Tr(H_i) stands in for "
+                 "Tr(H_i^+))") if total_trace < 0 else None
+    report = BoundReport(
         name="trace_radius", formula="gap <= max loss * sqrt((sum_i T_i) (sum_i r_i^2) / n)",
         bound_on_gap=gap, bound_on_test_loss=train_loss + gap, train_loss=train_loss, test_loss=test_loss,
         measured_gap=None if test_loss is None else test_loss - train_loss,
@@ -217,6 +248,71 @@ def trace_radius_bound(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Te
                "num_matvecs": traces.num_matvecs},
         approximations=["maximum over batches in place of over single examples",
                         "max loss = largest training batch loss unless given", "traces estimated stochastically"])
+    return _verdict(report, train_batches=len(train_data), test_losses=test_losses, loss_bound=largest,
+                    loss_bound_name="max loss", loss_bound_argument="max_loss", given=max_loss is not None,
+                    curvature=curvature, widened=widened,
+                    theorem="the theorem's lower-order terms are omitted; it holds with probability 1 - delta over "
+                            "the training sample, under assumptions on the activations and the loss that are not "
+                            "checked")
+
+
+def _two_stderr_above(values: Mapping[str, float], stderr: Mapping[str, float | None]) -> dict[str, float] | None:
+    """Each layer's estimate plus two of its standard errors (those without one unchanged); ``None`` when no
+    layer has a positive standard error (exact or single-probe estimates)."""
+    if not any(stderr.get(name) for name in values):
+        return None
+    return {name: value + 2.0 * (stderr.get(name) or 0.0) for name, value in values.items()}
+
+
+def _no_stderr(stderr: Mapping[str, float | None]) -> list[str]:
+    return [name for name, value in stderr.items() if value is None]
+
+
+def _verdict(report: BoundReport, *, train_batches: int, test_losses: list[float] | None, loss_bound: float,
+             loss_bound_name: str, loss_bound_argument: str, given: bool, curvature: str | None,
+             widened: tuple[float | None, list[str]] | None, theorem: str) -> BoundReport:
+    """Set ``bound_holds`` and, when the bound is below the measured gap, a ``note`` naming the approximations of
+    this computation that can cause it, with the figures measured on this data first."""
+    gap, bound = report.measured_gap, report.bound_on_gap
+    if gap is None or test_losses is None or not (math.isfinite(gap) and math.isfinite(bound)):
+        return report
+    report.bound_holds = bound >= gap
+    if report.bound_holds:
+        return report
+    measured = []
+    top = max(test_losses)
+    if top > loss_bound:
+        origin = "as given" if given else "the largest training batch loss"
+        measured.append(f"a test batch's loss reaches {top:.4g}, above {loss_bound_name} = {loss_bound:.4g} "
+                        f"({origin}), which the bound assumes to bound the loss (set {loss_bound_argument}= to a "
+                        "bound that holds)")
+    if len(test_losses) > 1:
+        mean = sum(test_losses) / len(test_losses)
+        stderr = math.sqrt(sum((loss - mean) ** 2 for loss in test_losses) / (len(test_losses) - 1)
+                           / len(test_losses))
+        within = " (the gap is within two standard errors of the bound)" if gap - 2 * stderr <= bound else ""
+        measured.append(f"the measured gap is an estimate from {len(test_losses)} test batches, with standard "
+                        f"error {stderr:.2g}{within}")
+    else:
+        measured.append("the measured gap comes from a single test batch, so its noise is unknown (use more test "
+                        "batches)")
+    if widened is not None:
+        upper, unknown = widened
+        if upper is not None:
+            measured.append(f"the traces are stochastic estimates: at two standard errors above them the bound on "
+                            f"the gap would be {upper:.4g}")
+        if unknown:
+            measured.append(f"the traces of {', '.join(unknown)} have no standard error (a single probe; a larger "
+                            "num_matvecs gives one)")
+    if curvature:
+        measured.append(curvature)
+    standing = [f"the maximum over the data is taken over {train_batches} training batch"
+                f"{'' if train_batches == 1 else 'es'}, not over single examples (a per-example maximum is larger)",
+                theorem]
+    report.note = (f"the bound on the gap ({bound:.4g}) is below the measured gap ({gap:.4g}), so it does not bound "
+                   "it here. Measured on this data: " + "; ".join(measured) + ". Approximations of this bound: "
+                   + "; ".join(standing) + ".")
+    return report
 
 
 def displacement(model: torch.nn.Module, initial: Mapping[str, torch.Tensor] | torch.nn.Module,

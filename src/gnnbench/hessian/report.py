@@ -2,7 +2,9 @@
 
 ``report(model, loss_fn, data=...)`` measures per-layer traces, the top eigenvalues and the spectral
 density on the given batches and, when the starting weights and held-out data are given, the
-Hessian-based bounds next to the measured generalization gap. Every setting and seed is recorded, with
+Hessian-based bounds next to the measured generalization gap; each bound records ``bound_holds`` (whether it is at
+least the measured gap) and, when it is not, a ``note`` naming the approximations that can cause it (see
+:mod:`gnnbench.hessian.bounds`). Every setting and seed is recorded, with
 the number of Hessian-vector products each measurement performed, so the record can be recomputed. Plots (per-layer trace bars, eigenvalue density) need matplotlib
 (``pip install "gnnbench[plots]"``).
 """
@@ -38,7 +40,8 @@ def report(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], *, da
     batches. The top ``top_k`` eigenvalues (at most 100 block iterations) and the density (``density_runs`` x
     ``density_steps`` products) are of the **first** batch. With ``initial`` (the starting weights), ``test_data``
     and ``n`` (training examples) the record also holds both bounds of :mod:`gnnbench.hessian.bounds` (the trace
-    bound reuses the maximum traces; the quadratic bound costs one product per layer and batch). ``matvecs`` in
+    bound reuses the maximum traces; the quadratic bound costs one product per layer and batch), each with
+    ``bound_holds`` and, when the bound is below the measured gap, a ``note`` saying why it can be. ``matvecs`` in
     the record counts the products each measurement performed. ``path`` writes the JSON; ``plots_dir`` the figures.
     """
     from .bounds import hessian_bound, trace_radius_bound
