@@ -14,6 +14,7 @@ import gnnbench.datasets.algorithmic_reasoning as ar_module
 from gnnbench.algo import ALGORITHMS, SPECS, Evaluator, sample
 from gnnbench.algo.specs import Stage
 from gnnbench.datasets import AlgorithmicReasoningData, AlgorithmicReasoningDataset
+from gnnbench.io import CacheRebuiltWarning
 
 NUM, N, SEED = 12, 7, 5
 ROUND_TRIP = ("bfs", "dfs", "bridges", "mst_kruskal", "strongly_connected_components", "floyd_warshall",
@@ -730,7 +731,7 @@ def test_pre_transform_runs_once_when_processing_and_is_cached(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["flip", "delete"])
-def test_a_damaged_pre_transform_cache_is_made_again_with_a_warning(tmp_path, caplog, damage):
+def test_a_damaged_pre_transform_cache_is_made_again_with_a_warning(tmp_path, damage):
     first = make(tmp_path, "bfs", pre_transform=_node_features)
     (cached,) = list(tmp_path.rglob("*.pre.pt"))
     if damage == "flip":
@@ -739,10 +740,11 @@ def test_a_damaged_pre_transform_cache_is_made_again_with_a_warning(tmp_path, ca
         cached.write_bytes(bytes(data))
     else:
         cached.unlink()
-    with caplog.at_level("WARNING"):
+    with pytest.warns(CacheRebuiltWarning) as record:
         again = make(tmp_path, "bfs", pre_transform=_node_features)
     reason = "SHA-256 differs" if damage == "flip" else "missing"
-    assert f"{cached.name}: {reason}" in caplog.text and "preprocessing again" in caplog.text
+    (message,) = [str(w.message) for w in record if w.category is CacheRebuiltWarning]
+    assert f"{cached}: {reason}" in message and "preprocessing again" in message
     assert_same_items(first, again)
 
 

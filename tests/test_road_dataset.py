@@ -14,6 +14,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from gnnbench.datasets import RoadAccidentDataset
+from gnnbench.io import CacheRebuiltWarning
 from gnnbench.road import Evaluator
 from gnnbench.road.build import RegionPaths
 from gnnbench.road.tables import WEATHER_COLUMNS, read_table
@@ -384,21 +385,20 @@ def test_no_console_output_from_the_library(copy, capfd, monkeypatch):
 
 # --- caching and errors ---------------------------------------------------------------------------------
 
-def test_changed_tables_are_processed_again(copy, caplog):
+def test_changed_tables_are_processed_again(copy):
     RoadAccidentDataset(copy, "DEMO")
-    manifest_path = Path(RegionPaths.for_region("DEMO", copy).tables) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"]["accidents"]["sha256"] = "0" * 64
-    manifest_path.write_text(json.dumps(manifest))
-    with caplog.at_level("WARNING"):
+    stored = copy / "processed" / "DEMO" / "manifest.json"
+    meta = json.loads(stored.read_text())
+    meta["parameters"]["tables"]["accidents"]["sha256"] = "0" * 64  # processed from other tables than these
+    stored.write_text(json.dumps(meta))
+    with pytest.warns(CacheRebuiltWarning, match="tables changed.*processing the tables again"):
         RoadAccidentDataset(copy, "DEMO")
-    assert "tables changed" in caplog.text and "processing the tables again" in caplog.text
-    meta = json.loads((copy / "processed" / "DEMO" / "manifest.json").read_text())
-    assert meta["parameters"]["tables"]["accidents"]["sha256"] == "0" * 64
+    tables = json.loads((Path(RegionPaths.for_region("DEMO", copy).tables) / "manifest.json").read_text())
+    assert json.loads(stored.read_text())["parameters"]["tables"] == tables["files"]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete", "garbage-manifest"])
-def test_damaged_arrays_are_processed_again(copy, caplog, damage):
+def test_damaged_arrays_are_processed_again(copy, damage):
     first = RoadAccidentDataset(copy, "DEMO")
     expected = first.snapshot(2019, 6)
     processed = copy / "processed" / "DEMO"
@@ -409,11 +409,12 @@ def test_damaged_arrays_are_processed_again(copy, caplog, damage):
         (processed / "edge_index.npy").unlink()
     else:
         (processed / "manifest.json").write_text("{not json")
-    with caplog.at_level("WARNING"):
+    with pytest.warns(CacheRebuiltWarning) as record:
         again = RoadAccidentDataset(copy, "DEMO").snapshot(2019, 6)
     reason = {"truncate": "weather.npy: 100 bytes", "delete": "edge_index.npy: missing",
               "garbage-manifest": "unreadable manifest"}[damage]
-    assert reason in caplog.text and "processing the tables again" in caplog.text
+    (message,) = [str(w.message) for w in record if w.category is CacheRebuiltWarning]
+    assert reason in message and "processing the tables again" in message
     for key in ("x", "edge_index", "edge_attr", "y", "eval_mask"):
         assert torch.equal(again[key], expected[key]), key
 

@@ -14,6 +14,7 @@ import numpy as np
 from . import __version__
 from .cli_options import number as _number
 from .cli_options import root_option as _root_option
+from .io.cache import UnwritableHomeError, require_writable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,9 +25,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, FileNotFoundError, RuntimeError, UnwritableHomeError) as error:
         print(f"gnnbench: error: {error}", file=sys.stderr)
         return 2
+
+
+def _writable(*directories: Path | None) -> None:
+    """Fail at once, in one line, when a directory a command writes cannot be written (None: the gnnbench home)."""
+    for directory in directories:
+        require_writable(directory)
 
 
 _ROAD_ROOT_HELP = "road data directory (default: $GNNBENCH_HOME/road); raw/, tables/ and processed/ live there"
@@ -162,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"# run directory: {where}")
             print(dumps_toml(spec.config))
         return 0
+    _writable(out if out is not None else default_run_dir(specs[0].name).parent)
     results = run(specs, out=out, jobs=args.jobs, scheduler=args.scheduler, progress=not args.no_progress,
                   force=args.force)
     for result in results:
@@ -347,6 +355,7 @@ def _road_home(args: argparse.Namespace) -> Path:
 
 
 def _download_road(args: argparse.Namespace) -> int:
+    _writable(_road_home(args))
     from .road import region
     from .road.build import RegionPaths
     from .road.pipeline import build_demo, download_region
@@ -370,6 +379,7 @@ def _download_road(args: argparse.Namespace) -> int:
 
 
 def _build_road(args: argparse.Namespace) -> int:
+    _writable(_road_home(args))
     from .road import STATES, region
     from .road.build import BuildParameters, RegionPaths
     from .road.pipeline import build_demo, build_region_from_raw
@@ -409,6 +419,7 @@ def _aadt_files(values: list[str]) -> dict[int, Path]:
 
 
 def _import_ml4roadsafety(args: argparse.Namespace) -> int:
+    _writable(_road_home(args))
     from .road.sources.dataverse import DEFAULT_SERVER
     from .road.sources.ml4roadsafety import ML4ROADSAFETY_DOI, fetch_release, import_release
 
@@ -422,7 +433,7 @@ def _import_ml4roadsafety(args: argparse.Namespace) -> int:
 
 
 def _info_road(args: argparse.Namespace) -> int:
-    from .road.manifest import read_manifest
+    from .road.tables import verify_tables
 
     if args.state is None:
         from .road.coverage import coverage_rows, coverage_text
@@ -430,7 +441,7 @@ def _info_road(args: argparse.Namespace) -> int:
         print(json.dumps(coverage_rows(), indent=1) if args.json else coverage_text())
         return 0
     root = _road_home(args) / ("ml4roadsafety" if args.source == "ml4roadsafety" else "")
-    manifest = read_manifest(root / "tables" / args.state.upper())
+    manifest = verify_tables(root / "tables" / args.state.upper())
     if args.json:
         print(json.dumps(manifest, indent=1, sort_keys=True))
         return 0
@@ -459,6 +470,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _quickstart(args: argparse.Namespace) -> int:
+    from .io import gnnbench_home
+
+    _writable(args.root or gnnbench_home() / "datasets", args.road_root or gnnbench_home() / "road",
+              args.out or gnnbench_home() / "runs")
     from .algo import SPECS, Evaluator
     from .datasets import AlgorithmicReasoningDataset
 
@@ -550,6 +565,9 @@ def _algo_list(args: argparse.Namespace) -> int:
 
 
 def _algo_generate(args: argparse.Namespace) -> int:
+    from .io import gnnbench_home
+
+    _writable(args.root or gnnbench_home() / "datasets")
     from .algo import ALGORITHMS
     from .datasets import AlgorithmicReasoningDataset
 

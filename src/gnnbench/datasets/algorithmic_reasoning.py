@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, Dataset
 from torch_geometric.data.collate import collate
+from torch_geometric.data.dataset import files_exist
 from torch_geometric.data.separate import separate
 from torch_geometric.io import fs
 
@@ -24,7 +25,7 @@ from ..algo.specs import SPECS, Stage, Type, check_algorithm
 from ..algo.splits import resolve_split
 from ..arguments import check_choice, check_int
 from ..io import file_lock
-from ..io.cache import gnnbench_home
+from ..io.cache import CacheRebuiltWarning, gnnbench_home, require_writable, warn_rebuilt
 from ..io.files import atomic_path
 from . import preprocessing
 from .layout import complete_edge_index, trace_tensors
@@ -187,7 +188,19 @@ class AlgorithmicReasoningDataset(Dataset):
         digest = hashlib.sha256(json.dumps(self.cache_key, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.split}_n{self.n}_num{self.num_samples}_seed{self.seed}_{digest}"
 
+    def _process(self) -> None:
+        paths = [Path(path) for path in self.processed_paths]
+        present = [path.exists() for path in paths]
+        if not self.force_reload and any(present) and not all(present):
+            missing = ", ".join(str(path) for path, there in zip(paths, present) if not there)
+            warn_rebuilt(f"{missing}: missing; regenerating the {self.algorithm} {self.split} cache", stacklevel=5)
+        if self.force_reload or not all(present):
+            require_writable(self.processed_dir)  # before PyG creates it
+        preprocessing.check_pyg_records(self.processed_dir, data_exists=all(present), force_reload=self.force_reload)
+        super()._process()
+
     def process(self) -> None:
+        require_writable(self.processed_dir)
         logger.info("generating %d %s traces on %d nodes (seed %d)", self.num_samples, self.algorithm, self.n,
                     self.seed)
         traces = sample(self.algorithm, self.num_samples, n=self.n, seed=self.seed, **self.sampler_options)
@@ -258,7 +271,8 @@ class AlgorithmicReasoningDataset(Dataset):
         try:
             return read_columns(path, self.cache_key)
         except StaleCacheError as problem:
-            warnings.warn(f"regenerating the {self.algorithm} {self.split} cache: {problem}", stacklevel=3)
+            warnings.warn(f"{problem}; regenerating the {self.algorithm} {self.split} cache", CacheRebuiltWarning,
+                          stacklevel=3)
             self.process()
             return read_columns(path, self.cache_key)
 
@@ -270,10 +284,11 @@ class AlgorithmicReasoningDataset(Dataset):
         record_path, items_path = stem.with_suffix(".pre.json"), stem.with_suffix(".pre.pt")
         key = self.columns.manifest["files"]["columns"]["sha256"]
         current = preprocessing.record(self.pre_transform, self.pre_filter, key=key)
+        require_writable(self.processed_dir)
         with file_lock(stem):
             stored = None
             if not preprocessing.needs_processing(record_path, current, force_reload=force_reload,
-                                                  what=f"{self.algorithm} {self.split}"):
+                                                  what=f"{self.algorithm} {self.split}", output=items_path):
                 stored = self._read_preprocessed(items_path)
             if stored is None:
                 stored = self._run_preprocessing()

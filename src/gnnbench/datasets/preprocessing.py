@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..io.cache import require_writable, warn_rebuilt
+from ..io.files import atomic_path
 from ..io.manifest import ManifestError, file_record, read_manifest, verify_files, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -128,17 +130,20 @@ def record(pre_transform: Callable | None, pre_filter: Callable | None, key: Any
 RECORD_KIND = "preprocessed"
 
 
-def read_record(path: Path) -> dict | None:
+def read_record(path: Path, output: Path | None = None) -> dict | None:
     """The record at ``path`` (as :func:`record` returns it), or None when it is missing, unreadable, or the
-    output it describes is missing or corrupt (a warning names the file)."""
+    output it describes is missing or corrupt (a :class:`~gnnbench.io.cache.CacheRebuiltWarning` names the file,
+    also when the record is gone but its ``output`` is still there)."""
     path = Path(path)
     if not path.exists():
+        if output is not None and Path(output).exists():
+            warn_rebuilt(f"{path}: missing; preprocessing again", stacklevel=6)
         return None
     try:
         manifest = read_manifest(path, kinds=(RECORD_KIND,), layout=1)
         verify_files(manifest, path.parent)
     except ManifestError as error:
-        logger.warning("%s; preprocessing again", error)
+        warn_rebuilt(f"{error}; preprocessing again", stacklevel=6)
         return None
     parameters = manifest["parameters"]
     if not {"key", *FUNCTIONS} <= set(parameters):
@@ -154,9 +159,11 @@ def write_record(path: Path, current: dict, output: Path, **sections: Any) -> No
                    **{f"{name}_repr": current[f"{name}_repr"] for name in FUNCTIONS}, **sections)
 
 
-def needs_processing(path: Path, current: dict, *, force_reload: bool, what: str) -> bool:
-    """Whether the cache recorded at ``path`` must be (re)made for ``current``; warns when a function changed."""
-    stored = read_record(path)
+def needs_processing(path: Path, current: dict, *, force_reload: bool, what: str,
+                     output: Path | None = None) -> bool:
+    """Whether the cache recorded at ``path`` (of ``output``) must be (re)made for ``current``; warns when a
+    function changed, or the record or its output is damaged."""
+    stored = None if force_reload else read_record(path, output)
     if force_reload or stored is None:
         return True
     if stored["key"] != json.loads(json.dumps(current["key"])):
@@ -168,3 +175,51 @@ def needs_processing(path: Path, current: dict, *, force_reload: bool, what: str
                       f"({stored.get(name + '_repr')} -> {current[name + '_repr']}); processing again",
                       UserWarning, stacklevel=4)
     return bool(changed)
+
+
+#: PyG's records of the functions a dataset was processed with, in its ``processed_dir``.
+PYG_RECORDS = ("pre_transform.pt", "pre_filter.pt")
+_PYG_NONE = "None"  # what PyG records for no function (gnnbench passes PyG none: it applies them itself)
+
+
+def check_pyg_records(processed_dir: str | Path, *, data_exists: bool, force_reload: bool) -> None:
+    """Heal PyG's ``pre_transform.pt``/``pre_filter.pt`` before PyG reads them.
+
+    PyG unpickles both (``torch.load(weights_only=False)``) before anything else, so a corrupt one ends in
+    an unpickling error such as ``invalid literal for int()``, and a deleted one is only written again when
+    the whole dataset is processed again. gnnbench's datasets give PyG no functions, so each must hold
+    ``"None"``: a missing (while the processed data exists), unreadable or different one is written again
+    with a :class:`~gnnbench.io.cache.CacheRebuiltWarning` naming it.
+    """
+    import torch
+
+    if force_reload:
+        return  # PyG writes both again after processing, without reading them
+    for name in PYG_RECORDS:
+        path = Path(processed_dir) / name
+        if not path.exists():
+            if not data_exists:
+                continue  # a fresh dataset: PyG writes them after processing
+            problem = "missing"
+        else:
+            try:
+                value = torch.load(path, weights_only=True)
+            except Exception as error:  # noqa: BLE001 - whatever unpickling a damaged file raises
+                first_line = (str(error).strip().splitlines() or [""])[0][:200]
+                problem = f"unreadable ({type(error).__name__}: {first_line})"
+            else:
+                if value == _PYG_NONE:
+                    continue
+                problem = f"records {value!r}, not {_PYG_NONE!r} (gnnbench applies pre_transform/pre_filter itself)"
+        warn_rebuilt(f"{path}: {problem}; writing it again", stacklevel=6)
+        require_writable(path.parent)
+        write_pyg_records(path.parent, names=(name,))
+
+
+def write_pyg_records(processed_dir: str | Path, names: tuple[str, ...] = PYG_RECORDS) -> None:
+    """Write PyG's records of no ``pre_transform``/``pre_filter`` (as PyG does after processing) atomically."""
+    from torch_geometric.io import fs
+
+    for name in names:
+        with atomic_path(Path(processed_dir) / name) as temporary:
+            fs.torch_save(_PYG_NONE, str(temporary))

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch_geometric.data import Data, Dataset
+from torch_geometric.data.dataset import files_exist
 from torch_geometric.io import fs
 
 from ..arguments import check_choice, check_float, check_int
 from ..io import file_lock
-from ..io.cache import gnnbench_home
+from ..io.cache import gnnbench_home, require_writable, warn_rebuilt
 from ..io.files import atomic_path
 from ..road.manifest import read_manifest
 from ..io.manifest import ManifestError
@@ -103,7 +104,7 @@ class RoadAccidentDataset(Dataset):
         self.pre_transform, self.pre_filter = pre_transform, pre_filter
         stale = self._stale()
         if stale:
-            logger.warning("%s: %s; processing the tables again", self.state, stale)
+            warn_rebuilt(f"{self.state}: {stale}; processing the tables again", stacklevel=3)
             self.process()
         self.store = SnapshotStore(self.processed_dir)
         self._static_x = torch.from_numpy(np.array(self.store.node_features, dtype=np.float32))
@@ -132,7 +133,27 @@ class RoadAccidentDataset(Dataset):
     def processed_file_names(self) -> list[str]:
         return [STORE_MANIFEST]
 
+    def _download(self) -> None:
+        if not files_exist(self.raw_paths):  # PyG's own creates raw_dir first, even for tables it cannot make
+            self.download()
+
+    def _process(self) -> None:
+        processed = Path(self.processed_dir)
+        if not self.force_reload and not (processed / STORE_MANIFEST).exists() and any(processed.glob("*.npy")):
+            warn_rebuilt(f"{processed / STORE_MANIFEST}: missing; processing the tables again", stacklevel=5)
+        if self.force_reload or not files_exist(self.processed_paths):
+            require_writable(processed.parent)
+        preprocessing.check_pyg_records(processed, data_exists=files_exist(self.processed_paths),
+                                        force_reload=self.force_reload)
+        super()._process()
+
     def download(self) -> None:
+        from ..road.manifest import MANIFEST_NAME
+        from ..road.tables import verify_tables
+
+        tables = Path(self.raw_dir)
+        if (tables / MANIFEST_NAME).exists() or any(tables.glob("*.parquet")):
+            verify_tables(tables)  # a build with a file missing: name it and the command that rebuilds it
         from ..road import STATES
         from ..road.pipeline import build_demo
 
@@ -148,14 +169,17 @@ class RoadAccidentDataset(Dataset):
                 f"--state {self.state} && gnnbench build road --state {self.state}`, or import the published "
                 f"release with `gnnbench import ml4roadsafety --state {self.state}`.")
         logger.info("building the synthetic demo region under %s", self.root)
+        require_writable(self.root)
         build_demo(home=Path(self.root))
 
     def process(self) -> None:
         logger.info("%s: processing the road tables in %s into arrays", self.state, self.raw_dir)
+        require_writable(Path(self.processed_dir).parent)
         with file_lock(self.processed_dir):  # two processes never write the same arrays
             staging = Path(self.processed_dir + ".tmp")
             shutil.rmtree(staging, ignore_errors=True)
             write_snapshot_store(self.raw_dir, staging)
+            preprocessing.write_pyg_records(staging)  # what PyG writes after processing (process() replaces all)
             shutil.rmtree(self.processed_dir, ignore_errors=True)
             staging.rename(self.processed_dir)
 
@@ -166,7 +190,7 @@ class RoadAccidentDataset(Dataset):
         except ManifestError as error:
             return f"the processed arrays are unusable ({error})"
         if read_manifest(self.raw_dir)["files"] != meta["parameters"]["tables"]:
-            return "the tables changed since the arrays were processed"
+            return f"{Path(self.processed_dir) / STORE_MANIFEST}: the tables changed since the arrays were processed"
         return None
 
     def len(self) -> int:
@@ -357,10 +381,11 @@ class RoadAccidentDataset(Dataset):
         record_path, static_path = directory / "record.json", directory / "static.pt"
         key = {"tables": self.store.meta["parameters"]["tables"], "task": self.task}
         current = preprocessing.record(self.pre_transform, self.pre_filter, key=key)
+        require_writable(directory)
         with file_lock(directory):
             stored = None
             if not preprocessing.needs_processing(record_path, current, force_reload=force_reload,
-                                                  what=f"{self.state} {self.task}"):
+                                                  what=f"{self.state} {self.task}", output=static_path):
                 stored = preprocessing.read_cached(static_path, {"overrides", "removed", "periods"},
                                                     "preprocessed static graph")
             if stored is None:

@@ -116,7 +116,7 @@ def read_columns(path: Path, key: dict) -> Columns:
     """Load columns written by ``write_columns`` for ``key``; ``StaleCacheError`` if unusable."""
     manifest_path = _manifest_path(path)
     if not path.exists() or not manifest_path.exists():
-        raise StaleCacheError(f"{path.name}: cache file or its manifest is missing")
+        raise StaleCacheError(f"{path if not path.exists() else manifest_path}: missing")
     try:
         manifest = read_manifest(manifest_path, kinds=(KIND,))
     except ManifestError as error:
@@ -125,7 +125,7 @@ def read_columns(path: Path, key: dict) -> Columns:
     if missing:
         raise StaleCacheError(f"{manifest_path}: not a trace-set manifest (missing {', '.join(sorted(missing))})")
     if manifest["layout"] != FORMAT_VERSION or manifest["parameters"] != key:
-        raise StaleCacheError(f"{path.name}: built with different settings or an older format")
+        raise StaleCacheError(f"{manifest_path}: built with different settings or an older format")
     try:
         verify_files(manifest, path.parent)
     except ManifestError as error:

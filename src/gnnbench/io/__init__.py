@@ -9,7 +9,10 @@ and atomic files work in environments without it (e.g. the CLRS-30 reference env
 from importlib import import_module
 from typing import Any
 
+from .cache import CacheRebuiltWarning as CacheRebuiltWarning
+from .cache import UnwritableHomeError as UnwritableHomeError
 from .cache import gnnbench_home as gnnbench_home
+from .cache import require_writable as require_writable
 from .files import atomic_path as atomic_path
 from .files import sha256_file as sha256_file
 
@@ -23,7 +26,8 @@ _LAZY = {
     "file_lock": "lock",
 }
 
-__all__ = sorted(["atomic_path", "gnnbench_home", "sha256_file", *_LAZY])
+__all__ = sorted(["CacheRebuiltWarning", "UnwritableHomeError", "atomic_path", "gnnbench_home", "require_writable",
+                  "sha256_file", *_LAZY])
 
 
 def __getattr__(name: str) -> Any:

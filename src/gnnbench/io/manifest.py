@@ -117,8 +117,23 @@ def verify_files(manifest: Mapping[str, Any], directory: str | os.PathLike, *, n
         path = directory / entry["path"]
         if not path.is_file():
             raise ManifestError(f"{path}: missing")
-        size = path.stat().st_size
-        if "bytes" in entry and size != entry["bytes"]:
-            raise ManifestError(f"{path}: {size} bytes, the manifest says {entry['bytes']} (truncated or replaced)")
-        if checksum and "sha256" in entry and sha256_file(path) != entry["sha256"]:
+        status = path.stat()
+        if "bytes" in entry and status.st_size != entry["bytes"]:
+            raise ManifestError(f"{path}: {status.st_size} bytes, the manifest says {entry['bytes']} "
+                                f"(truncated or replaced)")
+        if checksum and "sha256" in entry and _sha256(path, status) != entry["sha256"]:
             raise ManifestError(f"{path}: SHA-256 differs from the manifest's (corrupted or replaced)")
+
+
+_HASHED: dict[tuple, str] = {}  # (path, size, inode, mtime, ctime) -> SHA-256 hashed by this process
+
+
+def _sha256(path: Path, status: os.stat_result) -> str:
+    """SHA-256 of ``path``, hashed once per process while the file is unchanged (a rewrite changes its ctime)."""
+    key = (os.fspath(path.absolute()), status.st_size, status.st_ino, status.st_mtime_ns, status.st_ctime_ns)
+    if key not in _HASHED:
+        try:
+            _HASHED[key] = sha256_file(path)
+        except OSError as error:
+            raise ManifestError(f"{path}: unreadable ({error.strerror or error})") from None
+    return _HASHED[key]

@@ -16,6 +16,7 @@ download records, so rebuilding from the same raw files gives the same manifest.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(directory) / MANIFEST_NAME
     if not path.exists():
+        if any(Path(directory).glob("*.parquet")):  # tables without their manifest: a damaged build
+            raise FileNotFoundError(f"{path}: missing; rebuild the tables with `{rebuild_command(directory)}`")
         raise FileNotFoundError(f"no road build found at {directory}: {path} is missing")
     legacy = _read_legacy(path)
     if legacy is not None:
@@ -64,8 +67,23 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     try:
         return read_any_manifest(path, layout=LAYOUT)
     except ManifestError as error:
-        raise ValueError(f"{error}; rebuild the tables (`gnnbench build road --state STATE` or "
-                         f"`gnnbench import ml4roadsafety --state STATE`)") from None
+        raise ValueError(f"{error}; rebuild the tables with `{rebuild_command(directory)}`") from None
+
+
+def rebuild_command(directory: str | os.PathLike) -> str:
+    """The command that rebuilds the tables in ``directory`` (``ROOT/tables/STATE`` of a build,
+    ``ROOT/ml4roadsafety/tables/STATE`` of an import), with ``--root`` unless ROOT is the default."""
+    from ..io.cache import gnnbench_home
+
+    directory = Path(directory)
+    state, root = directory.name, directory.parent.parent
+    if root.name == "ml4roadsafety":
+        command, root = f"gnnbench import ml4roadsafety --state {state}", root.parent
+    else:
+        command = f"gnnbench build road --state {state}"
+    if root.absolute() != (gnnbench_home() / "road").absolute():
+        command += f" --root {shlex.quote(str(root))}"
+    return command
 
 
 def _read_legacy(path: Path) -> dict[str, Any] | None:

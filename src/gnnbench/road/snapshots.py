@@ -143,10 +143,10 @@ def write_snapshot_store(tables_dir: str | os.PathLike, out_dir: str | os.PathLi
 
 
 def read_store_meta(directory: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of the arrays in ``directory``, with every array present at its recorded size
-    (``ManifestError`` naming the file otherwise; the SHA-256 is recorded but not re-hashed on open)."""
+    """The manifest of the arrays in ``directory``, with every array present at its recorded size and SHA-256
+    (``ManifestError`` naming the file otherwise; each file is hashed once per process while unchanged)."""
     meta = read_store_manifest(Path(directory) / STORE_MANIFEST, kinds=(STORE_KIND,), layout=STORE_FORMAT)
-    verify_files(meta, directory, checksum=False)
+    verify_files(meta, directory)
     return meta
 
 

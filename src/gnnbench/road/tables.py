@@ -26,14 +26,17 @@ set means that value was missing at the station and was filled (see the weather 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..io import atomic_path
+from ..io.manifest import ManifestError, verify_files
+from .manifest import MANIFEST_NAME, read_manifest, rebuild_command
 
 WEATHER_COLUMNS = ("tavg", "tmin", "tmax", "prcp", "wspd", "pres")
 SEVERITY_COLUMNS = ("fatal", "injury", "property_damage")
@@ -87,6 +90,11 @@ class TableError(ValueError):
     """A table does not match its schema (names the table and column)."""
 
 
+class CorruptTableError(TableError):
+    """A table file is missing, truncated, corrupted or not the one its manifest describes (names the file and
+    the command that rebuilds it)."""
+
+
 def conform(name: str, table: pa.Table) -> pa.Table:
     """Return ``table`` with the columns, order and types of ``SCHEMAS[name]``, sorted by its key.
 
@@ -134,14 +142,35 @@ def write_table(name: str, table: pa.Table, directory: str | os.PathLike) -> Pat
 
 
 def read_table(name: str, directory: str | os.PathLike, *, filters=None, columns=None) -> pa.Table:
-    """Read ``directory/{name}.parquet`` (optionally filtered), checked against its schema."""
-    path = Path(directory) / f"{name}.parquet"
-    if not path.exists():
+    """Read ``directory/{name}.parquet`` (optionally filtered), checked against its schema and, when the
+    directory has its ``manifest.json``, against the size and SHA-256 the manifest records
+    (:class:`CorruptTableError` naming the file and the command that rebuilds it otherwise)."""
+    directory = Path(directory)
+    path = directory / f"{name}.parquet"
+    if (directory / MANIFEST_NAME).exists():
+        verify_tables(directory, names=[name])
+    elif not path.exists():
         raise FileNotFoundError(f"road table {name!r} not found: {path}")
-    table = pq.read_table(path, filters=filters, columns=columns)
+    try:
+        table = pq.read_table(path, filters=filters, columns=columns)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise CorruptTableError(f"{path}: unreadable Parquet ({error}); rebuild the tables with "
+                                f"`{rebuild_command(directory)}`") from None
     if columns is None and table.schema.remove_metadata() != SCHEMAS[name]:
         raise TableError(f"{path} does not have the schema of table {name!r}: {table.schema}")
     return table
+
+
+def verify_tables(directory: str | os.PathLike, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The manifest of the tables in ``directory`` after checking that each table it lists (or each of ``names``)
+    has the size and SHA-256 it records; :class:`CorruptTableError` names the file and the rebuild command."""
+    manifest = read_manifest(directory)
+    names = list(manifest["files"] if names is None else names)
+    try:
+        verify_files(manifest, directory, names=names)
+    except ManifestError as error:
+        raise CorruptTableError(f"{error}; rebuild the tables with `{rebuild_command(directory)}`") from None
+    return manifest
 
 
 def _row_group_size(name: str, table: pa.Table) -> int:
