@@ -205,8 +205,7 @@ def check_pyg_records(processed_dir: str | Path, *, data_exists: bool, force_rel
             try:
                 value = torch.load(path, weights_only=True)
             except Exception as error:  # noqa: BLE001 - whatever unpickling a damaged file raises
-                first_line = (str(error).strip().splitlines() or [""])[0][:200]
-                problem = f"unreadable ({type(error).__name__}: {first_line})"
+                problem = f"unreadable ({type(error).__name__}: not the torch.save of a string that PyG writes)"
             else:
                 if value == _PYG_NONE:
                     continue
