@@ -8,6 +8,7 @@
 from ..compile_cache import kernel_cache
 
 with kernel_cache():  # compiled kernels cache under a directory keyed by their sources
+    from .compilation import compile_kernels, interruptible, kernels_compiled
     from .evaluation import Evaluator
     from .execution import run_algorithm, run_batch
     from .samplers import DISTRIBUTIONS, GraphDistribution, sample, sample_graphs
@@ -30,6 +31,9 @@ __all__ = [
     "Trace",
     "TraceSet",
     "Type",
+    "compile_kernels",
+    "interruptible",
+    "kernels_compiled",
     "resolve_split",
     "run_algorithm",
     "run_batch",

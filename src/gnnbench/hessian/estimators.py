@@ -37,9 +37,10 @@ from torch import Tensor
 
 from ..arguments import check_choice, check_int
 from .probes import OperatorLike, combine_stderr, make_generator, split_budget
+from .progress import CountingOperator, matvec_bar
 from .quadratic import flatten_direction, quadratic_form_of
 from .results import QuadraticFormResult, SpectralDensity, TraceResult
-from .spectrum import check_slq, density, eigen_budget, eigenvalues_of, slq, spectral_density_of
+from .spectrum import DEFAULT_ITERATIONS, check_slq, density, eigen_budget, eigenvalues_of, slq, spectral_density_of
 from .traces import METHODS, PROBES, minimum_matvecs, normalise_method, trace_of
 
 __all__ = [
@@ -76,8 +77,14 @@ def _plan(data: Iterable[Any] | None) -> tuple[Iterable[Any] | None, int]:
 
 
 def _operators(model: torch.nn.Module, loss_fn: Callable[..., Tensor], data: Iterable[Any] | None, count: int,
-               parameters: Iterable[str] | None, groups: str, strategy: str) -> Iterator[OperatorLike]:
-    """One operator without ``data``, else one per batch (``loss_fn(batch)``), built lazily."""
+               parameters: Iterable[str] | None, groups: str, strategy: str,
+               bar: Any = None) -> Iterator[OperatorLike]:
+    """One operator without ``data``, else one per batch (``loss_fn(batch)``), built lazily; with ``bar`` (a
+    progress bar) each counts its products there."""
+    if bar is not None:
+        for op in _operators(model, loss_fn, data, count, parameters, groups, strategy):
+            yield CountingOperator(op, bar)
+        return
     parameters = list(parameters) if parameters is not None else None
     if data is None:
         yield _make_operator(model, loss_fn, parameters=parameters, groups=groups, strategy=strategy)
@@ -149,8 +156,10 @@ def _reduce_eigenvalues(results: list[Tensor], reduce: str) -> Tensor:
 def trace_batches(model: torch.nn.Module, loss_fn: Callable[..., Tensor], data: Iterable[Any] | None, *,
                   method: str = "hutchinson", num_matvecs: int = 100, per_layer: bool = True, probes: str = "full",
                   seed: int | None = 0, parameters: Iterable[str] | None = None, groups: str = "module",
-                  strategy: str = "auto", chunk_size: int | None | str = "auto") -> list[TraceResult]:
-    """One trace estimate per batch of ``data`` (one estimate without it), ``num_matvecs`` products in all."""
+                  strategy: str = "auto", chunk_size: int | None | str = "auto",
+                  progress: bool = False) -> list[TraceResult]:
+    """One trace estimate per batch of ``data`` (one estimate without it), ``num_matvecs`` products in all;
+    ``progress`` shows a bar of the products on stderr."""
     method = normalise_method(method)
     check_choice("probes", probes, PROBES)
     num_matvecs = check_int("num_matvecs", num_matvecs, minimum=minimum_matvecs(method, 1))
@@ -158,34 +167,37 @@ def trace_batches(model: torch.nn.Module, loss_fn: Callable[..., Tensor], data: 
     shares = _shares(num_matvecs, count, minimum_matvecs(method, 1), method)
     gen: torch.Generator | None = None
     results = []
-    for index, op in enumerate(_operators(model, loss_fn, data, count, parameters, groups, strategy)):
-        if gen is None:
-            gen = make_generator(op, seed, None)
-            if per_layer and probes == "block" and count > 1:
-                _shares(num_matvecs, count, minimum_matvecs(method, len(op.groups), probes),
-                        f"{method} with probes='block' on {len(op.groups)} groups")
-        result = trace_of(op, method=method, num_matvecs=shares[index], per_layer=per_layer, probes=probes,
-                          generator=gen, chunk_size=chunk_size)
-        result.seed = gen.initial_seed()
-        results.append(result)
+    with matvec_bar(progress, num_matvecs, f"Hessian trace ({method})") as bar:
+        for index, op in enumerate(_operators(model, loss_fn, data, count, parameters, groups, strategy, bar)):
+            if gen is None:
+                gen = make_generator(op, seed, None)
+                if per_layer and probes == "block" and count > 1:
+                    _shares(num_matvecs, count, minimum_matvecs(method, len(op.groups), probes),
+                            f"{method} with probes='block' on {len(op.groups)} groups")
+            result = trace_of(op, method=method, num_matvecs=shares[index], per_layer=per_layer, probes=probes,
+                              generator=gen, chunk_size=chunk_size)
+            result.seed = gen.initial_seed()
+            results.append(result)
     return results
 
 
 def trace(model: torch.nn.Module, loss_fn: Callable[..., Tensor], *, method: str = "hutchinson",
           num_matvecs: int = 100, per_layer: bool = True, probes: str = "full", seed: int | None = 0,
           parameters: Iterable[str] | None = None, groups: str = "module", data: Iterable[Any] | None = None,
-          reduce: str = "mean", strategy: str = "auto", chunk_size: int | None | str = "auto") -> TraceResult:
+          reduce: str = "mean", strategy: str = "auto", chunk_size: int | None | str = "auto",
+          progress: bool = False) -> TraceResult:
     """Estimated trace of the Hessian of ``loss_fn`` at ``model``'s weights, per layer and in total, from
     ``num_matvecs`` Hessian-vector products in all.
 
     By default (``probes="full"``) every product serves the total and every layer; ``probes="block"`` spends
     separate products on each layer (lower variance per product, the same total budget). See
     :func:`~gnnbench.hessian.traces.trace_of` for the estimators and the module docstring for ``data``/``reduce``.
+    ``progress`` shows a bar of the Hessian-vector products on stderr.
     """
     check_choice("reduce", reduce, REDUCTIONS)
     results = trace_batches(model, loss_fn, data, method=method, num_matvecs=num_matvecs, per_layer=per_layer,
                             probes=probes, seed=seed, parameters=parameters, groups=groups, strategy=strategy,
-                            chunk_size=chunk_size)
+                            chunk_size=chunk_size, progress=progress)
     return results[0] if data is None else reduce_traces(results, reduce)
 
 
@@ -193,12 +205,13 @@ def eigenvalues(model: torch.nn.Module, loss_fn: Callable[..., Tensor], *, k: in
                 tol: float = 1e-4, num_matvecs: int | None = None, block_size: int | None = None,
                 seed: int | None = 0, parameters: Iterable[str] | None = None, groups: str = "module",
                 data: Iterable[Any] | None = None, reduce: str = "mean", strategy: str = "auto",
-                max_iter: int | None = None) -> Tensor:
+                max_iter: int | None = None, progress: bool = False) -> Tensor:
     """The ``k`` extreme Hessian eigenvalues (1-D float64 tensor; see :func:`eigenvalues_of` for ``which`` and the
     order). ``num_matvecs`` caps the products in all (split over the batches of ``data``; default 100 block
     iterations per batch). With ``data``, the per-batch vectors are reduced elementwise (the ``j``-th value is the
     mean or maximum over batches of each batch's ``j``-th eigenvalue; the order is kept). ``max_iter`` is
-    deprecated (iterations per batch; use ``num_matvecs``)."""
+    deprecated (iterations per batch; use ``num_matvecs``). ``progress`` shows a bar of the products on stderr
+    (its total is the cap: Lanczos may converge sooner)."""
     check_choice("reduce", reduce, REDUCTIONS)
     p, _ = eigen_budget(k, block_size, num_matvecs, max_iter)  # validates (and warns about max_iter) once
     data, count = _plan(data)
@@ -206,12 +219,14 @@ def eigenvalues(model: torch.nn.Module, loss_fn: Callable[..., Tensor], *, k: in
         shares: list[int | None] = list(_shares(num_matvecs, count, p, "block Lanczos"))
     else:
         shares = [None if max_iter is None else max_iter * p] * count
+    cap = sum(p * DEFAULT_ITERATIONS if share is None else share for share in shares)
     gen: torch.Generator | None = None
     results = []
-    for index, op in enumerate(_operators(model, loss_fn, data, count, parameters, groups, strategy)):
-        gen = make_generator(op, seed, None) if gen is None else gen
-        results.append(eigenvalues_of(op, k=k, which=which, tol=tol, num_matvecs=shares[index],
-                                      block_size=block_size, generator=gen))
+    with matvec_bar(progress, cap, "Hessian eigenvalues") as bar:
+        for index, op in enumerate(_operators(model, loss_fn, data, count, parameters, groups, strategy, bar)):
+            gen = make_generator(op, seed, None) if gen is None else gen
+            results.append(eigenvalues_of(op, k=k, which=which, tol=tol, num_matvecs=shares[index],
+                                          block_size=block_size, generator=gen))
     return results[0] if data is None else _reduce_eigenvalues(results, reduce)
 
 
@@ -220,12 +235,14 @@ def spectral_density(model: torch.nn.Module, loss_fn: Callable[..., Tensor], *, 
                      grid_range: tuple[float, float] | None = None, seed: int | None = 0,
                      parameters: Iterable[str] | None = None, groups: str = "module",
                      data: Iterable[Any] | None = None, reduce: str = "mean", strategy: str = "auto",
-                     reorthogonalize: bool = True, chunk_size: int | None = None) -> SpectralDensity:
+                     reorthogonalize: bool = True, chunk_size: int | None = None,
+                     progress: bool = False) -> SpectralDensity:
     """Stochastic Lanczos quadrature density of the Hessian spectrum (see :func:`spectral_density_of`).
 
     Cost: at most ``num_runs * num_steps`` products per batch (``SpectralDensity.num_matvecs``: the number
     performed). With ``data`` only ``reduce="mean"`` is defined: the result is the SLQ of the mixture of the
     batches' spectral measures (all batches' quadrature nodes pooled, one density on a common grid).
+    ``progress`` shows a bar of the products on stderr.
     """
     check_choice("reduce", reduce, REDUCTIONS)
     if data is not None and reduce != "mean":
@@ -235,13 +252,14 @@ def spectral_density(model: torch.nn.Module, loss_fn: Callable[..., Tensor], *, 
     data, count = _plan(data)
     gen: torch.Generator | None = None
     nodes, weights, used, dim = [], [], 0, 0
-    for op in _operators(model, loss_fn, data, count, parameters, groups, strategy):
-        gen = make_generator(op, seed, None) if gen is None else gen
-        theta, tau, performed = slq(op, num_runs, num_steps, gen, reorthogonalize, chunk_size)
-        nodes.append(theta)
-        weights.append(tau)
-        used += performed
-        dim = op.dim
+    with matvec_bar(progress, num_runs * num_steps * count, "Hessian spectral density") as bar:
+        for op in _operators(model, loss_fn, data, count, parameters, groups, strategy, bar):
+            gen = make_generator(op, seed, None) if gen is None else gen
+            theta, tau, performed = slq(op, num_runs, num_steps, gen, reorthogonalize, chunk_size)
+            nodes.append(theta)
+            weights.append(tau)
+            used += performed
+            dim = op.dim
     width = max(n.shape[1] for n in nodes)
     nodes = torch.cat([torch.nn.functional.pad(n, (0, width - n.shape[1]), value=float(n[0, 0])) for n in nodes])
     weights = torch.cat([torch.nn.functional.pad(w, (0, width - w.shape[1])) for w in weights])

@@ -32,7 +32,8 @@ def report(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], *, da
            test_data: Iterable[Any] | None = None, n: int | None = None, parameters: Iterable[str] | None = None,
            trace_method: str = "hutch++", num_matvecs: int = 99, probes: str = "full", top_k: int = 5,
            density_runs: int = 5, density_steps: int = 40, seed: int = 0, strategy: str = "auto",
-           path: str | os.PathLike | None = None, plots_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+           path: str | os.PathLike | None = None, plots_dir: str | os.PathLike | None = None,
+           progress: bool = False) -> dict[str, Any]:
     """Measure ``model`` on ``data`` (batches; ``loss_fn(batch)`` is a batch's mean loss) and return a JSON record.
 
     Per-layer traces use ``num_matvecs`` Hessian-vector products in all (split over the batches; ``probes`` as in
@@ -43,9 +44,11 @@ def report(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], *, da
     bound reuses the maximum traces; the quadratic bound costs one product per layer and batch), each with
     ``bound_holds`` and, when the bound is below the measured gap, a ``note`` saying why it can be. ``matvecs`` in
     the record counts the products each measurement performed. ``path`` writes the JSON; ``plots_dir`` the figures.
+    ``progress`` shows a bar of the Hessian-vector products of each measurement on stderr.
     """
     from .bounds import hessian_bound, trace_radius_bound
     from .estimators import _make_operator, reduce_traces, trace_batches
+    from .progress import CountingOperator, matvec_bar
     from .spectrum import eigenvalues_of, spectral_density_of
 
     batches = list(data)
@@ -64,12 +67,15 @@ def report(model: torch.nn.Module, loss_fn: Callable[[Any], torch.Tensor], *, da
                 "density_runs": density_runs, "density_steps": density_steps, "seed": seed, "strategy": strategy,
                 "parameters": parameters, "batches": len(batches)}
     per_batch = trace_batches(model, loss_fn, batches, method=trace_method, num_matvecs=num_matvecs, probes=probes,
-                              seed=seed, parameters=parameters, strategy=strategy)
+                              seed=seed, parameters=parameters, strategy=strategy, progress=progress)
     traces = {reduce: reduce_traces(per_batch, reduce) for reduce in ("mean", "max")}
     op = _make_operator(model, lambda: loss_fn(first), parameters=parameters, groups="module", strategy=strategy)
-    top = eigenvalues_of(op, k=top_k, which="largest", seed=seed)
+    with matvec_bar(progress, 100 * top_k, "Hessian eigenvalues") as bar:  # at most 100 block iterations
+        top = eigenvalues_of(CountingOperator(op, bar), k=top_k, which="largest", seed=seed)
     eigen_matvecs = op.num_matvecs
-    density = spectral_density_of(op, num_runs=density_runs, num_steps=density_steps, seed=seed)
+    with matvec_bar(progress, density_runs * density_steps, "Hessian spectral density") as bar:
+        density = spectral_density_of(CountingOperator(op, bar), num_runs=density_runs, num_steps=density_steps,
+                                      seed=seed)
     matvecs = {"trace": traces["mean"].num_matvecs, "eigenvalues": eigen_matvecs,
                "spectral_density": density.num_matvecs}
     record: dict[str, Any] = {

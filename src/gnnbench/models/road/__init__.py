@@ -10,6 +10,7 @@
 The training protocol is :mod:`gnnbench.harness.road_family` (``gnnbench run road``).
 """
 
+from ... import _pyg  # noqa: F401 - PyG imported first, without the warning its import prints
 from .encoders import ENCODERS, GATConv, GCNConv, GINConv, NodeEncoder, SAGEConv
 from .graph import RoadGraph
 from .link_predictor import LinkPredictor
