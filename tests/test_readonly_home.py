@@ -23,6 +23,9 @@ COMMANDS = {
     "algo generate": ["algo", "generate", "bfs", "--split", "train", "--num-samples", "2", "-n", "4"],
     "build road": ["build", "road", "--state", "DEMO"],
     "download road": ["download", "road", "--state", "DEMO"],
+    "import ml4roadsafety": ["import", "ml4roadsafety", "--state", "MA"],
+    "run": ["run", "algo", "--algorithm", "bfs", "--seeds", "0"],
+    "hessian diffusion": ["hessian", "diffusion", "--state", "DEMO"],  # a dataset that must build the demo region
 }
 
 
