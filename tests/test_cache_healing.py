@@ -238,3 +238,15 @@ def test_a_pre_transform_pt_pyg_cannot_read_no_longer_ends_in_an_unpickling_erro
     path.write_bytes(b"0garbage\n" * 10)
     with pytest.warns(CacheRebuiltWarning, match="pre_transform.pt: unreadable"):
         make_algo(algo_root)
+
+
+def test_the_rebuild_command_names_the_build_or_the_import_and_a_root_outside_the_default(tmp_path, monkeypatch):
+    from gnnbench.road.manifest import rebuild_command
+
+    monkeypatch.setenv("GNNBENCH_HOME", str(tmp_path / "home"))
+    default, other = tmp_path / "home" / "road", tmp_path / "my data"
+    assert rebuild_command(default / "tables" / "MA") == "gnnbench build road --state MA"
+    assert rebuild_command(default / "ml4roadsafety" / "tables" / "MA") == "gnnbench import ml4roadsafety --state MA"
+    assert rebuild_command(other / "tables" / "DE") == f"gnnbench build road --state DE --root '{other}'"
+    assert (rebuild_command(other / "ml4roadsafety" / "tables" / "DE")
+            == f"gnnbench import ml4roadsafety --state DE --root '{other}'")
