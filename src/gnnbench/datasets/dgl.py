@@ -1,4 +1,5 @@
-"""DGL twins of the datasets (needs the optional ``dgl`` extra: ``pip install gnnbench[dgl]``).
+"""DGL twins of the datasets (needs the optional ``dgl`` extra: ``pip install gnnbench[dgl]``, which pins the one
+supported environment, see :mod:`gnnbench.datasets.dgl_environment`).
 
 Each DGL item holds exactly the tensors of the PyTorch Geometric item: node fields
 in ``g.ndata``, edge fields in ``g.edata`` (same edge order: every ordered pair,
@@ -15,15 +16,13 @@ from typing import Any
 
 import torch
 
-try:
-    import dgl
-    from dgl.data import DGLDataset
-except ImportError as error:  # pragma: no cover - exercised only without the extra
-    raise ImportError("gnnbench.datasets.dgl needs DGL: pip install 'gnnbench[dgl]'") from error
-
 from ..algo.specs import SPECS, Location
 from .algorithmic_reasoning import AlgorithmicReasoningDataset
+from .dgl_environment import import_dgl
 from .road_accidents import RoadAccidentDataset
+
+dgl = import_dgl()  # DGLMissingError / DGLBrokenError (with the reason and the supported set) otherwise
+DGLDataset = dgl.data.DGLDataset
 
 
 def to_dgl(data: Any, algorithm: str) -> tuple[dgl.DGLGraph, dict[str, torch.Tensor]]:
