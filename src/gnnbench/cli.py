@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("algorithms", nargs="*", help="algorithms (default: all twelve)")
     generate.add_argument("--split", action="append", dest="splits",
                           help="split to generate, repeatable (default: train, valid, test)")
-    generate.add_argument("--num-samples", type=_number(int, "--num-samples", minimum=0), default=None,
+    generate.add_argument("--num-samples", type=_number(int, "--num-samples", minimum=1), default=None,
                           help="override the split's number of graphs")
     generate.add_argument("-n", "--nodes", type=_number(int, "--nodes", minimum=1), default=None,
                           help="override the split's graph size")
@@ -225,14 +225,16 @@ def _hessian_parsers(commands: argparse._SubParsersAction) -> None:
                          help="state dict of the starting weights (enables the bounds)")
     measure.add_argument("--out", type=Path, default=Path("hessian_report.json"), help="JSON record to write")
     measure.add_argument("--plots", type=Path, default=None, help="directory for the figures (needs matplotlib)")
-    measure.add_argument("--method", choices=("hutch++", "hutchinson"), default="hutch++")
+    measure.add_argument("--method", choices=("hutch++", "hutchinson"), default="hutch++",
+                         help="trace estimator of the per-layer traces (default: hutch++)")
     measure.add_argument("--num-matvecs", type=_number(int, "--num-matvecs", minimum=1), default=99,
                          help="Hessian-vector products for the per-layer traces, in all (split over the batches)")
     measure.add_argument("--probes", choices=("full", "block"), default="full",
                          help="per-layer traces from full-length probes (default) or block-supported ones")
     measure.add_argument("--top-k", type=_number(int, "--top-k", minimum=1), default=5,
                          help="number of top eigenvalues")
-    measure.add_argument("--seed", type=_number(int, "--seed", minimum=0), default=0)
+    measure.add_argument("--seed", type=_number(int, "--seed", minimum=0), default=0,
+                         help="seed of the random vectors of the traces, eigenvalues and density (default: 0)")
     measure.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     measure.add_argument("--no-progress", action="store_true", help="no progress bars")
     measure.set_defaults(handler=_hessian_report)
@@ -409,11 +411,11 @@ def _download_road(args: argparse.Namespace) -> int:
 
 def _build_road(args: argparse.Namespace) -> int:
     _writable(_road_home(args))
-    from .road import STATES, region
+    from .road import STATES, region, region_code
     from .road.build import BuildParameters, RegionPaths
     from .road.pipeline import build_demo, build_region_from_raw
 
-    codes = list(STATES) if args.state.lower() == "all" else [args.state]
+    codes = list(STATES) if args.state.strip().lower() == "all" else [region_code(args.state, others=("all",))]
     failures = []
     for code in codes:
         if code.upper() == "DEMO":
@@ -449,10 +451,11 @@ def _aadt_files(values: list[str]) -> dict[int, Path]:
 
 def _import_ml4roadsafety(args: argparse.Namespace) -> int:
     _writable(_road_home(args))
+    from .road import region_code
     from .road.sources.dataverse import DEFAULT_SERVER
     from .road.sources.ml4roadsafety import ML4ROADSAFETY_DOI, fetch_release, import_release
 
-    state = args.state.upper()
+    state = region_code(args.state, demo=False)  # the release's eight states
     root = _road_home(args) / "ml4roadsafety"
     state_dir = args.release_dir or fetch_release(state, cache_dir=root / "raw", doi=args.doi or ML4ROADSAFETY_DOI,
                                                   server=args.server or DEFAULT_SERVER)
@@ -462,6 +465,7 @@ def _import_ml4roadsafety(args: argparse.Namespace) -> int:
 
 
 def _info_road(args: argparse.Namespace) -> int:
+    from .road import region_code
     from .road.tables import verify_tables
 
     if args.state is None:
@@ -470,7 +474,8 @@ def _info_road(args: argparse.Namespace) -> int:
         print(json.dumps(coverage_rows(), indent=1) if args.json else coverage_text())
         return 0
     root = _road_home(args) / ("ml4roadsafety" if args.source == "ml4roadsafety" else "")
-    manifest = verify_tables(root / "tables" / args.state.upper())
+    state = region_code(args.state, tables=root / "tables")  # "unknown state", not "no road build found"
+    manifest = verify_tables(root / "tables" / state)
     if args.json:
         print(json.dumps(manifest, indent=1, sort_keys=True))
         return 0
@@ -504,9 +509,10 @@ def _quickstart(args: argparse.Namespace) -> int:
     _writable(args.root or gnnbench_home() / "datasets", args.road_root or gnnbench_home() / "road",
               args.out or gnnbench_home() / "runs")
     from .algo import SPECS, Evaluator
+    from .algo.specs import check_algorithm
     from .datasets import AlgorithmicReasoningDataset
 
-    algorithm = args.algorithm
+    algorithm = check_algorithm(args.algorithm)  # before the first line of output
     print(f"gnnbench {__version__} quickstart: CLRS-30 splits of {algorithm!r}")
     _compile_kernels([algorithm], progress=not args.no_progress)
     for split in ("train", "valid", "test"):
@@ -598,15 +604,19 @@ def _algo_generate(args: argparse.Namespace) -> int:
     from .io import gnnbench_home
 
     _writable(args.root or gnnbench_home() / "datasets")
-    from .algo import ALGORITHMS
+    from .algo import ALGORITHMS, resolve_split
+    from .algo.specs import check_algorithm
     from .datasets import AlgorithmicReasoningDataset
 
-    algorithms = args.algorithms or list(ALGORITHMS)
+    algorithms = [check_algorithm(name) for name in args.algorithms] or list(ALGORITHMS)
+    splits = args.splits or ("train", "valid", "test")
+    for split in splits:  # every name checked before any work: a rejected name creates nothing
+        resolve_split(split)
     options = {"p": tuple(args.p)} if args.p else {}
     summary = []
     _compile_kernels(algorithms, progress=True)
     for algorithm in algorithms:
-        for split in args.splits or ("train", "valid", "test"):
+        for split in splits:
             start = time.perf_counter()
             dataset = AlgorithmicReasoningDataset(args.root, algorithm, split, num_samples=args.num_samples,
                                                   n=args.nodes, seed=args.seed, sampler_options=options,

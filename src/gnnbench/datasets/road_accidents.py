@@ -19,6 +19,7 @@ from ..io import file_lock
 from ..io.cache import gnnbench_home, require_writable, warn_rebuilt
 from ..io.files import atomic_path
 from ..road.manifest import read_manifest
+from ..road.states import region_code
 from ..io.manifest import ManifestError
 from ..road.snapshots import STORE_MANIFEST, SnapshotStore, read_store_meta, write_snapshot_store
 from . import preprocessing
@@ -98,6 +99,7 @@ class RoadAccidentDataset(Dataset):
         root = Path(root) if root is not None else gnnbench_home() / "road"
         if source == "ml4roadsafety":
             root = root / "ml4roadsafety"
+        region_code(self.state, tables=root / "tables")  # a registry state, DEMO or a built region: else the list
         # log=False: PyG would print "Processing..."/"Done!"; gnnbench logs. pre_transform and pre_filter are
         # applied by gnnbench (below), which processes again when they change instead of only warning.
         super().__init__(str(root), transform=transform, log=False, force_reload=force_reload)
@@ -154,12 +156,8 @@ class RoadAccidentDataset(Dataset):
         tables = Path(self.raw_dir)
         if (tables / MANIFEST_NAME).exists() or any(tables.glob("*.parquet")):
             verify_tables(tables)  # a build with a file missing: name it and the command that rebuilds it
-        from ..road import STATES
         from ..road.pipeline import build_demo
 
-        if self.state != "DEMO" and self.state not in STATES:
-            raise ValueError(f"unknown state {self.state!r} (no tables under {self.raw_dir}); expected one of "
-                             f"{', '.join(STATES)}, or DEMO for the synthetic demo region")
         if self.source == "ml4roadsafety":
             raise FileNotFoundError(f"no imported ML4RoadSafety tables for {self.state} under {self.raw_dir}; run "
                                     f"`gnnbench import ml4roadsafety --state {self.state}`")

@@ -49,6 +49,8 @@ import numpy as np
 import torch
 
 from ..arguments import check_choice, check_float, check_int
+from ..io.cache import gnnbench_home
+from ..road.states import region_code
 from .allocator import retain_freed_memory
 from .family import HessianInputs, SeedContext, SeedOutcome, check_sections
 
@@ -85,10 +87,15 @@ def validate_config(config: Mapping[str, Any]) -> None:
     data, model, train, evaluation = (config[s] for s in ("data", "model", "train", "eval"))
     if not isinstance(data["root"], (str, Path)):
         raise ValueError(f"data.root must be a directory path ('' for $GNNBENCH_HOME/road), got {data['root']!r}")
+    home = (_root(data) or gnnbench_home() / "road") / ("ml4roadsafety" if data["source"] == "ml4roadsafety" else "")
     for index, state in enumerate(_states(data)):
+        key = "data.state" if not data["states"] else f"data.states[{index}]"
         if not isinstance(state, str) or not state.strip().isalnum():
-            key = "data.state" if not data["states"] else f"data.states[{index}]"
             raise ValueError(f"{key} must be a state code such as 'MA' (or 'DEMO'), got {state!r}")
+        try:
+            region_code(state, tables=home / "tables")  # a registry state, DEMO or a region built under data.root
+        except ValueError as error:
+            raise ValueError(f"{key}: {error}") from None
     states = [state.strip().upper() for state in _states(data)]
     if len(set(states)) != len(states):
         raise ValueError(f"data.states names a state twice: {data['states']}")

@@ -7,14 +7,16 @@
 """
 
 from .evaluation import Evaluator
-from .states import STATES, StateEntry, get_state
+from .states import STATES, StateEntry, get_state, region_code
 
-__all__ = ["STATES", "Evaluator", "StateEntry", "get_state", "region"]
+__all__ = ["STATES", "Evaluator", "StateEntry", "get_state", "region", "region_code"]
 
 
 def region(code: str) -> StateEntry:
-    """The registry entry of a state code, or the synthetic demo region for ``"DEMO"``."""
-    if str(code).upper() == "DEMO":
+    """The registry entry of a state code, or the synthetic demo region for ``"DEMO"``; an unknown code raises a
+    ValueError listing the valid ones."""
+    code = region_code(code)
+    if code == "DEMO":
         from .demo.region import DEMO_REGION
 
         return DEMO_REGION

@@ -16,8 +16,10 @@ schema differs fails with an error naming the missing column.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 SEVERITIES = ("fatal", "injury", "property_damage", "unknown")
@@ -383,6 +385,28 @@ _ENTRIES = [
 ]
 
 STATES: Mapping[str, StateEntry] = MappingProxyType({entry.code: entry for entry in _ENTRIES})
+
+
+#: The name of the synthetic demo region (``gnnbench.road.demo``), valid wherever a state code is.
+DEMO = "DEMO"
+
+
+def region_code(code: object, *, demo: bool = True, others: tuple[str, ...] = (),
+                tables: str | os.PathLike | None = None) -> str:
+    """``code`` upper-cased if it names a registry state (or :data:`DEMO` when ``demo``, or a region with tables in
+    ``tables``, a ``ROOT/tables`` directory, such as a synthetic one); an unknown name raises a ValueError listing
+    the valid ones (``others``: further names the caller accepts, such as ``"all"``).
+
+    Callers check a name before they create anything for it, so a rejected name leaves no folder behind."""
+    key = code.strip().upper() if isinstance(code, str) else None
+    if key in STATES or (demo and key == DEMO):
+        return key
+    built = Path(tables) / key if tables is not None and key and key.isalnum() else None
+    if built is not None and built.is_dir() and any(built.iterdir()):
+        return key
+    where = f" (no tables in {built})" if built is not None else ""
+    valid = [*STATES, *([DEMO] if demo else []), *others]
+    raise ValueError(f"unknown state {code!r}{where}; valid: {', '.join(valid)}")
 
 
 def get_state(code: str) -> StateEntry:
