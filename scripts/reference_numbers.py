@@ -124,8 +124,8 @@ def algo_table(budget: str) -> str:
     if budget == "cpu":
         lines.append(f"Reduced CPU budget, not the CLRS-30 protocol: {', '.join(settings['overrides'])}, hidden 128, "
                      f"batch 32, seeds {settings['seeds']}; CLRS-30 train split; the checkpoint of the best "
-                     "validation score; micro-F1 × 100 on the validation split (n = 16) and the test split (n = 64). Not comparable with "
-                     "published numbers, which train 10,000 steps.")
+                     "validation score; micro-F1 × 100 on the validation split (n = 16) and the test split (n = 64). "
+                     "Not comparable with published numbers, which train 10,000 steps.")
     else:
         lines.append("CLRS-30 protocol (10,000 steps, hidden 128, batch 32, Adam 1e-3, seeds 0-2); test at n = 64, "
                      "micro-F1 × 100, mean ± std over seeds. Published: Ibarz et al. 2022, Table 2, mean ± s.e.m. "
