@@ -52,14 +52,14 @@ def _compile_kernels(algorithms: Sequence[str], progress: bool) -> None:
     pending = [name for name in dict.fromkeys(algorithms) if not kernels_compiled(name)]
     if not pending:
         return
-    what = f"the {pending[0]} kernels" if len(pending) == 1 else f"the kernels of {len(pending)} algorithms"
-    print(f"gnnbench: compiling {what} once ({_COMPILE_SECONDS} s per algorithm on a fresh machine; cached for "
-          "later runs)", file=sys.stderr)
+    # durations measured on a fresh 2-core machine (README, "First use compiles"): 10-14 s for the first
+    # algorithm (with the shared code), 16 s for the DFS family, under 4 s for any other; 39 s for all twelve
+    what, how_long = ((f"the {pending[0]} kernels", "10-30 s") if len(pending) == 1 else
+                      (f"the kernels of {len(pending)} algorithms", "under a minute for all twelve"))
+    print(f"gnnbench: compiling {what} once ({how_long}; cached for later runs)", file=sys.stderr)
     seconds = compile_kernels(pending, progress=progress)
     print(f"gnnbench: compiled in {sum(seconds.values()):.0f} s", file=sys.stderr)
 
-
-_COMPILE_SECONDS = "15-40"  # measured: see the README's "Install" section
 
 _ROAD_ROOT_HELP = "road data directory (default: $GNNBENCH_HOME/road); raw/, tables/ and processed/ live there"
 
@@ -576,7 +576,7 @@ def _quickstart_baselines(args: argparse.Namespace) -> int:
     from .harness.quickstart import quickstart_commands, quickstart_specs, seed_record, summary_table
 
     print("baselines: a small MPNN on BFS and a GraphSAGE on the demo region, trained and measured through the "
-          "harness (the first run compiles the BFS kernels and the Hessian code once: about half a minute)")
+          "harness")  # the kernels compiled before the splits were generated: nothing compiles here
     specs = quickstart_specs(road_root=args.road_root, algorithm=args.algorithm)
     out = args.out if args.out is not None else None
     results = run(specs, out=out, progress=not args.no_progress)

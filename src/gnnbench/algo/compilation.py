@@ -60,10 +60,26 @@ def kernels_compiled(algorithm: str) -> bool:
 
 
 def _exercise(algorithm: str) -> None:
-    """Run every compiled step that dataset generation and training run, on two tiny graphs."""
+    """Run every compiled step that dataset generation, dataset items and training batches run, on a few small
+    graphs: sampling and the kernels, padded CLRS batches, dense hints, and the dataset's stored columns (written,
+    read back memory-mapped, expanded per item), so that no later call compiles anything."""
+    import tempfile
+
+    from ..datasets.storage import read_columns, write_columns
     from .samplers import sample
 
-    sample(algorithm, 2, n=5, seed=0).clrs_batch()
+    traces = sample(algorithm, 4, n=8, seed=0)
+    traces.clrs_batch()
+    traces[0]
+    for name in traces.hints:
+        traces.hint_array(name)
+    with tempfile.TemporaryDirectory(prefix="gnnbench-compile-") as scratch:
+        path = Path(scratch) / "traces.npz"
+        key = {"algorithm": algorithm, "purpose": "compilation"}
+        write_columns(traces, path, key)
+        columns = read_columns(path, key)
+        for item in range(len(columns)):
+            columns.sample(item)
 
 
 def compile_kernels(algorithms: Iterable[str] = ALGORITHMS, *, progress: bool = False) -> dict[str, float]:
