@@ -25,6 +25,8 @@ def test_quickstart(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     out = captured.out
     assert "Processing" not in captured.err + out and "Done!" not in captured.err + out  # no library prints
+    # stderr holds the CLI's own notices only (e.g. "compiling the bfs kernels once"): no warnings, tracebacks, prints
+    assert all(line.startswith("gnnbench: ") for line in captured.err.splitlines()), captured.err
     assert f"gnnbench {__version__} quickstart" in out and "'bfs'" in out
     lines = out.splitlines()
     for split, graphs, nodes in (("train", 1000, 16), ("valid", 32, 16), ("test", 32, 64)):
