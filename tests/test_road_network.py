@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import networkx as nx
+import numba
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -102,7 +103,7 @@ def test_network_tables_match_the_graph(demo_graph):
     assert speeds["trunk"] == pytest.approx(55 * 1.609344, rel=1e-6) and speeds["secondary"] == 60
 
 
-def test_betweenness_matches_networkx_exactly_and_samples_are_unbiased():
+def test_betweenness_matches_networkx_exactly_and_samples_are_unbiased(monkeypatch):
     rng = np.random.default_rng(0)
     n, m = 60, 200
     src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
@@ -114,6 +115,11 @@ def test_betweenness_matches_networkx_exactly_and_samples_are_unbiased():
             graph.add_edge(s, d, length=w)
     expected = nx.betweenness_centrality(graph, weight="length", normalized=True)
     np.testing.assert_allclose(betweenness(n, src, dst, length), [expected[i] for i in range(n)], atol=1e-12)
+    # the sources split into one chunk per numba thread whatever this machine has (pytest -n gives each worker one)
+    for threads in (1, 3):
+        monkeypatch.setattr(numba, "get_num_threads", lambda: threads)
+        np.testing.assert_allclose(betweenness(n, src, dst, length), [expected[i] for i in range(n)], atol=1e-12)
+    monkeypatch.undo()
     estimates = np.mean([betweenness(n, src, dst, length, sources=20, seed=seed) for seed in range(40)], axis=0)
     assert np.corrcoef(estimates, [expected[i] for i in range(n)])[0, 1] > 0.95
 
