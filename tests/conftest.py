@@ -1,6 +1,7 @@
 """Shared test configuration (must not import torch: the CLRS reference tests run without it)."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -36,3 +37,34 @@ def _worker_torch_threads():
     torch = sys.modules.get("torch")
     if WORKER_THREADS is not None and torch is not None and torch.get_num_threads() != WORKER_THREADS:
         torch.set_num_threads(WORKER_THREADS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``heavy`` (tens of seconds each) run first, in their collected order: under ``pytest -n`` the
+    long ones start at once on every worker and the run ends with short tests, so no worker finishes alone."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
+@pytest.fixture(scope="session")
+def demo_region(tmp_path_factory) -> Path:
+    """The road demo region (raw files, tables, processed arrays) built once per test run and shared by the
+    pytest-xdist workers (the first builds it under a file lock). Read-only: tests copy it (``copy_demo_region``)."""
+    from gnnbench.datasets import RoadAccidentDataset
+    from gnnbench.io import file_lock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # every worker's base directory lies in the run's own directory
+    root = shared / "demo-region"
+    with file_lock(root):
+        RoadAccidentDataset(root, "DEMO")  # builds the region through the loopback portal; then only verifies it
+    return root
+
+
+@pytest.fixture(scope="session")
+def copy_demo_region(demo_region):
+    """``copy_demo_region(target)``: a private copy of the built demo region under ``target`` (returned)."""
+    def copy(target: Path) -> Path:
+        shutil.copytree(demo_region, target, dirs_exist_ok=True)
+        return target
+    return copy

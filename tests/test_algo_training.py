@@ -75,6 +75,7 @@ def same_outcome(a, b) -> None:
 # ------------------------------------------------------------------------------------------------- learning
 
 
+@pytest.mark.heavy
 def test_small_mpnn_learns_bfs_nearly_perfectly(tmp_path):
     """BFS hints are easy: a small MPNN under the protocol (Adam 1e-3, clipping, soft hints) reaches >= 0.95
     on the validation graphs (n = 16) and on the test graphs (n = 64) within 150 steps."""

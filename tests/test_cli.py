@@ -16,6 +16,7 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("GNNBENCH_HOME", str(tmp_path / "home"))
 
 
+@pytest.mark.heavy
 def test_quickstart(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PYTEST_CURRENT_TEST")  # PyG prints "Processing..." only outside pytest
     root = tmp_path / "data"

@@ -374,6 +374,7 @@ def test_run_directory_in_use_is_refused(tmp_path):
             run(spec_of(), out=tmp_path / "run", progress=False)
 
 
+@pytest.mark.heavy
 def test_jobs_match_sequential_seeds(tmp_path):
     """Two runs (a sweep over the activation) x two seeds in two spawned processes: the same records as one by one."""
     specs = resolve("toy", shortcuts={"model": "tanh,relu"}, overrides=["model.hidden=3", "train.steps=20"],

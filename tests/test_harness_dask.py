@@ -61,6 +61,7 @@ def test_cli_scheduler_address_and_resume(tmp_path, cluster, monkeypatch, capsys
     assert all(resumed[seed]["test"] == expected[seed]["test"] for seed in (0, 1))
 
 
+@pytest.mark.heavy
 def test_dask_worker_processes(tmp_path):
     """A worker in its own process imports the family by its module name and writes into the shared directory."""
     (spec,) = resolve("toy", seeds="0-1", overrides=["train.steps=20"])

@@ -63,12 +63,8 @@ def test_algo_run(processor, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def road_root(tmp_path_factory):
-    from gnnbench.datasets import RoadAccidentDataset
-
-    directory = tmp_path_factory.mktemp("road")
-    RoadAccidentDataset(directory, "DEMO")  # builds the demo region
-    return directory
+def road_root(tmp_path_factory, copy_demo_region):
+    return copy_demo_region(tmp_path_factory.mktemp("road"))  # built once per test run (conftest.demo_region)
 
 
 @pytest.mark.parametrize("encoder", ["mlp", "gcn", "sage", "gin", "gat"])

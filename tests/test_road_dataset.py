@@ -24,9 +24,9 @@ DEMO_MONTHS = [(year, month) for year in DEMO_YEARS for month in range(1, 13)]
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("road")
-    RoadAccidentDataset(root, "DEMO")  # builds the demo region on first use
+def root(tmp_path_factory, copy_demo_region):
+    root = copy_demo_region(tmp_path_factory.mktemp("road"))  # built once per test run (conftest.demo_region)
+    RoadAccidentDataset(root, "DEMO")
     return root
 
 

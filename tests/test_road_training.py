@@ -31,11 +31,10 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
+def root(tmp_path_factory, copy_demo_region):
     from synthetic.state_scale import generate_state_scale
 
-    directory = tmp_path_factory.mktemp("road")
-    RoadAccidentDataset(directory, "DEMO")  # builds the demo region
+    directory = copy_demo_region(tmp_path_factory.mktemp("road"))  # built once per test run (conftest.demo_region)
     generate_state_scale(directory, num_nodes=200, num_edges=460, num_crashes=6000, years=(2018, 2019, 2020),
                          release=False)  # tables/ZZ: a second, small region
     return directory
