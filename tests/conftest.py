@@ -23,11 +23,14 @@ def _worker_threads() -> int | None:
 # before torch, numpy or numba are imported (test modules import them after this file). Two workers with two
 # threads each on two cores made OpenMP's spinning barriers cost 10-40x the CPU time (measured: the
 # algorithmic training tests took 663 s of CPU instead of 11 s); numba's OpenMP pool also set torch's thread
-# count back to the core count whenever a test built the demo region. A variable the user set is kept.
+# count back to the core count whenever a test built the demo region. OpenMP threads waiting for work sleep
+# instead of spinning, so the few tests that use two threads on purpose do not take the core from the other
+# worker (test_road_models' two-thread tests: 11-24 s -> 0.4 s under -n 2). A variable the user set is kept.
 WORKER_THREADS = _worker_threads()
 if WORKER_THREADS is not None:
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(_name, str(WORKER_THREADS))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(autouse=True)
