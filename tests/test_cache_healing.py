@@ -58,9 +58,9 @@ def assert_quiet(build):
 # --- the road demo region --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, copy_demo_region):
     """The demo region built once; its processed files (with PyG's records), one snapshot and the tables."""
-    root = tmp_path_factory.mktemp("demo")
+    root = copy_demo_region(tmp_path_factory.mktemp("demo"))  # built once per test run (conftest.demo_region)
     dataset = RoadAccidentDataset(root, "DEMO")
     processed, tables = root / "processed" / "DEMO", root / "tables" / "DEMO"
     assert (processed / "pre_transform.pt").exists() and (processed / "pre_filter.pt").exists()

@@ -115,6 +115,7 @@ class _Reader(threading.Thread):
         return b"".join(self.chunks).decode(errors="replace")
 
 
+@pytest.mark.heavy
 def test_ctrl_c_during_compilation_stops_cleanly_and_the_next_run_works(tmp_path):
     """A fresh GNNBENCH_HOME (so the kernels compile), SIGINT two seconds into the compilation."""
     env = {**os.environ, "GNNBENCH_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}

@@ -96,6 +96,7 @@ def _stderr_of(code: str) -> str:
     return done.stderr
 
 
+@pytest.mark.heavy
 def test_importing_pyg_through_gnnbench_prints_no_torch_jit_script_warning():
     plain = _stderr_of("import torch_geometric")
     if "torch.jit.script` is deprecated" not in plain:

@@ -117,7 +117,8 @@ def _uses_dgl(block: Block) -> bool:
 
 
 @pytest.mark.parametrize("block", [  # the DGL example is also marked dgl: `-m dgl` in CI's DGL environment runs it
-    pytest.param(block, id=f"line{block.line}", marks=[pytest.mark.dgl] if _uses_dgl(block) else [])
+    pytest.param(block, id=f"line{block.line}",
+                 marks=[pytest.mark.heavy, *([pytest.mark.dgl] if _uses_dgl(block) else [])])
     for block in PYTHON])
 def test_readme_python_block_runs_as_written(block, readme_place):
     work, env = readme_place
