@@ -43,7 +43,7 @@ def _worker_torch_threads():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``heavy`` (tens of seconds each) run first, in their collected order: under ``pytest -n`` the
+    """Tests marked ``heavy`` (the longest: 5-45 s each) run first, in their collected order: under ``pytest -n`` the
     long ones start at once on every worker and the run ends with short tests, so no worker finishes alone."""
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
