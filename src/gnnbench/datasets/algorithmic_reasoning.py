@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch_geometric.data import Data, Dataset
 from torch_geometric.data.collate import collate
-from torch_geometric.data.dataset import files_exist
 from torch_geometric.data.separate import separate
 from torch_geometric.io import fs
 

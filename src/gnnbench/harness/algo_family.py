@@ -37,8 +37,8 @@ from ..algo.splits import CLRS30_SPLITS, resolve_split
 from ..arguments import check_choice, check_float, check_int
 from . import algo_data
 from .allocator import retain_freed_memory
-from .algo_data import TRAIN_ORDERS, TRAIN_SOURCES, TrainBatches, chunks, split_traces, to_device
-from .algo_eval import Evaluation, eval_batch_size, evaluate, prediction_columns, predictions_from_columns
+from .algo_data import TRAIN_ORDERS, TRAIN_SOURCES, TrainBatches, split_traces, to_device
+from .algo_eval import Evaluation, evaluate, prediction_columns, predictions_from_columns
 from .family import HessianInputs, SeedContext, SeedOutcome, check_sections
 
 __all__ = ["FAMILY", "Evaluation", "TrainStep", "build_model", "clip_by_global_norm_", "dataset_identity",
