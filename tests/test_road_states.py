@@ -285,11 +285,11 @@ def test_modified_page_file_fails_its_checksum(tmp_path):
     rows = json.loads(page.read_text())
     rows[0]["latitude"] = "39.0"
     page.write_text(json.dumps(rows))
-    with pytest.raises(ValueError, match=rf"{DE_DATASET}-p00001\.json does not match the sha256 recorded in "
-                                         rf".*{COMPLETE}; delete both and download again"):
+    with pytest.raises(ValueError, match=rf"{DE_DATASET}-p00001\.json: does not match the sha256 recorded in "
+                                         rf".*{COMPLETE}; delete both; download it again with `gnnbench download "):
         crash_files(tmp_path)
     page.unlink()
-    with pytest.raises(FileNotFoundError, match=rf"{DE_DATASET}-p00001\.json is listed in .*{COMPLETE} but missing"):
+    with pytest.raises(FileNotFoundError, match=rf"{DE_DATASET}-p00001\.json: listed in .*{COMPLETE} but missing"):
         crash_files(tmp_path)
 
 

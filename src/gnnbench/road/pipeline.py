@@ -171,8 +171,8 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
                 report[str(year)] = {"skipped": f"{path} not downloaded"}
                 continue
             source = f"{path.name} {year}" if user_file else f"HPMS {year}"
-            downloaded = {} if user_file else json.loads(path.read_text()).get("download", {})
-            table, report[str(year)] = match_volume(edges, read_aadt_file(path), year=year, source=source,
+            downloaded, sections = {} if user_file else _downloaded_layer(path, paths.raw), read_aadt_file(path)
+            table, report[str(year)] = match_volume(edges, sections, year=year, source=source,
                                                     epsg=region.utm_epsg,
                                                     max_distance_m=parameters.volume_max_distance_m)
             report[str(year)]["download"] = downloaded  # sections the layer served without AADT or geometry
@@ -183,9 +183,31 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
 
     has_weather = (paths.raw / "weather" / "stations.db").exists()
     has_volume = (paths.raw / "volume").exists() or bool(volume_files)
-    return build_region(region, network_file=network_file, crash_paths=crash_paths, crash_root=crash_root,
-                        out_dir=paths.tables, parameters=parameters, sources=raw_sources(paths.raw),
-                        weather=weather if has_weather else None, volume=volume if has_volume else None)
+    import xml.etree.ElementTree as ElementTree  # networkx reads GraphML with it
+
+    try:
+        return build_region(region, network_file=network_file, crash_paths=crash_paths, crash_root=crash_root,
+                            out_dir=paths.tables, parameters=parameters, sources=raw_sources(paths.raw),
+                            weather=weather if has_weather else None, volume=volume if has_volume else None)
+    except ElementTree.ParseError as error:  # a truncated or overwritten network download (not the user's --osm)
+        if osm_file:
+            raise ValueError(f"{network_file}: not a readable road network ({error})") from None
+        from .raw_files import corrupt
+
+        raise corrupt(network_file, f"not a readable GraphML file ({error})", paths.raw) from None
+
+
+def _downloaded_layer(path: Path, raw_dir: Path) -> dict[str, Any]:
+    """What the HPMS download recorded (sections served without AADT or geometry); a damaged file is named."""
+    from .raw_files import corrupt
+
+    try:
+        collection = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
+            raise ValueError("not a GeoJSON FeatureCollection")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise corrupt(path, f"not a readable HPMS download ({error})", raw_dir) from None
+    return collection.get("download", {})
 
 
 def raw_sources(raw_dir: Path) -> list[dict[str, Any]]:

@@ -170,21 +170,28 @@ def _fetch_csv(state: StateEntry, raw_dir: Path, *, years, base_url, session) ->
 
 def crash_files(raw_dir: str | os.PathLike) -> list[Path]:
     """The page files of a finished download (in order), or a clear error if it is incomplete."""
+    from ..raw_files import corrupt, message
+
     raw_dir = Path(raw_dir)
     done = raw_dir / COMPLETE
     if not done.exists():
-        raise FileNotFoundError(f"{raw_dir} holds no finished crash download ({COMPLETE} is missing); run "
-                                f"`gnnbench download road` or pass the files with --crashes")
-    listing = json.loads(done.read_text())["files"]
+        raise FileNotFoundError(message(raw_dir, f"no finished crash download ({COMPLETE} is missing; or pass the "
+                                                 "files with --crashes)", raw_dir))
+
+    try:
+        listing = json.loads(done.read_text())["files"]
+        pages = [(raw_dir / record["path"], record["sha256"]) for record in listing]
+    except (ValueError, KeyError, TypeError) as error:
+        raise corrupt(done, f"not a readable download listing ({type(error).__name__}: {error}); delete it",
+                      raw_dir) from None
     files = []
-    for record in listing:
-        path = raw_dir / record["path"]
+    for path, sha256 in pages:
         if path.name == "columns.json":
             continue
         if not path.exists():
-            raise FileNotFoundError(f"{path} is listed in {done} but missing; delete {done} and download again")
-        if sha256_file(path) != record["sha256"]:
-            raise ValueError(f"{path} does not match the sha256 recorded in {done}; delete both and download again")
+            raise FileNotFoundError(message(path, f"listed in {done} but missing; delete {done}", raw_dir))
+        if sha256_file(path) != sha256:
+            raise corrupt(path, f"does not match the sha256 recorded in {done}; delete both", raw_dir)
         files.append(path)
     return files
 
