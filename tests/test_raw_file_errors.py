@@ -92,3 +92,20 @@ def test_a_deleted_crash_listing_names_the_command(raw):
             as caught:
         build_region_from_raw(DEMO_REGION, raw)
     assert str(caught.value).endswith(f"`{_expected_command(raw)}`")
+
+
+@pytest.mark.parametrize("name", ["stations.db", "monthly data", "a download record"])
+def test_a_damaged_weather_download_is_named_with_its_command(raw, name):
+    weather = raw.raw / "weather"
+    if name == "stations.db":
+        target = weather / "stations.db"
+    elif name == "monthly data":
+        target = sorted((weather / "monthly").glob("*.csv.gz"))[0]
+    else:
+        target = sorted((weather / "monthly").glob("*.download.json"))[0]
+    _damage(target, "truncate")
+    with pytest.raises(CorruptRawFileError) as caught:
+        build_region_from_raw(DEMO_REGION, raw)
+    text = str(caught.value)
+    assert (target.name if name != "stations.db" else "stations.db") in text
+    assert text.endswith(f"download it again with `{_expected_command(raw)}`")

@@ -155,10 +155,16 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
     def weather(nodes: pa.Table, edges: pa.Table, years: Sequence[int]):
         from .sources.weather import DEFAULT_BASE_URL, monthly_weather
 
-        with offline_mode():
-            return monthly_weather(nodes, years, base_url=meteostat_url or DEFAULT_BASE_URL,
-                                   cache_dir=paths.raw / "weather",
-                                   max_distance_km=parameters.weather_max_distance_km)
+        from .raw_files import corrupt
+        from .sources.meteostat import WeatherSourceError
+
+        try:
+            with offline_mode():
+                return monthly_weather(nodes, years, base_url=meteostat_url or DEFAULT_BASE_URL,
+                                       cache_dir=paths.raw / "weather",
+                                       max_distance_km=parameters.weather_max_distance_km)
+        except WeatherSourceError as error:  # offline, only the downloaded files are read: one of them is damaged
+            raise corrupt(paths.raw / "weather", str(error), paths.raw) from None
 
     def volume(nodes: pa.Table, edges: pa.Table, years: Sequence[int]):
         from .sources.traffic_volume import match_volume, read_aadt_file
@@ -224,14 +230,27 @@ def raw_sources(raw_dir: Path) -> list[dict[str, Any]]:
         listing = path.parent / "complete.json"
         sidecar = path.with_name(path.name + ".download.json")
         if listing.exists() and path != listing:
-            pages = {page["path"]: page for page in json.loads(listing.read_text())["files"]}
+            pages = {page["path"]: page for page in _json(listing, raw_dir)["files"]}
             if path.name in pages:
                 record.update(url=pages[path.name]["url"], retrieved_at=pages[path.name]["retrieved_at"])
         if sidecar.exists():
-            meta = json.loads(sidecar.read_text())
+            meta = _json(sidecar, raw_dir)
             record.update(url=meta.get("url"), retrieved_at=meta.get("retrieved_at"))
         records.append(record)
     return records
+
+
+def _json(path: Path, raw_dir: Path) -> dict[str, Any]:
+    """A download record (a listing or a ``.download.json`` sidecar); a damaged one names itself and the command."""
+    from .raw_files import corrupt
+
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise corrupt(path, f"not a readable download record ({error}); delete it", raw_dir) from None
+    return record
 
 
 def _expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
