@@ -109,3 +109,15 @@ def test_a_damaged_weather_download_is_named_with_its_command(raw, name):
     text = str(caught.value)
     assert (target.name if name != "stations.db" else "stations.db") in text
     assert text.endswith(f"download it again with `{_expected_command(raw)}`")
+
+
+@pytest.mark.parametrize("name", ["stations.db", "monthly data"])
+def test_a_deleted_weather_download_is_named_with_its_command(raw, name):
+    """Weather was downloaded: a deleted file is an error, never a build without weather."""
+    weather = raw.raw / "weather"
+    target = weather / "stations.db" if name == "stations.db" else sorted((weather / "monthly").glob("*.csv.gz"))[0]
+    target.unlink()
+    with pytest.raises(FileNotFoundError) as caught:
+        build_region_from_raw(DEMO_REGION, raw)
+    assert str(caught.value) == (f"{target}: missing from the weather download; download it again with "
+                                 f"`{_expected_command(raw)}`")

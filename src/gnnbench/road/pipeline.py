@@ -155,7 +155,8 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
     def weather(nodes: pa.Table, edges: pa.Table, years: Sequence[int]):
         from .sources.weather import DEFAULT_BASE_URL, monthly_weather
 
-        from .raw_files import corrupt
+        from ..io import OfflineError
+        from .raw_files import corrupt, message
         from .sources.meteostat import WeatherSourceError
 
         try:
@@ -165,6 +166,9 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
                                        max_distance_km=parameters.weather_max_distance_km)
         except WeatherSourceError as error:  # offline, only the downloaded files are read: one of them is damaged
             raise corrupt(paths.raw / "weather", str(error), paths.raw) from None
+        except OfflineError as error:  # a downloaded file was deleted since
+            raise FileNotFoundError(message(error.path or paths.raw / "weather", "missing from the weather download",
+                                            paths.raw)) from None
 
     def volume(nodes: pa.Table, edges: pa.Table, years: Sequence[int]):
         from .sources.traffic_volume import match_volume, read_aadt_file
@@ -187,7 +191,12 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
             return SCHEMAS["edge_volume"].empty_table(), report
         return pa.concat_tables(tables), report
 
-    has_weather = (paths.raw / "weather" / "stations.db").exists()
+    stations = paths.raw / "weather" / "stations.db"
+    has_weather = stations.exists()
+    if not has_weather and (paths.raw / "weather").exists():  # weather was downloaded: never build without it silently
+        from .raw_files import message
+
+        raise FileNotFoundError(message(stations, "missing from the weather download", paths.raw))
     has_volume = (paths.raw / "volume").exists() or bool(volume_files)
     import xml.etree.ElementTree as ElementTree  # networkx reads GraphML with it
 
