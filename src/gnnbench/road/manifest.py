@@ -73,17 +73,22 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
 def rebuild_command(directory: str | os.PathLike) -> str:
     """The command that rebuilds the tables in ``directory`` (``ROOT/tables/STATE`` of a build,
     ``ROOT/ml4roadsafety/tables/STATE`` of an import), with ``--root`` unless ROOT is the default."""
-    from ..io.cache import gnnbench_home
-
     directory = Path(directory)
     state, root = directory.name, directory.parent.parent
     if root.name == "ml4roadsafety":
         command, root = f"gnnbench import ml4roadsafety --state {state}", root.parent
     else:
         command = f"gnnbench build road --state {state}"
-    if root.absolute() != (gnnbench_home() / "road").absolute():
-        command += f" --root {shlex.quote(str(root))}"
-    return command
+    return command + root_option(root)
+
+
+def root_option(root: str | os.PathLike) -> str:
+    """`` --root ROOT`` (quoted) for a road data directory other than the default ``$GNNBENCH_HOME/road``;
+    ``""`` for the default."""
+    from ..io.cache import gnnbench_home
+
+    root = Path(root)
+    return "" if root.absolute() == (gnnbench_home() / "road").absolute() else f" --root {shlex.quote(str(root))}"
 
 
 def _read_legacy(path: Path) -> dict[str, Any] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 
@@ -14,7 +13,7 @@ class CorruptRawFileError(ValueError):
 def download_command(raw_dir: str | os.PathLike) -> str:
     """``gnnbench download road --state CODE`` for the raw files under ``raw_dir`` (``ROOT/raw/CODE``, or any
     folder below it), with ``--root`` unless ROOT is the default."""
-    from ..io.cache import gnnbench_home
+    from .manifest import root_option
 
     path = Path(raw_dir).absolute()
     parts = path.parts
@@ -24,10 +23,7 @@ def download_command(raw_dir: str | os.PathLike) -> str:
     if index + 1 >= len(parts):
         raise ValueError(f"{raw_dir} names no state below raw/")
     root, code = Path(*parts[:index]), parts[index + 1]
-    command = f"gnnbench download road --state {code}"
-    if root != (gnnbench_home() / "road").absolute():
-        command += f" --root {shlex.quote(str(root))}"
-    return command
+    return f"gnnbench download road --state {code}" + root_option(root)
 
 
 def message(path: str | os.PathLike, reason: str, raw_dir: str | os.PathLike) -> str:
