@@ -17,14 +17,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree  # networkx reads GraphML with it
 
 import pyarrow as pa
 
-from ..io import atomic_path, loopback_allowed, offline_mode, sha256_file
+from ..io import OfflineError, atomic_path, loopback_allowed, offline_mode, sha256_file
 from .build import BuildParameters, RegionPaths, build_region
 from .coverage import missing_years_message, unavailable_years
 from .endpoints import Endpoints
 from .manifest import MANIFEST_NAME, read_manifest
+from .raw_files import corrupt, message
 from .sources.crash_portals import crash_files, fetch_crashes
 from .sources.osm import fetch_overpass_network
 from .states import STATES, StateEntry
@@ -155,8 +157,6 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
     def weather(nodes: pa.Table, edges: pa.Table, years: Sequence[int]):
         from .sources.weather import DEFAULT_BASE_URL, monthly_weather
 
-        from ..io import OfflineError
-        from .raw_files import corrupt, message
         from .sources.meteostat import WeatherSourceError
 
         try:
@@ -194,12 +194,8 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
     stations = paths.raw / "weather" / "stations.db"
     has_weather = stations.exists()
     if not has_weather and (paths.raw / "weather").exists():  # weather was downloaded: never build without it silently
-        from .raw_files import message
-
         raise FileNotFoundError(message(stations, "missing from the weather download", paths.raw))
     has_volume = (paths.raw / "volume").exists() or bool(volume_files)
-    import xml.etree.ElementTree as ElementTree  # networkx reads GraphML with it
-
     try:
         return build_region(region, network_file=network_file, crash_paths=crash_paths, crash_root=crash_root,
                             out_dir=paths.tables, parameters=parameters, sources=raw_sources(paths.raw),
@@ -207,15 +203,11 @@ def build_region_from_raw(region: StateEntry, paths: RegionPaths, *, crashes: Se
     except ElementTree.ParseError as error:  # a truncated or overwritten network download (not the user's --osm)
         if osm_file:
             raise ValueError(f"{network_file}: not a readable road network ({error})") from None
-        from .raw_files import corrupt
-
         raise corrupt(network_file, f"not a readable GraphML file ({error})", paths.raw) from None
 
 
 def _downloaded_layer(path: Path, raw_dir: Path) -> dict[str, Any]:
     """What the HPMS download recorded (sections served without AADT or geometry); a damaged file is named."""
-    from .raw_files import corrupt
-
     try:
         collection = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
@@ -227,7 +219,8 @@ def _downloaded_layer(path: Path, raw_dir: Path) -> dict[str, Any]:
 
 def raw_sources(raw_dir: Path) -> list[dict[str, Any]]:
     """Every raw file under ``raw_dir`` with its sha256, size and (when downloaded) URL and retrieval time."""
-    records = []
+    records: list[dict[str, Any]] = []
+    listings: dict[Path, dict[str, Any]] = {}
     if not raw_dir.exists():
         return records
     for path in sorted(raw_dir.rglob("*")):
@@ -239,7 +232,9 @@ def raw_sources(raw_dir: Path) -> list[dict[str, Any]]:
         listing = path.parent / "complete.json"
         sidecar = path.with_name(path.name + ".download.json")
         if listing.exists() and path != listing:
-            pages = {page["path"]: page for page in _json(listing, raw_dir)["files"]}
+            if listing not in listings:  # read once per directory, not once per page
+                listings[listing] = {page["path"]: page for page in _json(listing, raw_dir)["files"]}
+            pages = listings[listing]
             if path.name in pages:
                 record.update(url=pages[path.name]["url"], retrieved_at=pages[path.name]["retrieved_at"])
         if sidecar.exists():
@@ -251,8 +246,6 @@ def raw_sources(raw_dir: Path) -> list[dict[str, Any]]:
 
 def _json(path: Path, raw_dir: Path) -> dict[str, Any]:
     """A download record (a listing or a ``.download.json`` sidecar); a damaged one names itself and the command."""
-    from .raw_files import corrupt
-
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(record, dict):
