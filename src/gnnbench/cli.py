@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cli_leaderboard import add_parsers as add_leaderboard_parsers
 from .cli_options import number as _number
 from .cli_options import root_option as _root_option
 from .io.cache import UnwritableHomeError, require_writable
@@ -121,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     _road_parsers(commands)
     _hessian_parsers(commands)
     _run_parsers(commands)
+    add_leaderboard_parsers(commands)
     return parser
 
 

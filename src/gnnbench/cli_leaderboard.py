@@ -1,0 +1,82 @@
+"""The leaderboard's commands: ``gnnbench submit`` and ``gnnbench leaderboard validate|render`` (thin: they call
+:mod:`gnnbench.leaderboard`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    """Add ``submit`` and ``leaderboard`` to the ``gnnbench`` command."""
+    _submit_parser(commands)
+    board = commands.add_parser(
+        "leaderboard", help="validate, rescore and render the leaderboard's submissions",
+        description="The leaderboard lives in this repository (leaderboard/submissions/). `validate` checks every "
+                    "submission and recomputes its test scores from its predictions; `render` writes the board.")
+    board_commands = board.add_subparsers(title="leaderboard commands", metavar="COMMAND")
+    board.set_defaults(handler=lambda args, parser=board: _usage(parser))
+    _validate_parser(board_commands)
+    _render_parser(board_commands)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+# ----------------------------------------------------------------------------------------------------- submit
+
+
+def _submit_parser(commands: argparse._SubParsersAction) -> None:
+    submit = commands.add_parser(
+        "submit", help="turn a harness run directory into a leaderboard submission",
+        description="Write a submission folder (submission.json and every seed's test predictions with their "
+                    "SHA-256) from a run directory of `gnnbench run ... --hessian`. Then run `gnnbench leaderboard "
+                    "validate` and open a pull request (CONTRIBUTING.md).")
+    submit.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory of `gnnbench run`")
+    submit.add_argument("--method", required=True, help="method name as the board shows it (say 'external data' "
+                                                        "in it when the method uses any)")
+    submit.add_argument("--author", action="append", dest="authors", required=True, metavar="NAME",
+                        help="an author (repeatable)")
+    submit.add_argument("--contact", required=True, metavar="EMAIL", help="contact e-mail address")
+    submit.add_argument("--code-url", required=True, metavar="URL", help="public code (a README with the command)")
+    submit.add_argument("--paper", default=None, metavar="URL", help="paper or technical report")
+    submit.add_argument("--description", default="", help="one or two sentences on the method")
+    submit.add_argument("--external-data", default=None, metavar="WHAT",
+                        help="data used beyond the benchmark's own (default: none)")
+    submit.add_argument("--budget", default="", metavar="TEXT",
+                        help="say so when the run used less than the benchmark's protocol, e.g. '300 steps, CPU'")
+    submit.add_argument("--seeds", default=None, metavar="SEEDS", help="seeds to submit (default: every finished)")
+    submit.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="submissions directory (default: leaderboard/submissions of this repository)")
+    submit.add_argument("--overwrite", action="store_true", help="replace an existing submission folder")
+    submit.set_defaults(handler=_submit)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from .harness.values import parse_seeds
+    from .leaderboard.submit import submit
+
+    method = {"name": args.method, "authors": args.authors, "contact": args.contact, "code_url": args.code_url,
+              "paper": args.paper, "description": args.description,
+              "external_data": args.external_data is not None,
+              "external_data_description": args.external_data or ""}
+    folder = submit(args.run_dir, method=method, out=args.out, budget=args.budget,
+                    seeds=parse_seeds(args.seeds) if args.seeds else None, overwrite=args.overwrite)
+    print(f"submission written to {folder}; next: gnnbench leaderboard validate {folder}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- validate
+
+
+def _validate_parser(board_commands: argparse._SubParsersAction) -> None:
+    """``gnnbench leaderboard validate [PATH]`` (owned by the validation module's author)."""
+
+
+# ----------------------------------------------------------------------------------------------------- render
+
+
+def _render_parser(board_commands: argparse._SubParsersAction) -> None:
+    """``gnnbench leaderboard render`` (owned by the rendering module's author)."""
