@@ -63,7 +63,7 @@ class Method(_Strict):
     name: str = Field(min_length=1, max_length=100)
     description: str = Field(default="", max_length=2000)
     authors: list[str] = Field(min_length=1, max_length=50)
-    contact: str = Field(max_length=200)
+    contact: str = Field(max_length=200)  # an e-mail address, or a URL where questions are answered
     code_url: str = Field(max_length=500)
     paper: str | None = Field(default=None, max_length=500)  # a URL, or "" when there is none
     external_data: bool = False  # any data beyond the benchmark's own (say so in ``name`` too, as OGB asks)
@@ -80,8 +80,8 @@ class Method(_Strict):
     @field_validator("contact")
     @classmethod
     def _contact(cls, value: str) -> str:
-        if not _EMAIL.fullmatch(value):
-            raise ValueError(f"contact must be an e-mail address, got {value!r}")
+        if not (_EMAIL.fullmatch(value) or _URL.fullmatch(value)):
+            raise ValueError(f"contact must be an e-mail address or an http(s) URL (an issue tracker), got {value!r}")
         return value
 
     @field_validator("code_url")
