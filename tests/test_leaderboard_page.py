@@ -29,14 +29,15 @@ ROAD_FIELDS = {"benchmark": "road", "dataset": "MA", "task": "accident_occurrenc
 
 def _entries() -> list:
     """Two tasks. algo (higher is better): parameters 10..10^4 and traces 5..500, one decade apart (equal steps on
-    the log axes), one submission without a Hessian record. road (lower is better): traces -10, 0, 10 (linear)."""
-    no_hessian = entry("PGN", test=[0.70, 0.71, 0.72], parameters=10000)
+    the log axes), one submission without a Hessian record, training times whose order as text is not their order
+    as numbers. road (lower is better): traces -10, 0, 10 (a linear axis)."""
+    no_hessian = entry("PGN", test=[0.70, 0.71, 0.72], parameters=10000, seconds=[300.0] * 3)
     seeds = [seed.model_copy(update={"hessian": None}) for seed in no_hessian.submission.seeds]
     no_hessian = type(no_hessian)(no_hessian.submission.model_copy(update={"seeds": seeds}), no_hessian.folder, True)
     return [
-        entry("MPNN", test=[0.80, 0.82, 0.81], parameters=100, traces=[50.0] * 3),  # mean 0.81, std 0.01
-        entry("GAT", test=[0.60, 0.62, 0.64], parameters=1000, traces=[500.0] * 3),  # mean 0.62, std 0.02
-        entry(HOSTILE, test=[0.90, 0.92, 0.94], parameters=10, traces=[5.0] * 3),  # mean 0.92
+        entry("MPNN", test=[0.80, 0.82, 0.81], parameters=100, traces=[50.0] * 3, seconds=[40.0] * 3),  # mean 0.81, std 0.01
+        entry("GAT", test=[0.60, 0.62, 0.64], parameters=1000, traces=[500.0] * 3, seconds=[2.0] * 3),  # mean 0.62, std 0.02
+        entry(HOSTILE, test=[0.90, 0.92, 0.94], parameters=10, traces=[5.0] * 3, seconds=[5.0] * 3),  # mean 0.92
         no_hessian,  # mean 0.71
         entry("GCN", test=[2.0, 2.2], parameters=300, traces=[-10.0, -10.0], **ROAD_FIELDS),
         entry("MLP", test=[3.0, 3.4], parameters=200, traces=[0.0, 0.0], rescored=False, **ROAD_FIELDS),
@@ -190,11 +191,13 @@ def test_sorting_numeric_text_and_missing_values(driver, page):
     assert sort_states(driver, node)["rank"] == "ascending"
     click_header(node, "parameters")
     values = [int(text.replace(",", "")) for text in column_texts(driver, node, "parameters")]
-    assert values == [10, 100, 1000, 10000]  # numerically, not as text ("10000" < "1000" < "100" < "10" reversed)
+    assert values == [10, 100, 1000, 10000]
     assert sort_states(driver, node)["parameters"] == "ascending" and sort_states(driver, node)["rank"] == "none"
     click_header(node, "parameters")
     assert [int(text.replace(",", "")) for text in column_texts(driver, node, "parameters")] == [10000, 1000, 100, 10]
     assert sort_states(driver, node)["parameters"] == "descending"
+    click_header(node, "seconds")  # numerically (2, 5, 40, 300 s), not as text ("2" < "300" < "40" < "5")
+    assert column_texts(driver, node, "seconds") == ["2.0 s", "5.0 s", "40.0 s", "5.0 min"]
     click_header(node, "test")
     tests = [float(text.split(" ± ")[0]) for text in column_texts(driver, node, "test")]
     assert tests == sorted(TEST_MEAN[name] for name in RANKED[ALGO])

@@ -11,13 +11,16 @@ import html
 import json
 import random
 import re
+import sys
 from html.parser import HTMLParser
+from types import ModuleType, SimpleNamespace
 
 import html5lib
 import pytest
 from markdown_it import MarkdownIt
 from synthetic.board_entries import entry
 
+from gnnbench.cli import main
 from gnnbench.leaderboard.board import format_quantity, format_seconds, tables
 from gnnbench.leaderboard.page import json_for_html
 from gnnbench.leaderboard.render import markdown_url, render, render_html, render_markdown, stale_files
@@ -392,3 +395,80 @@ def test_stale_files_names_missing_and_changed_files(tmp_path):
 def test_empty_board_says_so():
     assert "No submissions yet." in render_markdown([])
     assert page_data(render_html([])) == {"tasks": []}
+
+
+# ----------------------------------------------------------------------------------------------- the CLI
+
+
+class _FakeValidator:
+    """Stands in for gnnbench.leaderboard.validate: returns a fixed report and records its arguments."""
+
+    def __init__(self, entries, errors=None):
+        self.entries, self.errors, self.calls = entries, errors or {}, []
+
+    def validate(self, path=None, *, data_root=None, base="HEAD", history=False, rescore=True):
+        self.calls.append({"path": path, "data_root": data_root, "rescore": rescore})
+        results = []
+        for board_entry in self.entries:
+            errors = self.errors.get(board_entry.submission.method.name, [])
+            results.append(SimpleNamespace(folder=board_entry.folder, submission=board_entry.submission, errors=errors,
+                                           rescored=board_entry.rescored and rescore, ok=not errors))
+        return SimpleNamespace(entries=results, ok=not self.errors, errors=[])
+
+
+@pytest.fixture
+def fake_validator(monkeypatch):
+    def install(entries, errors=None):
+        fake = _FakeValidator(entries, errors)
+        module = ModuleType("gnnbench.leaderboard.validate")
+        module.validate = fake.validate
+        monkeypatch.setitem(sys.modules, "gnnbench.leaderboard.validate", module)
+        return fake
+    return install
+
+
+def test_cli_render_writes_the_board_beside_the_submissions(tmp_path, fake_validator, capsys):
+    submissions = tmp_path / "leaderboard" / "submissions"
+    submissions.mkdir(parents=True)
+    entries = _board()
+    fake = fake_validator(entries)
+    assert main(["leaderboard", "render", str(submissions), "--data-root", str(tmp_path / "data")]) == 0
+    assert fake.calls == [{"path": submissions, "data_root": tmp_path / "data", "rescore": True}]
+    reference = render(entries, tmp_path / "reference")
+    for path in reference:
+        assert (tmp_path / "leaderboard" / path.name).read_bytes() == path.read_bytes()
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_render_refuses_invalid_submissions(tmp_path, fake_validator, capsys):
+    fake_validator(_board(), errors={"m2": ["seed 1: test.score: 0.6 does not match the rescored 0.5"]})
+    assert main(["leaderboard", "render", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert "seed 1: test.score: 0.6 does not match the rescored 0.5" in error and "1 of 4 submissions" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_render_check_names_the_stale_file(tmp_path, fake_validator, capsys):
+    entries = _board()
+    fake_validator(entries)
+    out = tmp_path / "out"
+    assert main(["leaderboard", "render", str(tmp_path), "--out", str(out), "--check"]) == 1  # nothing rendered yet
+    assert not out.exists() and "README.md is missing" in capsys.readouterr().err
+    render(entries, out)
+    assert main(["leaderboard", "render", str(tmp_path), "--out", str(out), "--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    page = out / "index.html"
+    page.write_text(page.read_text().replace("m2", "m3"))
+    before = page.read_bytes()
+    assert main(["leaderboard", "render", str(tmp_path), "--out", str(out), "--check"]) == 1
+    error = capsys.readouterr().err
+    assert f"{page} is out of date" in error and "README.md" not in error
+    assert page.read_bytes() == before  # --check writes nothing
+
+
+def test_cli_render_no_rescore_drops_the_marks(tmp_path, fake_validator):
+    fake = fake_validator(_board())
+    assert main(["leaderboard", "render", str(tmp_path), "--out", str(tmp_path / "out"), "--no-rescore"]) == 0
+    assert fake.calls[0]["rescore"] is False
+    table = markdown_tables((tmp_path / "out" / "README.md").read_text()).tables[0]
+    assert column(table, "Rescored") == ["", ""]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -79,4 +80,58 @@ def _validate_parser(board_commands: argparse._SubParsersAction) -> None:
 
 
 def _render_parser(board_commands: argparse._SubParsersAction) -> None:
-    """``gnnbench leaderboard render`` (owned by the rendering module's author)."""
+    """``gnnbench leaderboard render [PATH] [--out DIR] [--check] [--data-root DIR] [--no-rescore]``."""
+    render = board_commands.add_parser(
+        "render", help="validate every submission, then write the board (README.md and index.html)",
+        description="Validate and rescore every submission (as `gnnbench leaderboard validate`); when all are "
+                    "valid, write the board: README.md (one ranked table per task) and index.html (sortable tables "
+                    "and plots, one self-contained file that works offline). Nothing is written when a submission "
+                    "is invalid.")
+    render.add_argument("path", type=Path, nargs="?", default=None, metavar="PATH",
+                        help="the submissions directory (default: leaderboard/submissions of this repository)")
+    render.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="where to write README.md and index.html (default: the parent of PATH, leaderboard/)")
+    render.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 when the files in --out differ from a fresh render (for CI)")
+    render.add_argument("--data-root", type=Path, default=None, metavar="DIR",
+                        help="where the rescoring finds or builds the test data (default: $GNNBENCH_HOME)")
+    render.add_argument("--no-rescore", action="store_true",
+                        help="skip recomputing the test scores from the predictions (entries are then not marked "
+                             "rescored)")
+    render.set_defaults(handler=_render)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .leaderboard.render import BoardEntry, render, stale_files
+    from .leaderboard.submit import default_submissions_dir
+    from .leaderboard.validate import validate
+
+    path = args.path if args.path is not None else default_submissions_dir()
+    if not path.is_dir():
+        print(f"gnnbench leaderboard render: {path} is not a directory (the submissions directory, "
+              "leaderboard/submissions)", file=sys.stderr)
+        return 2
+    report = validate(path, data_root=args.data_root, rescore=not args.no_rescore)
+    invalid = [entry for entry in report.entries if not entry.ok]
+    if invalid or not report.ok:
+        for entry in invalid:
+            for error in entry.errors:
+                print(f"{entry.folder}: {error}", file=sys.stderr)
+        for error in getattr(report, "errors", ()):
+            print(error, file=sys.stderr)
+        print(f"gnnbench leaderboard render: nothing written: {len(invalid)} of {len(report.entries)} submissions "
+              "are invalid (see above; `gnnbench leaderboard validate` checks them alone)", file=sys.stderr)
+        return 1
+    entries = [BoardEntry(entry.submission, entry.folder, entry.rescored) for entry in report.entries]
+    out = args.out if args.out is not None else path.resolve().parent
+    if args.check:
+        stale = stale_files(entries, out)
+        for file in stale:
+            print(f"{file} is {'out of date' if file.exists() else 'missing'}: run `gnnbench leaderboard render` and "
+                  "commit it", file=sys.stderr)
+        if not stale:
+            print(f"the board in {out} is up to date ({len(entries)} submissions)")
+        return 1 if stale else 0
+    markdown, page = render(entries, out)
+    print(f"wrote {markdown} and {page} ({len(entries)} submissions)")
+    return 0

@@ -91,10 +91,9 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")  # brackets escaped: no link
 
 
 def markdown_text(text: str) -> str:
-    """``text`` safe inside a Markdown table cell or heading: whitespace runs (newlines too) and control characters
-    as one space, HTML's ``& < >`` as entities, Markdown's punctuation (and ``|``) backslash-escaped."""
+    """``text`` safe inside a Markdown table cell or heading: newlines, tabs and other control characters as
+    spaces, HTML's ``& < >`` as entities, Markdown's punctuation (and ``|``) backslash-escaped."""
     text = "".join(character if character.isprintable() else " " for character in text)
-    text = " ".join(text.split())
     return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 

@@ -136,8 +136,8 @@
     return ticks;
   }
 
-  // Ticks of a log axis whose domain is [low, high] in log10 units: powers of ten, else 1-2-5 multiples, else
-  // linear ticks of the values themselves.
+  // Ticks of a log axis whose domain is [low, high] in log10 units: powers of ten (two or more), else 1-2-5
+  // multiples (three or more), else linear ticks of the values themselves.
   function logTicks(low, high) {
     var powers = [], multiples = [];
     for (var k = Math.ceil(low - 1e-9); k <= Math.floor(high + 1e-9); k++) { powers.push(Math.pow(10, k)); }
@@ -148,7 +148,7 @@
         if (position >= low - 1e-9 && position <= high + 1e-9) { multiples.push(Number(value.toPrecision(12))); }
       });
     }
-    if (multiples.length >= 2) { return multiples; }
+    if (multiples.length >= 3) { return multiples; }
     return linearTicks(Math.pow(10, low), Math.pow(10, high), 4).filter(function (v) { return v > 0; });
   }
 
