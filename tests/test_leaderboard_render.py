@@ -401,10 +401,11 @@ def test_empty_board_says_so():
 
 
 class _FakeValidator:
-    """Stands in for gnnbench.leaderboard.validate: returns a fixed report and records its arguments."""
+    """Stands in for gnnbench.leaderboard.validate (its report's shape: ``entries`` with ``folder``, ``submission``,
+    ``errors``, ``rescored``, ``ok``; ``ok``, ``errors`` and ``all_errors()``): a fixed report, its calls recorded."""
 
-    def __init__(self, entries, errors=None):
-        self.entries, self.errors, self.calls = entries, errors or {}, []
+    def __init__(self, entries, errors=None, report_errors=()):
+        self.entries, self.errors, self.report_errors, self.calls = entries, errors or {}, list(report_errors), []
 
     def validate(self, path=None, *, data_root=None, base="HEAD", history=False, rescore=True):
         self.calls.append({"path": path, "data_root": data_root, "rescore": rescore})
@@ -413,13 +414,15 @@ class _FakeValidator:
             errors = self.errors.get(board_entry.submission.method.name, [])
             results.append(SimpleNamespace(folder=board_entry.folder, submission=board_entry.submission, errors=errors,
                                            rescored=board_entry.rescored and rescore, ok=not errors))
-        return SimpleNamespace(entries=results, ok=not self.errors, errors=[])
+        all_errors = [*self.report_errors, *(error for result in results for error in result.errors)]
+        return SimpleNamespace(entries=results, ok=not all_errors, errors=self.report_errors,
+                               all_errors=lambda: all_errors)
 
 
 @pytest.fixture
 def fake_validator(monkeypatch):
-    def install(entries, errors=None):
-        fake = _FakeValidator(entries, errors)
+    def install(entries, errors=None, report_errors=()):
+        fake = _FakeValidator(entries, errors, report_errors)
         module = ModuleType("gnnbench.leaderboard.validate")
         module.validate = fake.validate
         monkeypatch.setitem(sys.modules, "gnnbench.leaderboard.validate", module)
@@ -446,6 +449,21 @@ def test_cli_render_refuses_invalid_submissions(tmp_path, fake_validator, capsys
     error = capsys.readouterr().err
     assert "seed 1: test.score: 0.6 does not match the rescored 0.5" in error and "1 of 4 submissions" in error
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_render_refuses_when_the_report_has_errors_beyond_the_entries(tmp_path, fake_validator, capsys):
+    fake_validator(_board(), report_errors=["algo-clrs30-bfs/gone: removed since HEAD"])
+    assert main(["leaderboard", "render", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert "algo-clrs30-bfs/gone: removed since HEAD" in error and "0 of 4 submissions are invalid, 1 other" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_render_takes_the_submissions_directory_not_one_submission(tmp_path, fake_validator, capsys):
+    fake = fake_validator(_board())
+    (tmp_path / "submission.json").write_text("{}")
+    assert main(["leaderboard", "render", str(tmp_path)]) == 2
+    assert "render takes the submissions directory" in capsys.readouterr().err and fake.calls == []
 
 
 def test_cli_render_check_names_the_stale_file(tmp_path, fake_validator, capsys):

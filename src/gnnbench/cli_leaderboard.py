@@ -103,24 +103,21 @@ def _render_parser(board_commands: argparse._SubParsersAction) -> None:
 
 def _render(args: argparse.Namespace) -> int:
     from .leaderboard.render import BoardEntry, render, stale_files
+    from .leaderboard.schema import SUBMISSION_NAME
     from .leaderboard.submit import default_submissions_dir
     from .leaderboard.validate import validate
 
     path = args.path if args.path is not None else default_submissions_dir()
-    if not path.is_dir():
-        print(f"gnnbench leaderboard render: {path} is not a directory (the submissions directory, "
-              "leaderboard/submissions)", file=sys.stderr)
-        return 2
+    if (path / SUBMISSION_NAME).exists():
+        raise ValueError(f"{path} is one submission; render takes the submissions directory (leaderboard/submissions)")
     report = validate(path, data_root=args.data_root, rescore=not args.no_rescore)
-    invalid = [entry for entry in report.entries if not entry.ok]
-    if invalid or not report.ok:
-        for entry in invalid:
-            for error in entry.errors:
-                print(f"{entry.folder}: {error}", file=sys.stderr)
-        for error in getattr(report, "errors", ()):
-            print(error, file=sys.stderr)
-        print(f"gnnbench leaderboard render: nothing written: {len(invalid)} of {len(report.entries)} submissions "
-              "are invalid (see above; `gnnbench leaderboard validate` checks them alone)", file=sys.stderr)
+    if not report.ok:
+        for message in report.all_errors():
+            print(message, file=sys.stderr)
+        invalid = sum(not entry.ok for entry in report.entries)
+        print(f"gnnbench leaderboard render: nothing written: {invalid} of {len(report.entries)} submissions are "
+              f"invalid{f', {len(report.errors)} other errors' if report.errors else ''} (see above; `gnnbench "
+              "leaderboard validate` explains)", file=sys.stderr)
         return 1
     entries = [BoardEntry(entry.submission, entry.folder, entry.rescored) for entry in report.entries]
     out = args.out if args.out is not None else path.resolve().parent
