@@ -111,23 +111,46 @@ def score_split(model: RoadModel, region: RoadRegion, split: str, *, head: int =
                 parts["prediction"].append(prediction.numpy().astype(np.float32))
     finally:
         model.train(was_training)
-    metrics = _metrics(region.task, "gnnbench", segment_true, segment_pred, None, k=k, threshold=threshold)
-    name, _ = HEADLINE[region.task]
-    metrics = {"score": metrics[name], **metrics}
-    if "ml4roadsafety" in protocols:
-        upstream = _metrics(region.task, "ml4roadsafety", upstream_true, upstream_pred, region.edge_index)
-        metrics.update({UPSTREAM_PREFIX + key: value for key, value in upstream.items()})
+    upstream = "ml4roadsafety" in protocols
+    metrics = protocol_metrics(region.task, segment_true, segment_pred,
+                               upstream_true=upstream_true if upstream else None,
+                               upstream_pred=upstream_pred if upstream else None,
+                               edge_index=region.edge_index, k=k, threshold=threshold)
     return SplitScores(metrics, {key: np.concatenate(value) for key, value in parts.items()} if columns else {})
 
 
-def _metrics(task: str, protocol: str, y_true: list[Tensor], y_pred: list[Tensor], edge_index: Tensor | None, *,
-             k: int = 100, threshold: float = 0.5) -> dict[str, float]:
+def protocol_metrics(task: str, segment_true: Sequence[Tensor | np.ndarray],
+                     segment_pred: Sequence[Tensor | np.ndarray], *,
+                     upstream_true: Sequence[Tensor | np.ndarray] | None = None,
+                     upstream_pred: Sequence[Tensor | np.ndarray] | None = None,
+                     edge_index: Tensor | np.ndarray | None = None, k: int = 100,
+                     threshold: float = 0.5) -> dict[str, float]:
+    """A split's metrics from per-period labels and predictions, keyed as the run record keys them.
+
+    ``segment_true``/``segment_pred``: each period's ``y[eval_mask]`` and predictions of those segments (the gnnbench
+    protocol, with ``k`` and ``threshold``); ``upstream_true``/``upstream_pred``: each period's per-directed-edge
+    labels and predictions with the state's ``edge_index`` (the ML4RoadSafety protocol, keys prefixed
+    ``ml4roadsafety.``; left out when not given). ``score`` is the task's headline metric. Training
+    (:func:`score_split`) and the leaderboard's rescoring share this one implementation."""
+    metrics = _metrics(task, "gnnbench", segment_true, segment_pred, None, k=k, threshold=threshold)
+    name, _ = HEADLINE[task]
+    metrics = {"score": metrics[name], **metrics}
+    if upstream_true is not None and upstream_pred is not None:
+        upstream = _metrics(task, "ml4roadsafety", upstream_true, upstream_pred, edge_index)
+        metrics.update({UPSTREAM_PREFIX + key: value for key, value in upstream.items()})
+    return metrics
+
+
+def _metrics(task: str, protocol: str, y_true: Sequence[Tensor | np.ndarray], y_pred: Sequence[Tensor | np.ndarray],
+             edge_index: Tensor | np.ndarray | None, *, k: int = 100, threshold: float = 0.5) -> dict[str, float]:
     evaluator = Evaluator(task, protocol=protocol)
-    inputs: dict = {"y_true": [t.numpy() for t in y_true], "y_pred": [p.numpy() for p in y_pred]}
+    inputs: dict = {"y_true": [np.asarray(t) for t in y_true], "y_pred": [np.asarray(p) for p in y_pred]}
     if protocol == "gnnbench" and task == "accident_occurrence":
         inputs.update(k=k, threshold=threshold)
     if protocol == "ml4roadsafety" and task != "traffic_volume":
-        inputs["edge_index"] = edge_index.numpy()
+        if edge_index is None:
+            raise ValueError(f"the ML4RoadSafety protocol scores {task} on directed edges: pass edge_index")
+        inputs["edge_index"] = np.asarray(edge_index)
     if task != "accident_occurrence" and protocol == "gnnbench":  # pooled regression: one array of all periods
         inputs = {"y_true": np.concatenate(inputs["y_true"]), "y_pred": np.concatenate(inputs["y_pred"])}
     try:
