@@ -254,39 +254,69 @@ class SubmissionError(ValueError):
 
 
 def load_submission(folder: str | Path) -> Submission:
-    """Parse ``folder/submission.json`` (size-bounded, JSON only) into a :class:`Submission`.
+    """Parse ``folder/submission.json`` (a plain file, size-bounded, JSON only) into a :class:`Submission`.
 
-    Raises :class:`SubmissionError` naming the file and every field that is wrong."""
+    Raises :class:`SubmissionError` naming the file and every field that is wrong (a seed by its number)."""
     path = Path(folder) / SUBMISSION_NAME
+    if path.is_symlink():
+        raise SubmissionError(f"{path}: a symbolic link (a submission holds plain files only)")
     if not path.is_file():
         raise SubmissionError(f"{path}: missing (a submission folder holds {SUBMISSION_NAME} and {PREDICTIONS_DIR}/)")
     size = path.stat().st_size
     if size > MAX_SUBMISSION_BYTES:
         raise SubmissionError(f"{path}: {size} bytes, more than the limit of {MAX_SUBMISSION_BYTES}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise SubmissionError(f"{path}: not valid JSON: {error}") from None
+    data = read_submission_json(path)
     try:
         return Submission.model_validate(data)
     except ValidationError as error:
-        raise SubmissionError(f"{path}: {format_errors(error)}") from None
+        raise SubmissionError(f"{path}: {format_errors(error, data)}") from None
 
 
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
+def read_submission_json(path: str | Path) -> Any:
+    """The JSON of ``path`` (``json`` only, nothing else parses it). ``NaN`` and ``Infinity`` parse as floats, so
+    that the schema names the field that holds them (it accepts finite numbers only)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=float)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise SubmissionError(f"{path}: not valid JSON: {error}") from None
 
 
-def format_errors(error: ValidationError) -> str:
-    """Pydantic's errors as ``field.path: message`` lines (seeds by index: ``seeds[3].test.score``)."""
+def format_errors(error: ValidationError, data: Any = None) -> str:
+    """Pydantic's errors as ``field.path: message`` (``seeds[3].test.score``) joined by ``; ``; given the parsed
+    JSON ``data``, a seed's fields are named by its number: ``seed 7: test.score: ...``."""
+    return "; ".join(error_lines(error, data))
+
+
+def error_lines(error: ValidationError, data: Any = None) -> list[str]:
+    """One line per error of :func:`format_errors`."""
     lines = []
     for item in error.errors():
+        parts = list(item["loc"])
+        prefix = ""
+        if len(parts) >= 2 and parts[0] == "seeds" and isinstance(parts[1], int):
+            number = _seed_number(data, parts[1])
+            if number is not None:
+                prefix, parts = f"seed {number}: ", parts[2:]
         location = ""
-        for part in item["loc"]:
+        for part in parts:
             location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{location or 'submission'}: {message}")
-    return "; ".join(lines)
+        value = item.get("input")
+        if item["type"] == "finite_number" and isinstance(value, float):
+            message += f" (got {value})"
+        if prefix and not location:  # a rule over the whole seed: its message names the field
+            lines.append(f"{prefix}{message}")
+        else:
+            lines.append(f"{prefix}{location or 'submission'}: {message}")
+    return lines
+
+
+def _seed_number(data: Any, index: int) -> int | None:
+    try:
+        seed = data["seeds"][index]["seed"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 def is_finite_number(value: Any) -> bool:

@@ -7,6 +7,7 @@ standard deviation over seeds) is recomputed from the seeds' own records, never 
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import os
@@ -89,7 +90,7 @@ def submit(run_dir: str | os.PathLike, *, method: Mapping[str, Any], out: str | 
         "parameters": int(extra["parameters"]) if "parameters" in extra else _missing(run_dir, "extra.parameters"),
         "hardware": _hardware(environment, config),
         "training_seconds": sum(entry["training_seconds"] for entry in seed_entries) / len(seed_entries),
-        "hyperparameters": {key: value for key, value in config.items() if key != "run"},
+        "hyperparameters": hyperparameters(config),
         "config_sha256": digest,
         "budget": budget,
         "seeds": seed_entries,
@@ -99,7 +100,7 @@ def submit(run_dir: str | os.PathLike, *, method: Mapping[str, Any], out: str | 
     try:
         submission = Submission.model_validate(data)
     except ValidationError as error:
-        raise SubmissionError(f"{run_dir}: {format_errors(error)}") from None
+        raise SubmissionError(f"{run_dir}: {format_errors(error, data)}") from None
     root = Path(out) if out is not None else default_submissions_dir()
     folder = submission_folder(root, submission)
     if folder.exists():
@@ -113,6 +114,24 @@ def submit(run_dir: str | os.PathLike, *, method: Mapping[str, Any], out: str | 
     with atomic_path(folder / SUBMISSION_NAME) as temporary:
         temporary.write_text(json.dumps(submission.model_dump(mode="json"), indent=1, sort_keys=True) + "\n")
     return folder
+
+
+def hyperparameters(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run config without its ``run`` section (name, seeds, device) and without the machine's data path
+    (``data.root`` becomes ``""``, the default ``$GNNBENCH_HOME/road``: validation builds the data where it runs)."""
+    sections = {key: copy.deepcopy(value) for key, value in config.items() if key != "run"}
+    data = sections.get("data")
+    if isinstance(data, dict) and "root" in data:
+        data["root"] = ""
+    return sections
+
+
+def _products(counts: Any) -> int:
+    """The Hessian-vector products a column used: its ``total`` (the other entries are its parts)."""
+    if isinstance(counts, Mapping):
+        total = counts.get("total")
+        return int(total) if total else int(sum(value for key, value in counts.items() if key != "total"))
+    return int(counts or 0)
 
 
 def _missing(run_dir: Path, what: str) -> Any:
@@ -163,7 +182,7 @@ def _seed_entry(run_dir: Path, seed: int, record: Mapping[str, Any]) -> dict[str
             "bounds": {name: {"bound_on_gap": bound["bound_on_gap"], "measured_gap": bound["measured_gap"],
                               "bound_holds": bound.get("bound_holds")}
                        for name, bound in hessian["bounds"].items()},
-            "num_matvecs": int(sum((hessian.get("num_matvecs") or {}).values()) or 1)},
+            "num_matvecs": _products(hessian.get("num_matvecs"))},
         "predictions": {"path": prediction_path(seed), "sha256": sha256_file(path), "bytes": size,
                         "rows": int(predictions.get("rows", 0)), "columns": dict(predictions.get("columns") or {})},
     }
