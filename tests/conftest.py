@@ -71,3 +71,18 @@ def copy_demo_region(demo_region):
         shutil.copytree(demo_region, target, dirs_exist_ok=True)
         return target
     return copy
+
+
+@pytest.fixture(scope="session")
+def leaderboard_runs(tmp_path_factory, demo_region):
+    """Tiny finished harness runs for the leaderboard (``synthetic.leaderboard_runs``): BFS 3 seeds and DEMO road
+    10 seeds, both with the Hessian column; made once per test run, shared by the workers. Read-only."""
+    from gnnbench.io import file_lock
+    from synthetic.leaderboard_runs import build_runs
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    root = shared / "leaderboard-runs"
+    with file_lock(root):
+        return build_runs(root, demo_region)

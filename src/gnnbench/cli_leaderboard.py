@@ -73,7 +73,64 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _validate_parser(board_commands: argparse._SubParsersAction) -> None:
-    """``gnnbench leaderboard validate [PATH]`` (owned by the validation module's author)."""
+    """``gnnbench leaderboard validate [PATH] [--data-root DIR] [--base REF] [--history] [--no-rescore]``."""
+    validate = board_commands.add_parser(
+        "validate", help="check every submission and recompute its test scores from its predictions",
+        description="Check each submission folder: its files (submission.json and predictions/seed_<k>.parquet "
+                    "only, plain files within their size limits), the schema, the rules (seeds 0..n-1, at least "
+                    "10 for road and 3 for algo tasks; metric ranges; versions; the summary's mean and unbiased "
+                    "std), the predictions (sha256, columns, one row per key), duplicates, and that nothing "
+                    "committed was removed or changed (git). Then RESCORE: every seed's test metrics are "
+                    "recomputed from its predictions with gnnbench's evaluator against the test labels built "
+                    "here, and the dataset identity is recomputed; any mismatch beyond rounding is an error. "
+                    "Prints one line per submission; exits 1 on any error. See CONTRIBUTING.md.")
+    validate.add_argument("path", type=Path, nargs="?", default=None, metavar="PATH",
+                          help="a submissions directory (<task>/<method>/ folders) or one submission folder "
+                               "(default: leaderboard/submissions of the repository you are in)")
+    validate.add_argument("--data-root", "--root", dest="data_root", type=Path, default=None, metavar="DIR",
+                          help="where road regions are built or downloaded (default: $GNNBENCH_HOME/road; the "
+                               "DEMO region builds itself there offline). A real state's submission is rescored "
+                               "only where its data is; elsewhere it is reported as not rescored")
+    validate.add_argument("--base", default="HEAD", metavar="REF",
+                          help="git commit to compare with: no committed submission, seed, metric, prediction "
+                               "checksum or dataset identity may change (default: HEAD, i.e. what your working tree "
+                               "changes; in a pull request's CI, e.g. origin/main)")
+    validate.add_argument("--history", action="store_true",
+                          help="also check every commit that touched the submissions against its parent (CI on a "
+                               "clean clone with its whole history)")
+    validate.add_argument("--no-rescore", dest="rescore", action="store_false",
+                          help="skip the checks that need the data: dataset identity and rescoring")
+    validate.add_argument("--no-cache", dest="cache", action="store_false",
+                          help="rescore even when $GNNBENCH_HOME/leaderboard/rescore holds this submission's result")
+    validate.set_defaults(handler=_validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .leaderboard.validate import validate
+
+    report = validate(args.path, data_root=args.data_root, base=args.base or None, history=args.history,
+                      rescore=args.rescore, cache=args.cache)
+    for message in report.errors:
+        print(f"error: {message}")
+    for entry in report.entries:
+        if entry.rescored:
+            done = f"rescored {entry.rescored_seeds} seeds x {len(entry.rescored_metrics)} metrics"
+        elif entry.submission is not None and args.rescore and not entry.errors:
+            done = "not rescored (its data is not here: see the note)"
+        else:
+            done = "not rescored"
+        status = "" if entry.ok else f"{len(entry.errors)} error{'s' if len(entry.errors) != 1 else ''}; "
+        print(f"{'ok    ' if entry.ok else 'FAILED'}  {entry.name}: {status}{done}")
+        for message in entry.errors:
+            print(f"    {message}")
+        for message in entry.notes:
+            print(f"    note: {message.removeprefix(entry.name + ': ')}")
+    for message in report.notes:
+        print(f"note: {message}")
+    failed = sum(not entry.ok for entry in report.entries)
+    print(f"{len(report.entries)} submissions in {report.root}: {len(report.entries) - failed} ok, {failed} with "
+          f"errors{'' if not report.errors else f', {len(report.errors)} other errors'}")
+    return 0 if report.ok else 1
 
 
 # ----------------------------------------------------------------------------------------------------- render
@@ -94,7 +151,7 @@ def _render_parser(board_commands: argparse._SubParsersAction) -> None:
     render.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 when the files in --out differ from a fresh render (for CI)")
     render.add_argument("--data-root", type=Path, default=None, metavar="DIR",
-                        help="where the rescoring finds or builds the test data (default: $GNNBENCH_HOME)")
+                        help="where the rescoring finds or builds the road regions (default: $GNNBENCH_HOME/road)")
     render.add_argument("--no-rescore", action="store_true",
                         help="skip recomputing the test scores from the predictions (entries are then not marked "
                              "rescored)")
