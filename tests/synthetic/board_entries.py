@@ -34,8 +34,8 @@ def submission_data(name: str, *, test: Sequence[float], valid: Sequence[float] 
             "training_seconds": seconds[seed],
             "hessian": {"trace": traces[seed], "top_eigenvalue": 1.0, "measured_gap": gaps[seed], "num_matvecs": 10,
                         "bounds": {BOUND: {"bound_on_gap": bounds[seed], "measured_gap": gaps[seed]}}},
-            "predictions": {"path": prediction_path(seed), "sha256": hashlib.sha256(f"{name}{seed}".encode()).hexdigest(),
-                            "bytes": 100, "rows": 10, "columns": {"value": "float"}},
+            "predictions": {"path": prediction_path(seed), "bytes": 100, "rows": 10, "columns": {"value": "float"},
+                            "sha256": hashlib.sha256(f"{name}{seed}".encode()).hexdigest()},
         })
     summary = {}
     for key, values in (("test.score", test), ("valid.score", valid)):

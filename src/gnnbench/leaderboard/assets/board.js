@@ -261,7 +261,9 @@
     var byParameters = task.rows.map(function (row, order) { return point(row, order, row.plot.parameters); });
     var withTrace = [];
     task.rows.forEach(function (row, order) {
-      if (row.plot.trace !== null && row.plot.trace !== undefined) { withTrace.push(point(row, order, row.plot.trace)); }
+      if (row.plot.trace !== null && row.plot.trace !== undefined) {
+        withTrace.push(point(row, order, row.plot.trace));
+      }
     });
     var plots = element("div", "plots");
     plots.appendChild(figure(scatter({
