@@ -363,6 +363,10 @@ def test_seed_outcome_carries_test_predictions_and_hessian_inputs(tmp_path):
     assert len(hessian.train_batches) == len(hessian.test_batches) == algo_family.HESSIAN_TRAIN_BATCHES
     # the measured gap is in-distribution: held-out graphs of the training size (16), not the n = 64 test split
     assert {batch.num_nodes for batch in hessian.test_batches} == {16}
+    # Hessian batches hold at most HESSIAN_BATCH_SIZE graphs (a double backward at batch 32 took 16 GB for FW)
+    assert cfg["train"]["batch_size"] == 32 > algo_family.HESSIAN_BATCH_SIZE
+    assert {len(batch.lengths) for batch in [*hessian.train_batches, *hessian.test_batches]} == {
+        algo_family.HESSIAN_BATCH_SIZE}
     loss = hessian.loss_fn(hessian.train_batches[0])
     assert loss.requires_grad and torch.isfinite(loss)
     initial = algo_family.build_model("bfs", cfg["model"], torch.Generator().manual_seed(0)).state_dict()

@@ -53,6 +53,10 @@ HINT_MODES = ("encoded_decoded", "decoded_only", "none")
 HINT_REPRED_MODES = ("soft", "hard", "hard_on_eval")
 ENCODER_INITS = ("default", "xavier_on_scalars")
 HESSIAN_TRAIN_BATCHES = 4  # training (and as many held-out) batches handed to the Hessian column (own generators)
+#: Graphs per Hessian batch (at most the training batch size): a Hessian-vector product back-propagates twice
+#: through every hint step, and at batch 32 Floyd-Warshall's MPNN (16 steps over 16 x 16 edges) held 16 GB of
+#: the CPU's memory; the column's trace and gap are means over graphs, which smaller batches estimate the same.
+HESSIAN_BATCH_SIZE = 8
 HELD_OUT_KEY = 1  # spawn-key suffix of the held-out batches' generator (beside the training batches' own)
 
 
@@ -369,14 +373,15 @@ def _hessian_inputs(run: _Run) -> HessianInputs:
     otherwise), never the n = 64 test split, whose loss adds the size shift the bounds do not cover.
     """
     data, train = run.data, run.train
-    batches = TrainBatches(run.algorithm, source=data["train"], batch_size=train["batch_size"],
+    batch_size = min(train["batch_size"], HESSIAN_BATCH_SIZE)
+    batches = TrainBatches(run.algorithm, source=data["train"], batch_size=batch_size,
                            rng=np.random.default_rng(run.hessian_seed), bucket=True, random_pos=data["random_pos"],
                            sizes=data["train_sizes"], p=data["online_p"], order=data["train_order"])
     train_batches = [to_device(batches.next(), run.device) for _ in range(HESSIAN_TRAIN_BATCHES)]
     held_out = np.random.default_rng(np.random.SeedSequence(run.hessian_seed.entropy,
                                                             spawn_key=(*run.hessian_seed.spawn_key, HELD_OUT_KEY)))
     test_batches = [to_device(batch, run.device) for batch in
-                    algo_data.held_out_batches(run.algorithm, data, train["batch_size"], HESSIAN_TRAIN_BATCHES,
+                    algo_data.held_out_batches(run.algorithm, data, batch_size, HESSIAN_TRAIN_BATCHES,
                                                held_out)]
     size = batches.dataset_size
     return HessianInputs(loss_fn=run.model.loss, train_batches=train_batches, test_batches=test_batches,
