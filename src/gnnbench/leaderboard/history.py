@@ -72,7 +72,7 @@ def check_history(root: str | Path, current: Mapping[str, Any | None], *, base: 
         if not repo.has_commit(base):
             result.notes.append(f"history not checked against {base}: no such commit (a repository without commits?)")
         else:
-            _compare(repo.snapshot(base), dict(current), base, result.errors, result.notes)
+            _compare(repo.snapshot(base), dict(current), f"since {base}", result.errors, result.notes)
     if every_commit:
         _every_commit(repo, result)
     return result
@@ -82,18 +82,18 @@ def _every_commit(repo: _Repo, result: HistoryResult) -> None:
     commits = repo.log()
     shallow = repo.git("rev-parse", "--is-shallow-repository").strip() == "true"
     for sha, parents, message in commits:
-        label = f"commit {sha[:10]}"
+        label = f"in commit {sha[:10]}"
         if not parents:
             continue  # the first commit only adds
         if not repo.has_commit(parents[0]):
-            result.notes.append(f"history before {label} is not in this clone{' (shallow)' if shallow else ''}; "
+            result.notes.append(f"history before commit {sha[:10]} is not in this clone{' (shallow)' if shallow else ''}; "
                                 "fetch the whole history (git fetch --unshallow) to check it")
             continue
         errors: list[tuple[str, str]] = []
         _compare(repo.snapshot(parents[0]), repo.snapshot(sha), label, errors, result.notes)
         reason = _trailer(message)
         if errors and reason is not None:
-            result.notes.append(f"{label} changes committed results under '{TRAILER} {reason}': "
+            result.notes.append(f"commit {sha[:10]} changes committed results under '{TRAILER} {reason}': "
                                 + "; ".join(f"{folder}: {text}" for folder, text in errors))
         else:
             result.errors.extend(errors)
@@ -118,9 +118,9 @@ def _compare(old: Mapping[str, Any], new: Mapping[str, Any | None], label: str, 
         if folder not in new:
             moved = _moved(before, old, new)
             if moved is None:
-                errors.append((folder, f"removed since {label}; committed results are never removed from the board"))
+                errors.append((folder, f"removed {label}; committed results are never removed from the board"))
                 continue
-            notes.append(f"{folder}: moved to {moved} since {label} (same predictions)")
+            notes.append(f"{folder}: moved to {moved} {label} (same predictions)")
             folder, after = moved, new[moved]
         if not isinstance(before, Mapping) or not isinstance(after, Mapping):
             continue  # a file that does not parse is reported by the schema check
@@ -131,7 +131,7 @@ def _compare(old: Mapping[str, Any], new: Mapping[str, Any | None], label: str, 
         old_seeds, new_seeds = _seeds(before), _seeds(after)
         for seed, entry in sorted(old_seeds.items()):
             if seed not in new_seeds:
-                errors.append((folder, f"seed {seed}: removed since {label}; committed seeds are never removed"))
+                errors.append((folder, f"seed {seed}: removed {label}; committed seeds are never removed"))
                 continue
             for key in sorted(set(entry) | set(new_seeds[seed])):
                 _report(errors, folder, f"seed {seed}: ", key, entry.get(key), new_seeds[seed].get(key), label)
@@ -141,9 +141,9 @@ def _report(errors: list[tuple[str, str]], folder: str, prefix: str, key: str, b
             label: str) -> None:
     changes = list(differences(before, after, key))
     for path, old, new in changes[:_SHOWN]:
-        errors.append((folder, f"{prefix}{path} changed since {label} ({_short(old)} -> {_short(new)})"))
+        errors.append((folder, f"{prefix}{path} changed {label} ({_short(old)} -> {_short(new)})"))
     if len(changes) > _SHOWN:
-        errors.append((folder, f"{prefix}{key}: {len(changes) - _SHOWN} more changes since {label}"))
+        errors.append((folder, f"{prefix}{key}: {len(changes) - _SHOWN} more changes {label}"))
 
 
 def _seeds(data: Mapping[str, Any]) -> dict[int, Mapping[str, Any]]:

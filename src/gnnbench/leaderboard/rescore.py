@@ -116,7 +116,7 @@ def _key_problems(where: str, benchmark: str, columns: Mapping[str, np.ndarray])
         key = (code.astype(np.int64) * _MAX_GRAPH + graph) * _MAX_POSITION + position
 
         def describe(row: int) -> str:
-            return f"({int(graph[row])}, {fields[code[row]]!r}, {int(position[row])})"
+            return f"({int(graph[row])}, {str(fields[code[row]])!r}, {int(position[row])})"
     else:
         state, year, month, edge = (columns[name].astype(np.int64) for name in names)
         for name, values, low, high in (("state", state, 0, 0), ("month", month, 0, 12), ("year", year, 1, 32767),
@@ -134,7 +134,8 @@ def _key_problems(where: str, benchmark: str, columns: Mapping[str, np.ndarray])
     repeated = np.nonzero(key[order][1:] == key[order][:-1])[0]
     if repeated.size:
         label = "(" + ", ".join(name for name in names if name != "state") + ")"
-        return [f"{where}: {repeated.size} rows repeat a {label} key, e.g. {describe(int(order[repeated[0] + 1]))} "
+        rows = f"{repeated.size} rows repeat" if repeated.size > 1 else "1 row repeats"
+        return [f"{where}: {rows} a {label} key, e.g. {describe(int(order[repeated[0] + 1]))} "
                 "(every key appears exactly once)"]
     return []
 
