@@ -80,15 +80,15 @@ def check_history(root: str | Path, current: Mapping[str, Any | None], *, base: 
 
 def _every_commit(repo: _Repo, result: HistoryResult) -> None:
     commits = repo.log()
-    shallow = repo.git("rev-parse", "--is-shallow-repository").strip() == "true"
+    shallow = repo.shallow_commits()
     for sha, parents, message in commits:
         label = f"in commit {sha[:10]}"
+        if sha in shallow or (parents and not repo.has_commit(parents[0])):
+            result.notes.append(f"history before commit {sha[:10]} is not in this clone (shallow); fetch the whole "
+                                "history (git fetch --unshallow) to check it")
+            continue
         if not parents:
             continue  # the first commit only adds
-        if not repo.has_commit(parents[0]):
-            result.notes.append(f"history before commit {sha[:10]} is not in this clone{' (shallow)' if shallow else ''}; "
-                                "fetch the whole history (git fetch --unshallow) to check it")
-            continue
         errors: list[tuple[str, str]] = []
         _compare(repo.snapshot(parents[0]), repo.snapshot(sha), label, errors, result.notes)
         reason = _trailer(message)
@@ -97,7 +97,8 @@ def _every_commit(repo: _Repo, result: HistoryResult) -> None:
                                 + "; ".join(f"{folder}: {text}" for folder, text in errors))
         else:
             result.errors.extend(errors)
-    result.notes.append(f"history: {len(commits)} commits touching the submissions checked")
+    count = len(commits)
+    result.notes.append(f"history: {count} commit{'s' if count != 1 else ''} touching the submissions checked")
 
 
 def _trailer(message: str) -> str | None:
@@ -215,6 +216,11 @@ class _Repo:
         except GitError:
             return False
         return True
+
+    def shallow_commits(self) -> set[str]:
+        """Commits whose parents a shallow clone left out."""
+        path = self.top / self.git("rev-parse", "--git-path", "shallow").strip()  # relative to top, or absolute
+        return set(path.read_text().split()) if path.is_file() else set()
 
     def snapshot(self, ref: str) -> dict[str, Any]:
         """Folder (``task/method``, or ``"."`` for a single submission) -> parsed ``submission.json`` at ``ref``."""
