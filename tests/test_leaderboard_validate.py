@@ -178,7 +178,8 @@ def test_prediction_files_swapped_between_seeds(board, check):
     errors = check(board / ALGO).all_errors()
     assert len(errors) == 2
     assert re.fullmatch(rf"{ALGO}: seed 0: predictions/seed_0\.parquet: sha256 [0-9a-f]{{12}}\.\.\. does not match "
-                        r"predictions\.sha256 [0-9a-f]{12}\.\.\. in submission\.json \(it is seed 1's file\)", errors[0])
+                        r"predictions\.sha256 [0-9a-f]{12}\.\.\. in submission\.json \(it is seed 1's file\)",
+                        errors[0])
     assert errors[1].startswith(f"{ALGO}: seed 1: predictions/seed_1.parquet: sha256 ")
     assert errors[1].endswith("(it is seed 0's file)")
 
@@ -390,7 +391,8 @@ def test_unknown_metric(board, check):
     resummarise(data)
     save(folder, data)
     errors = check(folder).all_errors()
-    assert errors[:3] == [f"{ALGO}: seed {seed}: valid.accuracy is not a metric of algo/clrs30/bfs" for seed in range(3)]
+    assert errors[:3] == [f"{ALGO}: seed {seed}: valid.accuracy is not a metric of algo/clrs30/bfs"
+                          for seed in range(3)]
 
 
 def test_hessian_column_missing(board, check):
@@ -699,3 +701,49 @@ def test_rescoring_cache_is_reused_and_keyed_by_content(board, check, tmp_path, 
     assert not any("reused from the cache" in note for note in third.entries[0].notes)
     assert any(error.startswith(f"{ALGO}: seed 0: test.score is ") for error in third.all_errors())
     assert os.environ["GNNBENCH_HOME"] == str(tmp_path / "home")
+
+
+def test_cache_keeps_only_complete_results(board, check, tmp_path, monkeypatch):
+    """Regression: a result without a seed whose file failed its checksum was cached under the submission's key,
+    so the repaired submission then passed with that seed silently not rescored."""
+    monkeypatch.setenv("GNNBENCH_HOME", str(tmp_path / "home"))
+    path = board / ALGO / "predictions" / "seed_1.parquet"
+    good = path.read_bytes()
+    shutil.copyfile(board / ALGO / "predictions" / "seed_2.parquet", path)
+    assert not check(board / ALGO, cache=True).ok
+    path.write_bytes(good)
+    report = check(board / ALGO, cache=True)
+    assert report.ok and report.entries[0].rescored and report.entries[0].rescored_seeds == 3
+
+
+def test_hyperparameters_data_section_is_the_benchmarks(board, check):
+    folder = board / ROAD
+    data = load(folder)
+    data["hyperparameters"]["data"]["weather"] = True
+    save(folder, data)
+    only_error(check(folder), rf"{ROAD}: hyperparameters: unknown config key data\.weather \(keys of \[data\]: .*\)")
+
+
+def test_model_and_train_sections_are_the_methods_own(board, check):
+    """A method of one's own has its own model and training keys: they are not checked against the baselines'."""
+    folder = board / ALGO
+    data = load(folder)
+    data["hyperparameters"]["model"] = {"kind": "my transformer", "layers": 12}
+    data["hyperparameters"]["train"]["schedule"] = "cosine"
+    save(folder, data)
+    report = check(folder)
+    assert report.ok and report.entries[0].rescored, report.all_errors()
+
+
+def test_road_scoring_protocol_comes_from_eval(board, check):
+    """eval.k is part of the scoring: a submission claiming k = 50 is rescored at k = 50 and has no recall@100."""
+    folder = board / ROAD
+    data = load(folder)
+    data["hyperparameters"]["eval"]["k"] = 50
+    save(folder, data)
+    errors = check(folder).all_errors()
+    assert len(errors) == 2 * 10
+    assert errors[0] == f"{ROAD}: seed 0: test.recall@100 is not a metric the evaluator computes from these " \
+                        "predictions and hyperparameters"
+    assert re.fullmatch(rf"{ROAD}: seed 0: test\.recall@50 is missing from submission\.json \(the predictions score "
+                        rf"{NUMBER}\)", errors[1])

@@ -151,7 +151,8 @@ def _seeds(data: Mapping[str, Any]) -> dict[int, Mapping[str, Any]]:
     seeds = data.get("seeds")
     if not isinstance(seeds, list):
         return {}
-    return {entry["seed"]: entry for entry in seeds if isinstance(entry, Mapping) and isinstance(entry.get("seed"), int)}
+    return {entry["seed"]: entry for entry in seeds
+            if isinstance(entry, Mapping) and isinstance(entry.get("seed"), int)}
 
 
 def _checksums(data: Any) -> set[str]:

@@ -2,7 +2,8 @@
 against the test labels this installation builds.
 
 * ``algo``: the CLRS-30 test split (``split_traces(algorithm, "test")``, generated here), the prediction columns
-  turned back into :class:`gnnbench.algo.Evaluator` input (:func:`~gnnbench.harness.algo_eval.predictions_from_columns`),
+  turned back into :class:`gnnbench.algo.Evaluator` input
+  (:func:`~gnnbench.harness.algo_eval.predictions_from_columns`),
   scored as training scored them (``score`` and one score per output field; ``score_n<n>`` too when the length
   split ``test_<n>`` is the test split itself).
 * ``road``: the region's test periods (:class:`gnnbench.models.road.data.RoadRegion` under ``data_root``, default
@@ -13,8 +14,7 @@ The dataset identity (:func:`dataset_identity` of the family, from the submissio
 from the same data. Results are cached under ``$GNNBENCH_HOME/leaderboard/rescore`` by a key of the submission's and
 predictions' SHA-256, the gnnbench version and (road) the data's manifest, so repeated validation is fast.
 
-Predictions are read with pyarrow (Parquet) only: nothing is unpickled or executed (pyarrow >= 14 refuses the
-pickled extension types of older writers).
+The prediction files themselves are checked by :mod:`gnnbench.leaderboard.predictions` before they are rescored.
 """
 
 from __future__ import annotations
@@ -35,109 +35,7 @@ from .schema import Submission, canonical_json
 
 logger = logging.getLogger(__name__)
 
-#: The prediction columns of each benchmark: name -> (Parquet/Arrow type, NumPy dtype the run record declares;
-#: ``"str"``: any NumPy unicode dtype). Their order is the harness's (algo_eval, models.road.scoring).
-COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
-    "algo": {"graph": ("int64", "int64"), "field": ("string", "str"), "position": ("int64", "int64"),
-             "value": ("double", "float64")},
-    "road": {"state": ("int16", "int16"), "year": ("int16", "int16"), "month": ("int8", "int8"),
-             "edge": ("int32", "int32"), "prediction": ("float", "float32")},
-}
-KEYS = {"algo": ("graph", "field", "position"), "road": ("state", "year", "month", "edge")}
-VALUE = {"algo": "value", "road": "prediction"}
-_MAX_GRAPH = 2 ** 20  # algo keys beyond these bounds are not a CLRS-30 test split (and would overflow a key)
-_MAX_POSITION = 2 ** 24
 CACHE_FORMAT = 1
-
-
-def declared_dtype_ok(declared: str, expected: str) -> bool:
-    """Whether a NumPy dtype name from ``submission.json`` is the one the family writes."""
-    try:
-        dtype = np.dtype(declared)
-    except (TypeError, ValueError):
-        return False
-    return dtype.kind == "U" if expected == "str" else dtype == np.dtype(expected)
-
-
-def read_predictions(path: Path, benchmark: str, rows: int) -> tuple[dict[str, np.ndarray] | None, list[str]]:
-    """The prediction columns of ``path`` and the problems found: exactly the family's columns and types, ``rows``
-    rows, no nulls, finite values, keys in range and each key once. Columns are ``None`` when unusable."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    expected = COLUMNS[benchmark]
-    where = path.parent.name + "/" + path.name
-    try:
-        parquet = pq.ParquetFile(path)
-        schema = parquet.schema_arrow
-    except (pa.ArrowException, OSError, ValueError) as error:
-        return None, [f"{where}: not a readable Parquet file ({error})"]
-    problems = []
-    names = list(schema.names)
-    if sorted(names) != sorted(expected) or len(set(names)) != len(names):
-        problems.append(f"{where}: columns {names}, expected exactly {list(expected)}")
-    for name in names:
-        if name in expected and str(schema.field(name).type) != expected[name][0]:
-            problems.append(f"{where}: column {name!r} is {schema.field(name).type}, expected {expected[name][0]}")
-    if problems:
-        return None, problems
-    if parquet.metadata.num_rows != rows:
-        problems.append(f"{where}: {parquet.metadata.num_rows} rows, but submission.json says {rows}")
-    try:
-        table = parquet.read(columns=list(expected))
-    except (pa.ArrowException, OSError, ValueError) as error:
-        return None, [f"{where}: unreadable ({error})"]
-    columns = {}
-    for name in expected:
-        column = table.column(name)
-        if column.null_count:
-            problems.append(f"{where}: column {name!r} has {column.null_count} null values")
-            return None, problems
-        columns[name] = column.to_numpy()
-    value = columns[VALUE[benchmark]]
-    bad = ~np.isfinite(value)
-    if bad.any():
-        problems.append(f"{where}: {int(bad.sum())} {VALUE[benchmark]} values are NaN or infinite "
-                        f"(first at row {int(np.argmax(bad))})")
-    problems += _key_problems(where, benchmark, columns)
-    return columns, problems
-
-
-def _key_problems(where: str, benchmark: str, columns: Mapping[str, np.ndarray]) -> list[str]:
-    """Keys in range and each exactly once."""
-    names = KEYS[benchmark]
-    if benchmark == "algo":
-        fields, code = np.unique(columns["field"].astype(str), return_inverse=True)
-        graph, position = columns["graph"], columns["position"]
-        for name, values, limit in (("graph", graph, _MAX_GRAPH), ("position", position, _MAX_POSITION)):
-            if values.size and (values.min() < 0 or values.max() >= limit):
-                return [f"{where}: column {name!r} holds {int(values.min() if values.min() < 0 else values.max())}, "
-                        f"outside 0..{limit - 1}"]
-        key = (code.astype(np.int64) * _MAX_GRAPH + graph) * _MAX_POSITION + position
-
-        def describe(row: int) -> str:
-            return f"({int(graph[row])}, {str(fields[code[row]])!r}, {int(position[row])})"
-    else:
-        state, year, month, edge = (columns[name].astype(np.int64) for name in names)
-        for name, values, low, high in (("state", state, 0, 0), ("month", month, 0, 12), ("year", year, 1, 32767),
-                                        ("edge", edge, 0, 2 ** 31 - 1)):
-            outside = (values < low) | (values > high)
-            if outside.any():
-                row = int(np.argmax(outside))
-                rule = "0 (a submission holds one region)" if name == "state" else f"{low}..{high}"
-                return [f"{where}: row {row}: {name} is {int(values[row])}, expected {rule}"]
-        key = (year * 13 + month) * 2 ** 31 + edge
-
-        def describe(row: int) -> str:
-            return f"(year {int(year[row])}, month {int(month[row])}, edge {int(edge[row])})"
-    order = np.argsort(key, kind="stable")
-    repeated = np.nonzero(key[order][1:] == key[order][:-1])[0]
-    if repeated.size:
-        label = "(" + ", ".join(name for name in names if name != "state") + ")"
-        rows = f"{repeated.size} rows repeat" if repeated.size > 1 else "1 row repeats"
-        return [f"{where}: {rows} a {label} key, e.g. {describe(int(order[repeated[0] + 1]))} "
-                "(every key appears exactly once)"]
-    return []
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -188,21 +86,32 @@ class Rescorer:
         config = self.config(submission)
         key = self._cache_key(submission, submission_sha256)
         cached = self._cache_read(key)
-        if cached is not None:
+        if cached is not None and set(cached.seeds) >= set(columns):
             return cached
         try:
             result = self._check(submission, config, columns)
         except DataUnavailable as error:
             return DataCheck(False, reason=str(error))
-        self._cache_write(self._cache_key(submission, submission_sha256), result, columns)
+        if set(columns) == {seed.seed for seed in submission.seeds}:  # a complete result: worth keeping
+            self._cache_write(self._cache_key(submission, submission_sha256), result)
         return result
 
     def config(self, submission: Submission) -> dict[str, Any]:
-        """The run config of a submission as its family validates it: its hyperparameters with a ``run`` section and
-        the data root of this machine (``data.root``)."""
-        config = json.loads(json.dumps(submission.hyperparameters))
+        """The config the benchmark's family validates and builds the data from: its defaults with the submission's
+        ``data`` section (and, for road, ``eval``: ``k`` and ``threshold`` are part of the scoring) laid over them,
+        ``data.root`` set to this machine's data root. The ``model`` and ``train`` sections are the method's own and
+        are not checked."""
+        from ..harness import algo_family, road_family
+
+        family = algo_family if submission.benchmark == "algo" else road_family
+        config: dict[str, Any] = {name: dict(section) for name, section in family.default_config().items()}
+        sections = ("data", "eval") if submission.benchmark == "road" else ("data",)
+        for name in sections:
+            given = submission.hyperparameters.get(name)
+            if isinstance(given, Mapping):
+                config[name].update(json.loads(json.dumps(given)))
         config["run"] = {"benchmark": submission.benchmark}
-        if submission.benchmark == "road" and isinstance(config.get("data"), dict):
+        if submission.benchmark == "road":
             config["data"]["root"] = str(self.data_root) if self.data_root is not None else ""
         return config
 
@@ -327,7 +236,7 @@ class Rescorer:
             return None
         return result
 
-    def _cache_write(self, key: str | None, result: DataCheck, columns: Mapping[int, Any]) -> None:
+    def _cache_write(self, key: str | None, result: DataCheck) -> None:
         if not self.cache or key is None or not result.available:
             return
         from ..io import atomic_path

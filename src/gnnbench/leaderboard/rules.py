@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .rescore import COLUMNS, declared_dtype_ok
+from .predictions import COLUMNS, declared_dtype_ok
 from .schema import MIN_SEEDS, SCHEMA_VERSION, Submission, slug
 from .submit import ALGO_METRIC, SYNTHETIC_DATASETS, summary_of
 
@@ -26,7 +26,7 @@ class Entry(Protocol):
     def error(self, message: str, seed: int | None = None) -> None: ...
 
 
-def check(entry: Entry, submission: Submission, *, single: bool = False) -> None:
+def check(entry: Entry, submission: Submission) -> None:
     """Every rule of this module, in order."""
     folder_name(entry, submission)
     versions(entry, submission)

@@ -32,12 +32,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import rules
-from .rescore import DataCheck, Rescorer, matches, read_predictions
+from .predictions import read_predictions
+from .rescore import DataCheck, Rescorer, matches
 from .schema import (MAX_PREDICTION_BYTES, MAX_SUBMISSION_BYTES, PREDICTIONS_DIR, SUBMISSION_NAME, Submission,
                      SubmissionError, error_lines, read_submission_json)
 from .submit import default_submissions_dir
 
 _SEED_FILE = re.compile(r"seed_(0|[1-9][0-9]{0,18})\.parquet")
+#: Test metrics that the test predictions cannot reproduce: the algorithms' length suite (other splits; the one
+#: that is the test split itself is rescored). Every other test metric must be rescored.
+UNRESCORABLE = {"algo": r"score_n[1-9][0-9]*", "road": r"(?!)"}
 
 
 @dataclass
@@ -99,8 +103,11 @@ def validate(path: str | os.PathLike | None = None, *, data_root: str | os.PathL
     if not root.is_dir() or root.is_symlink():
         report.errors.append(f"{root}: not a directory of submissions (leaderboard/submissions/<task>/<method>/)")
         return report
-    single = (root / SUBMISSION_NAME).exists() or (root / PREDICTIONS_DIR).exists()
-    folders = [(root, f"{root.resolve().parent.name}/{root.resolve().name}")] if single else list(_folders(root, report))
+    single = os.path.lexists(root / SUBMISSION_NAME) or os.path.lexists(root / PREDICTIONS_DIR)
+    if single:
+        folders = [(root, f"{root.resolve().parent.name}/{root.resolve().name}")]
+    else:
+        folders = list(_folders(root, report))
     rescorer = Rescorer(data_root, cache=cache) if rescore else None
     raw: dict[str, Any] = {}
     checksums: dict[str, tuple[str, int]] = {}  # declared prediction sha256 -> (submission, seed), for messages
@@ -116,7 +123,7 @@ def validate(path: str | os.PathLike | None = None, *, data_root: str | os.PathL
     scores: dict[str, dict[int, dict[str, float]]] = {}
     for entry, files in entries:
         if entry.submission is not None:
-            rules.check(entry, entry.submission, single=single)
+            rules.check(entry, entry.submission)
             columns = _predictions(entry, files, checksums)
             if rescorer is None:
                 entry.note("not rescored (--no-rescore): the dataset identity and the test metrics were not "
@@ -288,7 +295,11 @@ def _rescore(entry: EntryResult, rescorer: Rescorer, columns: dict[int, dict[str
         rescored[seed.seed] = scores.metrics
         for key, claimed in sorted(seed.test.items()):
             if key not in scores.metrics:
-                unscored.add(f"test.{key}")
+                if re.fullmatch(UNRESCORABLE[submission.benchmark], key):
+                    unscored.add(f"test.{key}")
+                else:
+                    entry.error(f"test.{key} is not a metric the evaluator computes from these predictions and "
+                                "hyperparameters", seed.seed)
                 continue
             compared.add(f"test.{key}")
             if not matches(claimed, scores.metrics[key]):
@@ -301,8 +312,8 @@ def _rescore(entry: EntryResult, rescorer: Rescorer, columns: dict[int, dict[str
     entry.rescored_seeds = len(rescored)
     entry.rescored_metrics = sorted(compared)
     if unscored:
-        entry.note(f"not rescorable from the test predictions: {', '.join(sorted(unscored))} (other splits or "
-                   "counts of what was trained on); valid.* metrics are never rescored (no validation predictions)")
+        entry.note(f"not rescorable from the test predictions: {', '.join(sorted(unscored))} (the length suite's "
+                   "other splits); valid.* metrics are never rescored (no validation predictions)")
     if result.cached:
         entry.note("rescoring results reused from the cache ($GNNBENCH_HOME/leaderboard/rescore)")
     return rescored
