@@ -128,8 +128,9 @@ def _validate(args: argparse.Namespace) -> int:
     for message in report.notes:
         print(f"note: {message}")
     failed = sum(not entry.ok for entry in report.entries)
+    others = len(report.errors)
     print(f"{len(report.entries)} submissions in {report.root}: {len(report.entries) - failed} ok, {failed} with "
-          f"errors{'' if not report.errors else f', {len(report.errors)} other errors'}")
+          f"errors{'' if not others else f', {others} other error' + ('s' if others != 1 else '')}")
     return 0 if report.ok else 1
 
 
