@@ -289,6 +289,28 @@ def test_non_finite_prediction(board, check):
                               r"infinite \(first at row 7\)")
 
 
+def test_corrupt_parquet_file(board, check):
+    folder = board / ALGO
+    path = folder / "predictions" / "seed_0.parquet"
+    path.write_bytes(b"PAR1" + b"\x00" * 100 + b"PAR1")  # Parquet's magic bytes around nothing
+    data = load(folder)
+    entry = data["seeds"][0]["predictions"]
+    entry.update(sha256=hashlib.sha256(path.read_bytes()).hexdigest(), bytes=path.stat().st_size)
+    save(folder, data)
+    only_error(check(folder), rf"{ALGO}: seed 0: predictions/seed_0\.parquet: not a readable Parquet file \(.+\)")
+
+
+def test_prediction_rows_are_bounded_before_reading(board, check, monkeypatch):
+    """A compressed file can expand to far more rows than its bytes: the row count is checked from the footer first
+    (the limit lowered here so that the bound is crossed by a real submission's 2048 rows)."""
+    from gnnbench.leaderboard import predictions
+
+    monkeypatch.setattr(predictions, "MAX_PREDICTION_ROWS", 2000)
+    report = check(board / ALGO)
+    assert report.all_errors() == [f"{ALGO}: seed {seed}: predictions/seed_{seed}.parquet: 2048 rows, more than the "
+                                   "limit of 2000" for seed in range(3)]
+
+
 # ---------------------------------------------------------------------------------------- removed seeds
 
 
@@ -673,7 +695,7 @@ def test_validate_command_help_names_every_option(capsys):
         main(["leaderboard", "validate", "--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for option in ("PATH", "--data-root DIR", "--base REF", "--history", "--no-rescore", "--no-cache",
+    for option in ("PATH", "--data-root DIR", "--root DIR", "--base REF", "--history", "--no-rescore", "--no-cache",
                    "RESCORE", "CONTRIBUTING.md"):
         assert option in text
 
@@ -747,3 +769,13 @@ def test_road_scoring_protocol_comes_from_eval(board, check):
                         "predictions and hyperparameters"
     assert re.fullmatch(rf"{ROAD}: seed 0: test\.recall@50 is missing from submission\.json \(the predictions score "
                         rf"{NUMBER}\)", errors[1])
+
+
+def test_an_empty_board_is_valid(tmp_path, monkeypatch):
+    """No leaderboard/submissions yet (the default PATH): nothing to check, said in a note; a PATH given
+    explicitly must exist (test_missing_submissions_directory)."""
+    monkeypatch.chdir(tmp_path)
+    report = validate(cache=False)
+    assert report.ok and report.entries == []
+    assert report.notes == [f"{tmp_path.resolve() / 'leaderboard' / 'submissions'}: no submissions yet (the board is "
+                            "empty)"]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .schema import MAX_PREDICTION_ROWS
+
 #: The prediction columns of each benchmark: name -> (Parquet/Arrow type, NumPy dtype the run record declares;
 #: ``"str"``: any NumPy unicode dtype). Their order is the harness's (algo_eval, models.road.scoring).
 COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
@@ -47,7 +49,7 @@ def read_predictions(path: Path, benchmark: str, rows: int) -> tuple[dict[str, n
         parquet = pq.ParquetFile(path)
         schema = parquet.schema_arrow
     except (pa.ArrowException, OSError, ValueError) as error:
-        return None, [f"{where}: not a readable Parquet file ({error})"]
+        return None, [f"{where}: not a readable Parquet file ({_one_line(error)})"]
     problems = []
     names = list(schema.names)
     if sorted(names) != sorted(expected) or len(set(names)) != len(names):
@@ -57,12 +59,14 @@ def read_predictions(path: Path, benchmark: str, rows: int) -> tuple[dict[str, n
             problems.append(f"{where}: column {name!r} is {schema.field(name).type}, expected {expected[name][0]}")
     if problems:
         return None, problems
+    if parquet.metadata.num_rows > MAX_PREDICTION_ROWS:  # checked before reading: nothing is decompressed
+        return None, [f"{where}: {parquet.metadata.num_rows} rows, more than the limit of {MAX_PREDICTION_ROWS}"]
     if parquet.metadata.num_rows != rows:
         problems.append(f"{where}: {parquet.metadata.num_rows} rows, but submission.json says {rows}")
     try:
         table = parquet.read(columns=list(expected))
     except (pa.ArrowException, OSError, ValueError) as error:
-        return None, [f"{where}: unreadable ({error})"]
+        return None, [f"{where}: unreadable ({_one_line(error)})"]
     columns = {}
     for name in expected:
         column = table.column(name)
@@ -114,3 +118,7 @@ def _key_problems(where: str, benchmark: str, columns: Mapping[str, np.ndarray])
         return [f"{where}: {rows} a {label} key, e.g. {describe(int(order[repeated[0] + 1]))} "
                 "(every key appears exactly once)"]
     return []
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

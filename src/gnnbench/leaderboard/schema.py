@@ -32,6 +32,8 @@ BENCHMARKS = ("algo", "road")
 MIN_SEEDS = {"algo": 3, "road": 10}
 MAX_SUBMISSION_BYTES = 2 * 1024 * 1024  # submission.json
 MAX_PREDICTION_BYTES = 16 * 1024 * 1024  # one seed's predictions file
+#: Rows of one seed's predictions file (a compressed Parquet file can hold far more rows than its bytes suggest).
+MAX_PREDICTION_ROWS = 2 ** 24
 MAX_SEEDS = 100
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -128,7 +130,7 @@ class PredictionFile(_Strict):
     path: str
     sha256: str
     bytes: int = Field(ge=1, le=MAX_PREDICTION_BYTES)
-    rows: int = Field(ge=1)
+    rows: int = Field(ge=1, le=MAX_PREDICTION_ROWS)
     columns: dict[str, str] = Field(min_length=1)
 
     @field_validator("sha256")

@@ -100,6 +100,9 @@ def validate(path: str | os.PathLike | None = None, *, data_root: str | os.PathL
     ``cache``: reuse rescoring results kept under ``$GNNBENCH_HOME/leaderboard/rescore``."""
     root = Path(path) if path is not None else default_submissions_dir()
     report = ValidationReport(root)
+    if path is None and not os.path.lexists(root):
+        report.notes.append(f"{root}: no submissions yet (the board is empty)")
+        return report
     if not root.is_dir() or root.is_symlink():
         report.errors.append(f"{root}: not a directory of submissions (leaderboard/submissions/<task>/<method>/)")
         return report
