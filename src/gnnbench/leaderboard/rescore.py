@@ -289,8 +289,12 @@ def _rescore_algo(labels: _AlgoLabels, columns: Mapping[str, np.ndarray]) -> See
                                  f"{truth.shape[0]} graphs of {per_graph} entries)")
     if result.errors:
         return result
-    predictions = predictions_from_columns(labels.algorithm, columns, labels.traces)
-    metrics = labels.evaluator.eval({"y_true": labels.traces.outputs, "y_pred": predictions})
+    try:
+        predictions = predictions_from_columns(labels.algorithm, columns, labels.traces)
+        metrics = labels.evaluator.eval({"y_true": labels.traces.outputs, "y_pred": predictions})
+    except ValueError as error:  # the evaluator refuses the predictions: name why
+        result.errors.append(f"predictions: the evaluator cannot score them: {error}")
+        return result
     result.metrics = {key: float(value) for key, value in metrics.items()}
     for alias in labels.aliases:
         result.metrics[alias] = result.metrics["score"]
@@ -356,9 +360,13 @@ def _rescore_road(labels: _RoadLabels, columns: Mapping[str, np.ndarray], evalua
         values[edge[rows]] = prediction[rows]
         segment_pred.append(values[mask])
         upstream_pred.append(values)
-    metrics = protocol_metrics(labels.task, labels.segment, segment_pred, upstream_true=labels.upstream,
-                               upstream_pred=upstream_pred, edge_index=labels.edge_index,
-                               k=int(evaluation.get("k", 100)), threshold=float(evaluation.get("threshold", 0.5)))
+    try:
+        metrics = protocol_metrics(labels.task, labels.segment, segment_pred, upstream_true=labels.upstream,
+                                   upstream_pred=upstream_pred, edge_index=labels.edge_index,
+                                   k=int(evaluation["k"]), threshold=float(evaluation["threshold"]))
+    except ValueError as error:  # the evaluator refuses the predictions: name why
+        result.errors.append(f"predictions: the evaluator cannot score them: {error}")
+        return result
     result.metrics = {key: float(value) for key, value in metrics.items()}
     return result
 
