@@ -7,7 +7,6 @@ import hashlib
 import json
 import re
 import shutil
-import statistics
 import subprocess
 
 import pyarrow as pa
@@ -18,7 +17,7 @@ import pytest
 from gnnbench.cli import main
 from gnnbench.leaderboard.schema import identity_checksum
 from gnnbench.leaderboard.validate import validate
-from synthetic.leaderboard_runs import submit_runs
+from synthetic.leaderboard_runs import load, resummarise, save, submit_runs
 
 pytestmark = pytest.mark.e2e
 
@@ -58,28 +57,6 @@ def repo(pristine, tmp_path):
 
 def board(repo):
     return repo / "leaderboard" / "submissions"
-
-
-def load(folder):
-    return json.loads((folder / "submission.json").read_text())
-
-
-def save(folder, data):
-    (folder / "submission.json").write_text(json.dumps(data, indent=1))
-
-
-def resummarise(data):
-    for key, entry in data["summary"].items():
-        split, _, metric = key.partition(".")
-        if split in ("valid", "test"):
-            values = [seed[split][metric] for seed in data["seeds"]]
-        elif metric in ("trace", "top_eigenvalue", "measured_gap"):
-            values = [seed["hessian"][metric] for seed in data["seeds"]]
-        else:
-            values = [seed["hessian"]["bounds"][metric.removeprefix("bound.")]["bound_on_gap"]
-                      for seed in data["seeds"]]
-        entry.update(mean=statistics.mean(values), std=statistics.stdev(values), n=len(values))
-    data["training_seconds"] = statistics.mean(seed["training_seconds"] for seed in data["seeds"])
 
 
 def check(path, **options):

@@ -5,7 +5,6 @@ message (submission folder, seed, field or metric). The submissions are made fro
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -19,7 +18,7 @@ import pytest
 from gnnbench.cli import main
 from gnnbench.leaderboard.schema import MAX_PREDICTION_BYTES, MAX_SUBMISSION_BYTES, identity_checksum
 from gnnbench.leaderboard.validate import validate
-from synthetic.leaderboard_runs import submit_runs
+from synthetic.leaderboard_runs import load, resummarise, save, submit_runs
 
 pytestmark = pytest.mark.e2e
 
@@ -50,29 +49,6 @@ def check(leaderboard_runs):
         options = {"data_root": leaderboard_runs.road_root, "base": None, "cache": False, **options}
         return validate(path, **options)
     return run
-
-
-def load(folder):
-    return json.loads((folder / "submission.json").read_text())
-
-
-def save(folder, data):
-    (folder / "submission.json").write_text(json.dumps(data, indent=1))  # NaN is written as NaN
-
-
-def resummarise(data):
-    """What a careful tamperer does after editing seeds: the summary recomputed (statistics module)."""
-    for key, entry in data["summary"].items():
-        split, _, metric = key.partition(".")
-        if split in ("valid", "test"):
-            values = [seed[split][metric] for seed in data["seeds"]]
-        elif metric in ("trace", "top_eigenvalue", "measured_gap"):
-            values = [seed["hessian"][metric] for seed in data["seeds"]]
-        else:
-            values = [seed["hessian"]["bounds"][metric.removeprefix("bound.")]["bound_on_gap"]
-                      for seed in data["seeds"]]
-        entry.update(mean=statistics.mean(values), std=statistics.stdev(values), n=len(values))
-    data["training_seconds"] = statistics.mean(seed["training_seconds"] for seed in data["seeds"])
 
 
 def rechecksum(folder, data, seed):

@@ -8,7 +8,9 @@ Tests submit them into their own folders: ``submit_runs(runs, out)``; the road s
 
 from __future__ import annotations
 
+import json
 import shutil
+import statistics
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,3 +79,29 @@ def submit_runs(runs: LeaderboardRuns, out: Path, **method: Any) -> dict[str, Pa
     fields = {**METHOD, **method}
     return {"algo": submit(runs.algo, method=fields, out=out, submitted="2026-01-15"),
             "road": submit(runs.road, method=fields, out=out, submitted="2026-01-15")}
+
+
+# ------------------------------------------------------------------ editing submission.json (tampering tests)
+
+
+def load(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "submission.json").read_text())
+
+
+def save(folder: Path, data: dict[str, Any]) -> None:
+    (folder / "submission.json").write_text(json.dumps(data, indent=1))  # NaN is written as NaN
+
+
+def resummarise(data: dict[str, Any]) -> None:
+    """What a careful tamperer does after editing seeds: the summary recomputed (statistics module)."""
+    for key, entry in data["summary"].items():
+        split, _, metric = key.partition(".")
+        if split in ("valid", "test"):
+            values = [seed[split][metric] for seed in data["seeds"]]
+        elif metric in ("trace", "top_eigenvalue", "measured_gap"):
+            values = [seed["hessian"][metric] for seed in data["seeds"]]
+        else:
+            values = [seed["hessian"]["bounds"][metric.removeprefix("bound.")]["bound_on_gap"]
+                      for seed in data["seeds"]]
+        entry.update(mean=statistics.mean(values), std=statistics.stdev(values), n=len(values))
+    data["training_seconds"] = statistics.mean(seed["training_seconds"] for seed in data["seeds"])
