@@ -132,7 +132,7 @@ def test_submit_refuses_an_existing_folder_unless_overwriting(leaderboard_runs, 
     assert validate(folder, base=None, cache=False).ok
 
 
-def test_submit_command_then_validate_command(leaderboard_runs, tmp_path, capsys):
+def test_run_to_submission_to_validated_entry_on_the_rendered_board(leaderboard_runs, tmp_path, capsys):
     out = tmp_path / "submissions"
     assert main(["submit", str(leaderboard_runs.algo), "--method", "Tiny baseline", "--author", "Ada Lovelace",
                  "--author", "Charles Babbage", "--contact", "ada@example.org", "--code-url",
@@ -145,3 +145,12 @@ def test_submit_command_then_validate_command(leaderboard_runs, tmp_path, capsys
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "ok      algo-clrs30-bfs/tiny-baseline: rescored 3 seeds x 2 metrics"
     assert lines[-1] == f"1 submissions in {out}: 1 ok, 0 with errors"
+    # ... and the new user sees it on the rendered board: a ranked row with the rescored mark, and on the page
+    board = tmp_path / "board"
+    assert main(["leaderboard", "render", str(out), "--out", str(board)]) == 0
+    scores = [seed["test"]["score"] for seed in data["seeds"]]
+    expected = f"{sum(scores) / len(scores):.4f}"
+    rows = [line for line in (board / "README.md").read_text().splitlines() if "Tiny baseline" in line]
+    assert len(rows) == 1 and rows[0].startswith("| 1 |") and expected in rows[0] and rows[0].rstrip().endswith("✓ |")
+    assert "Tiny baseline" in (board / "index.html").read_text()
+
