@@ -466,6 +466,16 @@ def test_cli_render_takes_the_submissions_directory_not_one_submission(tmp_path,
     assert "render takes the submissions directory" in capsys.readouterr().err and fake.calls == []
 
 
+def test_cli_render_without_a_submissions_directory_says_where_it_looked(tmp_path, fake_validator, capsys,
+                                                                          monkeypatch):
+    fake = fake_validator(_board())
+    monkeypatch.chdir(tmp_path)  # not a clone of the repository: no leaderboard/submissions here
+    assert main(["leaderboard", "render"]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'leaderboard' / 'submissions'}: no submissions directory" in error
+    assert fake.calls == [] and not (tmp_path / "leaderboard").exists()
+
+
 def test_cli_render_check_names_the_stale_file(tmp_path, fake_validator, capsys):
     entries = _board()
     fake_validator(entries)

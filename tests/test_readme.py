@@ -30,11 +30,19 @@ NOT_RUN = {
     "gnnbench download road --state MA": "downloads Massachusetts' crash portal, Overpass, Meteostat and HPMS "
                                          "(network)",
     "gnnbench build road --state MA": "needs the downloaded Massachusetts sources (network)",
-    "gnnbench build road --state MN --crashes ~/Downloads/mn_crashes.csv": "needs a crash export the user "
+    "gnnbench build road --state MN --crashes '~/Downloads/mn_crashes.csv'": "needs a crash export the user "
                                                                              "downloads by hand",
     "gnnbench import ml4roadsafety --state MA": "downloads the ML4RoadSafety release from Harvard Dataverse "
                                                 "(network)",
     "gnnbench info road --state MA": "needs a Massachusetts build (network)",
+    "gnnbench submit runs/sage --method 'My SAGE' --author 'Ada Lovelace' --contact ada@example.org --code-url "
+    "https://github.com/you/my-sage": "needs the run directory the `gnnbench run` above trains (only dry-run here); "
+                                      "run -> submit -> validate -> render is tested end to end in "
+                                      "tests/test_leaderboard_submit.py",
+    "gnnbench leaderboard validate": "works on the repository's leaderboard/submissions: .ci/run runs it there "
+                                     "(with --history) on every change",
+    "gnnbench leaderboard render": "writes the repository's leaderboard/README.md and index.html: .ci/run checks "
+                                   "them with --check on every change",
 }
 #: Sub-commands only parsed wherever they appear: ``quickstart`` is part of the README's set-up commands (install,
 #: quickstart, the whole suite), which .ci/run runs verbatim in a fresh environment (and it takes minutes).
@@ -134,16 +142,16 @@ def test_readme_python_block_runs_as_written(block, readme_place):
 
 
 def _commands(block: Block) -> list[str]:
-    """The gnnbench commands of a bash block: comments dropped, ``&&``-chains split."""
+    """The gnnbench commands of a bash block: comments dropped, ``&&``-chains split, ``\\``-continued lines joined."""
     commands = []
-    for line in block.text.splitlines():
+    for line in re.sub(r"\\\n", " ", block.text).splitlines():
         part: list[str] = []
         for word in [*shlex.split(line, comments=True), "&&"]:
             if word != "&&":
                 part.append(word)
                 continue
             if part[:1] == ["gnnbench"]:
-                commands.append(" ".join(part))
+                commands.append(shlex.join(part))  # quoted again: "My method" stays one argument
             part = []
     return commands
 
@@ -161,7 +169,7 @@ def test_readme_gnnbench_command_parses_and_runs(command, readme_place, monkeypa
     from gnnbench.cli import _parser, main
 
     work, env = readme_place
-    argv = [os.path.expanduser(word) for word in command.split()[1:]]
+    argv = [os.path.expanduser(word) for word in shlex.split(command)[1:]]
     try:
         _parser().parse_args(argv)
     except SystemExit as error:

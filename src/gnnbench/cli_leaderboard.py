@@ -168,6 +168,9 @@ def _render(args: argparse.Namespace) -> int:
     path = args.path if args.path is not None else default_submissions_dir()
     if (path / SUBMISSION_NAME).exists():
         raise ValueError(f"{path} is one submission; render takes the submissions directory (leaderboard/submissions)")
+    if not path.is_dir():
+        raise ValueError(f"{path}: no submissions directory; run inside a clone of the gnnbench repository (its "
+                         "leaderboard/submissions) or give the submissions directory as PATH")
     report = validate(path, data_root=args.data_root, rescore=not args.no_rescore)
     if not report.ok:
         for message in report.all_errors():
