@@ -106,8 +106,20 @@ def state_scale_region(work: Path) -> Path:
 
 
 def _summary(directory: Path) -> dict | None:
+    """The run's ``summary.json``, or (while a multi-run invocation is still training other runs, which writes the
+    summaries at its end) the same summary computed from the seeds whose records verify."""
     path = directory / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if path.exists():
+        return json.loads(path.read_text())
+    from gnnbench.harness.config import config_sha256
+    from gnnbench.harness.record import finished_seeds, summarize
+    from gnnbench.harness.values import read_toml
+
+    if not (directory / "config.toml").exists():
+        return None
+    config = read_toml(directory / "config.toml")
+    records = finished_seeds(directory, config_sha256(config))
+    return summarize(records, name=directory.name, config_sha256=config_sha256(config)) if records else None
 
 
 def _cell(summary: dict | None, metric: str, scale: float = 100.0) -> str:
@@ -118,7 +130,8 @@ def _cell(summary: dict | None, metric: str, scale: float = 100.0) -> str:
         return "not run"
     mean, std = stats["mean"], stats.get("std")
     text = f"{scale * mean:.2f}"
-    return text + (f" ± {scale * std:.2f}" if std is not None else "") + f" ({stats['n']} seeds)"
+    seeds = f"{stats['n']} seed" + ("" if stats["n"] == 1 else "s")
+    return text + (f" ± {scale * std:.2f}" if std is not None else "") + f" ({seeds})"
 
 
 def algo_table(budget: str) -> str:
