@@ -394,6 +394,27 @@ def test_jobs_match_sequential_seeds(tmp_path):
     assert tanh["test"] != relu["test"]
 
 
+def test_each_runs_summary_is_written_when_its_last_seed_ends(tmp_path, monkeypatch):
+    """In a sweep, the first run's summary.json exists before the second run trains (an interrupted sweep keeps the
+    summaries of the runs it finished)."""
+    from gnnbench.harness import runner
+
+    specs = resolve("toy", shortcuts={"model": "tanh,relu"}, overrides=["train.steps=4"], seeds="0-1")
+    seen = []
+    real = runner.run_seed
+
+    def watching(config, seed, run_dir, **options):
+        seen.append((Path(run_dir).name, seed, sorted(path.parent.name for path in tmp_path.glob("*/summary.json"))))
+        return real(config, seed, run_dir, **options)
+
+    monkeypatch.setattr(runner, "run_seed", watching)
+    run(specs, out=tmp_path, progress=False)
+    first, second = (spec.name for spec in specs)
+    assert seen == [(first, 0, []), (first, 1, []), (second, 0, [first]), (second, 1, [first])]
+    summary = json.loads((tmp_path / first / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1]
+
+
 def test_worker_threads_split_the_cores():
     assert worker_threads(1, cores=16) == 16
     assert worker_threads(3, cores=16) == 5

@@ -11,12 +11,13 @@ finished seeds are skipped, and an unfinished seed's family continues from its l
 
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -329,16 +330,27 @@ def run(specs: RunSpec | Sequence[RunSpec], *, out: str | os.PathLike | None = N
         bars = [_bar(spec, count, position, progress) for position, (spec, count)
                 in enumerate(zip(specs, finished_counts))]
         failures: list[dict[int, str]] = [{} for _ in specs]
+        remaining = collections.Counter(index for index, _ in tasks)
+
+        def seed_done(index: int) -> None:
+            """A run's summary is written as soon as its last seed ends, not when every run has ended."""
+            remaining[index] -= 1
+            if remaining[index] == 0:
+                digest = config_sha256(specs[index].config)
+                write_summary(directories[index], summarize(finished_seeds(directories[index], digest),
+                                                            name=specs[index].name, config_sha256=digest))
+
         try:
             if scheduler is not None:
-                _run_dask(specs, directories, tasks, scheduler, bars, failures)
+                _run_dask(specs, directories, tasks, scheduler, bars, failures, seed_done)
             elif jobs > 1 and len(tasks) > 1:
-                _run_processes(specs, directories, tasks, jobs, bars, failures)
+                _run_processes(specs, directories, tasks, jobs, bars, failures, seed_done)
             else:
                 for index, seed in tasks:
                     _attempt(lambda: run_seed(specs[index].config, seed, directories[index],
                                               family=specs[index].family, progress=progress),
                              specs[index], seed, bars[index], failures[index])
+                    seed_done(index)
         finally:
             for bar in bars:
                 bar.close()
@@ -388,7 +400,7 @@ def worker_threads(jobs: int, cores: int | None = None) -> int:
 
 
 def _run_processes(specs: list[RunSpec], directories: list[Path], tasks: list[tuple[int, int]], jobs: int,
-                   bars: list[Any], failures: list[dict[int, str]]) -> None:
+                   bars: list[Any], failures: list[dict[int, str]], seed_done: Callable[[int], None]) -> None:
     threads = worker_threads(jobs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
@@ -398,10 +410,11 @@ def _run_processes(specs: list[RunSpec], directories: list[Path], tasks: list[tu
         for future in as_completed(futures):
             index, seed = futures[future]
             _attempt(future.result, specs[index], seed, bars[index], failures[index])
+            seed_done(index)
 
 
 def _run_dask(specs: list[RunSpec], directories: list[Path], tasks: list[tuple[int, int]], scheduler: Any,
-              bars: list[Any], failures: list[dict[int, str]]) -> None:
+              bars: list[Any], failures: list[dict[int, str]], seed_done: Callable[[int], None]) -> None:
     try:
         from distributed import Client
         from distributed import as_completed as dask_completed
@@ -421,6 +434,7 @@ def _run_dask(specs: list[RunSpec], directories: list[Path], tasks: list[tuple[i
         for future in dask_completed(list(futures)):
             index, seed = futures[future]
             _attempt(future.result, specs[index], seed, bars[index], failures[index])
+            seed_done(index)
     finally:
         if own:
             client.close()
