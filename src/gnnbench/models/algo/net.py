@@ -66,6 +66,7 @@ from .encoders import (ENCODER_INITS, EncoderWeights, FieldLayout, Groups, add_l
                        channels, construct_encoder, encode, group)
 from .losses import hint_loss, output_loss
 from .processors import PROCESSORS, make_processor
+from .stack import ProcessorStack
 
 HINT_MODES = {"encoded_decoded": (True, True), "decoded_only": (False, True), "none": (False, False)}
 HINT_REPRED_MODES = ("soft", "hard", "hard_on_eval")
@@ -81,14 +82,20 @@ class EncodeProcessDecode(nn.Module):
     >>> model.predict(batch)  # {'pi': LongTensor [32, 16]}
     """
 
-    def __init__(self, algorithm: str, processor: str = "triplet_gmpnn", hidden: int = 128, *,
+    def __init__(self, algorithm: str, processor: str | nn.Module = "triplet_gmpnn", hidden: int = 128, *,
                  hint_mode: str = "encoded_decoded", hint_repred_mode: str = "soft", use_ln: bool = True,
                  nb_triplet_fts: int = 8, encoder_init: str = "xavier_on_scalars", nb_heads: int = 1,
                  dropout: float = 0.0, nb_msg_passing_steps: int = 1, hint_teacher_forcing: float = 0.0,
-                 generator: torch.Generator | None = None) -> None:
+                 num_layers: int = 1, generator: torch.Generator | None = None) -> None:
+        """``processor``: a kind (``PROCESSORS``) built here (``num_layers`` of them, stacked), or a module with the
+        processor's call and ``emits_edge_fts`` built elsewhere (a multitask network's route through its layers)."""
         super().__init__()
         self.algorithm = check_algorithm(algorithm)
-        check_choice("processor", processor, PROCESSORS)
+        if not isinstance(processor, nn.Module):
+            check_choice("processor", processor, PROCESSORS)
+        elif not hasattr(processor, "emits_edge_fts"):
+            raise ValueError(f"processor module {type(processor).__name__} lacks emits_edge_fts")
+        num_layers = check_int("num_layers", num_layers, minimum=1)
         self.hidden = check_int("hidden", hidden, minimum=1)
         self.encode_hints, self.decode_hints = HINT_MODES[check_choice("hint_mode", hint_mode, tuple(HINT_MODES))]
         self.hint_repred_mode = check_choice("hint_repred_mode", hint_repred_mode, HINT_REPRED_MODES)
@@ -96,7 +103,8 @@ class EncodeProcessDecode(nn.Module):
         self.dropout = check_float("dropout", dropout, minimum=0.0, maximum=1.0, open_max=True)
         self.nb_msg_passing_steps = check_int("nb_msg_passing_steps", nb_msg_passing_steps, minimum=1)
         self.hint_teacher_forcing = check_float("hint_teacher_forcing", hint_teacher_forcing, minimum=0.0, maximum=1.0)
-        self.config = dict(algorithm=algorithm, processor=processor, hidden=hidden, hint_mode=hint_mode,
+        self.config = dict(algorithm=algorithm, processor=processor if isinstance(processor, str) else "external",
+                           hidden=hidden, num_layers=num_layers, hint_mode=hint_mode,
                            hint_repred_mode=hint_repred_mode, use_ln=use_ln, nb_triplet_fts=nb_triplet_fts,
                            encoder_init=encoder_init, nb_heads=nb_heads, dropout=dropout,
                            nb_msg_passing_steps=nb_msg_passing_steps, hint_teacher_forcing=hint_teacher_forcing)
@@ -107,8 +115,13 @@ class EncodeProcessDecode(nn.Module):
         self.output_layout = FieldLayout.for_stage(self.algorithm, Stage.OUTPUT)
         if self.encode_hints and self.hint_layout.graph.count(Type.MASK_ONE):
             raise ValueError(f"{algorithm} has a graph-level mask_one hint, which cannot be fed back")
-        processor_module = make_processor(processor, self.hidden, nb_triplet_fts=nb_triplet_fts, use_ln=use_ln,
-                                          nb_heads=nb_heads, generator=generator)
+        if isinstance(processor, nn.Module):
+            processor_module = processor
+        else:
+            layers = [make_processor(processor, self.hidden, nb_triplet_fts=nb_triplet_fts, use_ln=use_ln,
+                                     nb_heads=nb_heads, generator=generator) for _ in range(num_layers)]
+            processor_module = layers[0] if num_layers == 1 else \
+                ProcessorStack(layers, emits_edge_fts=layers[0].emits_edge_fts)
         edge_width = 2 * self.hidden if processor_module.emits_edge_fts else self.hidden
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
@@ -123,6 +136,9 @@ class EncodeProcessDecode(nn.Module):
 
     def haiku_names(self) -> dict[str, str]:
         """``{torch module path: haiku module path}`` for every linear and layer norm (see the module docstring)."""
+        if not hasattr(self.processor, "haiku_module"):
+            raise ValueError("only a network with one CLRS-30 processor has haiku names (this one has "
+                             f"{type(self.processor).__name__})")
         names = {}
         for prefix, kind, modules in (("encoders", "enc", self.encoders), ("decoders", "dec", self.decoders)):
             for field, linears in modules.items():
