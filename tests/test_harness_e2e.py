@@ -62,6 +62,25 @@ def test_algo_run(processor, tmp_path):
     selected_weights_saved(out / "seed_0")
 
 
+def test_algo_run_edge_transformer_with_two_layers(tmp_path):
+    from gnnbench.models.algo.net import EncodeProcessDecode
+
+    out = tmp_path / "run"
+    assert main(["run", "algo", "--algorithm", "bfs", "--model", "edge_transformer", "--seeds", "0", *ALGO_TINY,
+                 "--set", "model.num_layers=2", "--set", "model.hidden=16", "--set", "model.nb_heads=4",
+                 "--set", "train.steps=3", "--out", str(out), "--no-progress"]) == 0
+    config, records = finished(out)
+    assert config["model"]["processor"] == "edge_transformer" and config["model"]["num_layers"] == 2
+    record = records[0]
+    assert record["steps"] == 3 and 0.0 <= record["test"]["score"] <= 1.0 and "score_n16" in record["test"]
+    weights = torch.load(out / "seed_0" / "model.pt", weights_only=True)
+    assert "processor.layers.1.q.weight" in weights and "processor.layers.2.q.weight" not in weights
+    sizes = {layers: sum(p.numel() for p in EncodeProcessDecode("bfs", "edge_transformer", 16, nb_heads=4,
+                                                                 num_layers=layers).parameters()) for layers in (1, 2)}
+    assert record["extra"]["parameters"] == sizes[2] != sizes[1]
+    selected_weights_saved(out / "seed_0")
+
+
 @pytest.fixture(scope="module")
 def road_root(tmp_path_factory, copy_demo_region):
     return copy_demo_region(tmp_path_factory.mktemp("road"))  # built once per test run (conftest.demo_region)

@@ -147,8 +147,8 @@ def _run_parsers(commands: argparse._SubParsersAction) -> None:
                "gnnbench run my.toml --set train.steps=2000")
     runner.add_argument("target", help="shipped config (algo, road), a CONFIG.toml, or a run directory to resume")
     for flag, what in (("algorithm", "algorithm(s), comma-separated (algo)"),
-                       ("model", "model: processor (algo: mpnn, pgn, gatv2, triplet_gmpnn) or node encoder "
-                                 "(road: mlp, gcn, sage, gin, gat)"),
+                       ("model", "model: processor (algo: mpnn, pgn, gatv2, triplet_gmpnn, edge_transformer) or "
+                                 "node encoder (road: mlp, gcn, sage, gin, gat)"),
                        ("state", "state code, or DEMO (road)"), ("task", "task (road)")):
         runner.add_argument(f"--{flag}", default=None, help=what)
     runner.add_argument("--seeds", default=None, metavar="SEEDS",

@@ -48,7 +48,7 @@ __all__ = ["FAMILY", "Evaluation", "TrainStep", "build_model", "clip_by_global_n
 logger = logging.getLogger(__name__)
 
 FAMILY = "algo"
-PROCESSORS = ("mpnn", "pgn", "gatv2", "triplet_gmpnn")
+PROCESSORS = ("mpnn", "pgn", "gatv2", "triplet_gmpnn", "edge_transformer")
 HINT_MODES = ("encoded_decoded", "decoded_only", "none")
 HINT_REPRED_MODES = ("soft", "hard", "hard_on_eval")
 ENCODER_INITS = ("default", "xavier_on_scalars")
@@ -77,6 +77,7 @@ def default_config() -> dict[str, dict[str, Any]]:
         "model": {
             "processor": "triplet_gmpnn",
             "hidden": 128,
+            "num_layers": 1,  # processor layers per hint step (CLRS-30: 1; the branching study's Edge Transformer: 5)
             "nb_triplet_fts": 8,
             "nb_heads": 1,
             "use_ln": True,
@@ -122,11 +123,14 @@ def validate_config(config: Mapping[str, Any]) -> None:
         _split_name(f"data.length_splits[{i}]", split)
     check_choice("model.processor", model["processor"], PROCESSORS)
     check_int("model.hidden", model["hidden"], minimum=1)
+    check_int("model.num_layers", model["num_layers"], minimum=1)
     check_int("model.nb_triplet_fts", model["nb_triplet_fts"], minimum=1)
     check_int("model.nb_heads", model["nb_heads"], minimum=1)
-    if model["processor"] == "gatv2" and model["hidden"] % model["nb_heads"]:
+    if model["processor"] in ("gatv2", "edge_transformer") and model["hidden"] % model["nb_heads"]:
         raise ValueError(f"model.nb_heads ({model['nb_heads']}) must divide model.hidden ({model['hidden']})")
     _boolean("model.use_ln", model["use_ln"])
+    if model["processor"] == "edge_transformer" and not model["use_ln"]:
+        raise ValueError("model.use_ln must be true for edge_transformer (its LayerNorms are part of the layer)")
     check_choice("model.hint_mode", model["hint_mode"], HINT_MODES)
     check_choice("model.hint_repred", model["hint_repred"], HINT_REPRED_MODES)
     check_choice("model.encoder_init", model["encoder_init"], ENCODER_INITS)
@@ -195,7 +199,9 @@ def build_model(algorithm: str, model_config: Mapping[str, Any], generator: torc
 
 
 def _net_arguments(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    # num_layers: 1 in a config resolved before the key existed (a run started then, resumed or still training)
     return {"processor": model_config["processor"], "hidden": model_config["hidden"],
+            "num_layers": model_config.get("num_layers", 1),
             "hint_mode": model_config["hint_mode"], "hint_repred_mode": model_config["hint_repred"],
             "use_ln": model_config["use_ln"], "nb_triplet_fts": model_config["nb_triplet_fts"],
             "nb_heads": model_config["nb_heads"], "encoder_init": model_config["encoder_init"]}

@@ -56,6 +56,10 @@ HARNESS_DEFAULTS: dict[str, dict[str, Any]] = {
 #: same run directory (``run.seeds`` grows, ``data.root`` moves with the machine) and are left out of its identity.
 EXECUTION_KEYS = frozenset({"run.seeds", "run.name", "data.root"})
 
+#: Keys added to a family's config after run directories existed, per family, with the value every earlier run
+#: had implicitly: at that value they are left out of a run's identity, so earlier runs keep their hash (and resume).
+IMPLICIT_DEFAULTS: dict[str, dict[str, Any]] = {"algo": {"model.num_layers": 1}}
+
 #: Shortcut flags of ``gnnbench run`` per benchmark: flag -> config key. ``--root``, ``--device`` and
 #: ``--hessian`` apply to every benchmark.
 SHORTCUTS: dict[str, dict[str, str]] = {
@@ -181,9 +185,10 @@ class RunSpec:
 
 def identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """The flat keys that decide what a run computes (all but :data:`EXECUTION_KEYS`; ``None`` left out, since
-    TOML cannot store it)."""
+    TOML cannot store it; keys at their :data:`IMPLICIT_DEFAULTS` left out too)."""
+    implicit = IMPLICIT_DEFAULTS.get((config.get("run") or {}).get("benchmark"), {})
     return {key: value for key, value in flatten(_lists(config)).items()
-            if key not in EXECUTION_KEYS and value is not None}
+            if key not in EXECUTION_KEYS and value is not None and not (key in implicit and implicit[key] == value)}
 
 
 def config_sha256(config: Mapping[str, Any]) -> str:

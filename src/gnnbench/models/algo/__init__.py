@@ -2,7 +2,7 @@
 
 * ``losses``: the per-type output and hint losses;
 * ``encoders`` / ``decoders``: one encoder and one decoder per (location, type);
-* ``processors``: ``mpnn``, ``pgn``, ``gatv2``, ``triplet_gmpnn``;
+* ``processors``: ``mpnn``, ``pgn``, ``gatv2``, ``triplet_gmpnn``, and ``edge_transformer`` (:mod:`.edge_transformer`);
 * ``net``: the encode-process-decode network over ``TraceSet.clrs_batch()`` batches;
 * ``batches``: ``TorchBatch`` (``to_torch(trace_set.clrs_batch())``) and CLRS-30's ``random_pos``;
 * ``clrs_params``: ``load_clrs_params`` copies a CLRS-30 ``BaselineModel``'s haiku parameters into the network.

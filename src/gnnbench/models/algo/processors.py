@@ -1,4 +1,4 @@
-"""CLRS-30's processors in PyTorch: ``mpnn``, ``pgn``, ``gatv2`` and ``triplet_gmpnn``.
+"""CLRS-30's processors in PyTorch: ``mpnn``, ``pgn``, ``gatv2`` and ``triplet_gmpnn``; and ``edge_transformer``.
 
 Each processor is one message-passing step with CLRS-30's call (dm-clrs 2.0.3,
 https://github.com/google-deepmind/clrs/blob/v2.0.3/clrs/_src/processors.py)::
@@ -18,7 +18,9 @@ https://github.com/google-deepmind/clrs/blob/v2.0.3/clrs/_src/processors.py)::
   ``out = ret * s + hidden * (1 - s)``, ``s = sigmoid(gate3(relu(gate1(z) + gate2(msg))))``, the
   bias of ``gate3`` initialised to -3;
 * ``gatv2``: ``softmax_j(a(leaky_relu(w_1(z_j) + w_2(z_i) + w_e(e_ij) + w_g(g))) - 1e9 (1 - adj[i,j]))``
-  weights the values ``m(z_j)`` per head, then ``+ skip(z_i)``, relu and LayerNorm.
+  weights the values ``m(z_j)`` per head, then ``+ skip(z_i)``, relu and LayerNorm;
+* ``edge_transformer``: not CLRS-30's: the Edge Transformer layer (triangular attention over node pairs) of the
+  branching study, in :mod:`.edge_transformer` (no haiku names).
 
 Initialisation is haiku's: every ``hk.Linear`` is a truncated normal (at two standard deviations)
 of scale ``1/sqrt(fan_in)`` with zero bias; LayerNorm scale 1, offset 0.
@@ -58,7 +60,7 @@ from torch import nn
 from ...arguments import check_choice, check_int
 from ..linear import linear
 
-PROCESSORS = ("mpnn", "pgn", "gatv2", "triplet_gmpnn")
+PROCESSORS = ("mpnn", "pgn", "gatv2", "triplet_gmpnn", "edge_transformer")
 BIG_NUMBER = 1e6  # CLRS-30's fill value for non-edges under max aggregation
 _TRIPLET_CHUNK = 1 << 24  # elements of the [B,i,j,k,F] triplet tensor formed at once
 
@@ -272,8 +274,9 @@ def make_processor(kind: str, hidden: int, *, nb_triplet_fts: int = 8, use_ln: b
                    generator: torch.Generator | None = None) -> Processor:
     """The processor ``kind`` of width ``hidden``, as CLRS-30's ``get_processor_factory(kind, ...)(hidden)``.
 
-    ``nb_triplet_fts`` is used by ``triplet_gmpnn`` only, ``nb_heads`` by ``gatv2`` only;
-    parameters are drawn from ``generator`` (the global RNG if None).
+    ``nb_triplet_fts`` is used by ``triplet_gmpnn`` only, ``nb_heads`` by ``gatv2`` and ``edge_transformer``
+    (``use_ln=False`` is refused there: its LayerNorms are part of the layer); parameters are drawn from
+    ``generator`` (the global RNG if None).
     """
     kind = check_choice("kind", kind, PROCESSORS)
     hidden = check_int("hidden", hidden, minimum=1)
@@ -281,9 +284,15 @@ def make_processor(kind: str, hidden: int, *, nb_triplet_fts: int = 8, use_ln: b
     nb_heads = check_int("nb_heads", nb_heads, minimum=1)
     if not isinstance(use_ln, bool):
         raise ValueError(f"use_ln must be a bool, got {use_ln!r}")
+    if kind in ("gatv2", "edge_transformer") and hidden % nb_heads:
+        raise ValueError(f"nb_heads must divide hidden ({hidden}), got {nb_heads}")
+    if kind == "edge_transformer":
+        from .edge_transformer import EdgeTransformer
+
+        if not use_ln:
+            raise ValueError("use_ln=False is not supported by edge_transformer (its LayerNorms are part of the layer)")
+        return EdgeTransformer(hidden, nb_heads=nb_heads, generator=generator)
     if kind == "gatv2":
-        if hidden % nb_heads:
-            raise ValueError(f"nb_heads must divide hidden ({hidden}), got {nb_heads}")
         return GATv2(hidden, nb_heads=nb_heads, use_ln=use_ln, generator=generator)
     if kind == "triplet_gmpnn":
         return MessagePassing(hidden, masked=False, use_ln=use_ln, use_triplets=True,
