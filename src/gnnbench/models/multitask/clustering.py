@@ -110,6 +110,7 @@ class ClusteringResult:
     solver: str | None = None
     fallback: str | None = None
     groups: tuple[tuple[str, ...], ...] | None = None
+    partitions: dict[float, Partition] = field(default_factory=dict)  # the partition found at each swept value
 
     @property
     def num_clusters(self) -> int:
@@ -120,7 +121,8 @@ class ClusteringResult:
         """A JSON-ready copy (swept values as lists of records, since JSON keys are strings)."""
         key = "lam" if self.method == "sdp" else "k"
         sweep = [{key: value, "objective": objective, **({"status": self.statuses[value]}
-                                                           if value in self.statuses else {})}
+                                                           if value in self.statuses else {}),
+                  **({"partition": [list(c) for c in self.partitions[value]]} if value in self.partitions else {})}
                  for value, objective in self.objectives.items()]
         return {
             "method": self.method, "partition": [list(c) for c in self.partition],
@@ -425,7 +427,8 @@ def _sdp_sweep(S: np.ndarray, lams: list[float], solver: str, rtol: float) -> Cl
     lam, partition, density = _choose(candidates)
     return ClusteringResult(partition=partition, method="sdp", objective=density,
                             objectives={value: d for value, _, d in candidates}, lam=lam, status=statuses[lam],
-                            statuses=statuses, solver=solvers[lam])
+                            statuses=statuses, solver=solvers[lam],
+                            partitions={value: p for value, p, _ in candidates})
 
 
 def _spectral_sweep(S: np.ndarray, seed: int, n_init: int, fallback: str | None) -> ClusteringResult:
@@ -438,7 +441,7 @@ def _spectral_sweep(S: np.ndarray, seed: int, n_init: int, fallback: str | None)
     k, partition, density = _choose(candidates)
     return ClusteringResult(partition=partition, method="spectral", objective=density,
                             objectives={value: d for value, _, d in candidates}, k=k, status="spectral",
-                            fallback=fallback)
+                            fallback=fallback, partitions={value: p for value, p, _ in candidates})
 
 
 def _with_groups(result: ClusteringResult, names: tuple[str, ...]) -> ClusteringResult:
