@@ -49,6 +49,8 @@ NOT_RUN = {
 NOT_RUN_SUBCOMMANDS = {"quickstart": "a set-up command, run verbatim by .ci/run"}
 #: ``gnnbench run`` trains (minutes to hours, some on a GPU or a Dask cluster): resolved with --dry-run instead.
 DRY_RUN_COMMAND = "run"
+#: ``gnnbench branch train`` trains through the same harness (minutes to hours): resolved with --dry-run as well.
+DRY_RUN_BRANCH = ("branch", "train")
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def test_readme_gnnbench_command_parses_and_runs(command, readme_place, monkeypa
         pytest.fail(f"README command {command!r} does not parse (exit {error.code}):\n{capsys.readouterr().err}")
     if command in NOT_RUN or argv[0] in NOT_RUN_SUBCOMMANDS:
         return
-    if argv[0] == DRY_RUN_COMMAND:
+    if argv[0] == DRY_RUN_COMMAND or tuple(argv[:2]) == DRY_RUN_BRANCH:
         argv.append("--dry-run")
     for name in ("GNNBENCH_HOME", "GNNBENCH_OFFLINE", "GNNBENCH_PROGRESS"):
         monkeypatch.setenv(name, env[name])

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cli_branch import add_parsers as add_branch_parsers
 from .cli_leaderboard import add_parsers as add_leaderboard_parsers
 from .cli_options import number as _number
 from .cli_options import root_option as _root_option
@@ -123,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     _hessian_parsers(commands)
     _run_parsers(commands)
     add_leaderboard_parsers(commands)
+    add_branch_parsers(commands)
     return parser
 
 
@@ -148,7 +150,9 @@ def _run_parsers(commands: argparse._SubParsersAction) -> None:
     runner.add_argument("target", help="shipped config (algo, road), a CONFIG.toml, or a run directory to resume")
     for flag, what in (("algorithm", "algorithm(s), comma-separated (algo)"),
                        ("model", "model: processor (algo: mpnn, pgn, gatv2, triplet_gmpnn, edge_transformer) or "
-                                 "node encoder (road: mlp, gcn, sage, gin, gat)"),
+                                 "node encoder (road: mlp, gcn, sage, gin, gat) or variant (multitask: stn, mtn, "
+                                 "mmoe, branched)"),
+                       ("processor", "processor of every layer (multitask)"),
                        ("state", "state code, or DEMO (road)"), ("task", "task (road)")):
         runner.add_argument(f"--{flag}", default=None, help=what)
     runner.add_argument("--seeds", default=None, metavar="SEEDS",
@@ -184,8 +188,8 @@ def _run(args: argparse.Namespace) -> int:
     from .harness.runner import default_run_dir
 
     root = str(args.root.expanduser().resolve()) if args.root is not None else None
-    shortcuts = {"algorithm": args.algorithm, "model": args.model, "state": args.state, "task": args.task,
-                 "root": root, "device": args.device, "hessian": args.hessian}
+    shortcuts = {"algorithm": args.algorithm, "model": args.model, "processor": args.processor, "state": args.state,
+                 "task": args.task, "root": root, "device": args.device, "hessian": args.hessian}
     specs = resolve(args.target, shortcuts=shortcuts, overrides=args.overrides, seeds=args.seeds)
     out = args.out
     if out is None and Path(args.target).is_dir():
@@ -197,8 +201,9 @@ def _run(args: argparse.Namespace) -> int:
             print(dumps_toml(spec.config))
         return 0
     _writable(out if out is not None else default_run_dir(specs[0].name).parent)
-    _compile_kernels([spec.config["data"]["algorithm"] for spec in specs if spec.benchmark == "algo"],
-                     progress=not args.no_progress)
+    _compile_kernels([spec.config["data"]["algorithm"] for spec in specs if spec.benchmark == "algo"]
+                     + [name for spec in specs if spec.benchmark == "multitask"
+                        for name in spec.config["data"]["algorithms"]], progress=not args.no_progress)
     results = run(specs, out=out, jobs=args.jobs, scheduler=args.scheduler, progress=not args.no_progress,
                   force=args.force)
     for result in results:

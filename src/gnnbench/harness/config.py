@@ -65,10 +65,12 @@ IMPLICIT_DEFAULTS: dict[str, dict[str, Any]] = {"algo": {"model.num_layers": 1}}
 SHORTCUTS: dict[str, dict[str, str]] = {
     "algo": {"algorithm": "data.algorithm", "model": "model.processor"},
     "road": {"state": "data.state", "model": "model.encoder", "task": "data.task"},
+    "multitask": {"model": "model.variant", "processor": "model.processor"},
 }
 COMMON_SHORTCUTS = {"root": "data.root", "device": "run.device", "hessian": "hessian.enabled"}
 
-_BUILTIN_FAMILIES = {"algo": "gnnbench.harness.algo_family", "road": "gnnbench.harness.road_family"}
+_BUILTIN_FAMILIES = {"algo": "gnnbench.harness.algo_family", "road": "gnnbench.harness.road_family",
+                     "multitask": "gnnbench.harness.multitask_family"}
 _REGISTERED: dict[str, str] = {}
 
 

@@ -1,0 +1,150 @@
+"""The branching study's commands: ``gnnbench branch train`` (and ``gnnbench branch search``), thin over
+:mod:`gnnbench.harness.multitask_family` and :mod:`gnnbench.models.multitask`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .cli_options import number
+
+PUBLISHED = "published"  # --tree published: the study's final tree (gnnbench.models.multitask.PUBLISHED_TREE)
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    """Add ``branch`` to the ``gnnbench`` command."""
+    branch = commands.add_parser(
+        "branch", help="multitask networks over the twelve algorithms: train STN / MTN / MMoE / branched networks",
+        description="One network over several CLRS-30 algorithms (the branching study, Li et al., "
+                    "https://arxiv.org/abs/2512.01113): per-algorithm encoders and decoders around an L-layer "
+                    "processor stack that is per algorithm (stn), fully shared (mtn), a mixture of experts with a "
+                    "gate per algorithm (mmoe), or branched: at depth l one layer per group of algorithms, as a "
+                    "tree file says. A tree file is JSON: {\"format\": 1, \"algorithms\": [...], \"depths\": "
+                    "{\"1\": [[\"bfs\", \"dfs\", ...]], \"2\": [[\"bfs\", \"dfs\"], [\"dijkstra\"]], ...}}, each "
+                    "depth a partition of the algorithms that refines the one above.",
+        epilog="Examples: gnnbench branch train --tree tree.json --seeds 0-2;  gnnbench branch train --tree published "
+               "--processor edge_transformer --device cuda;  gnnbench branch train --variant stn,mtn,mmoe "
+               "--algorithms bfs,dfs,dijkstra --set train.steps=500")
+    branch_commands = branch.add_subparsers(title="branch commands", metavar="COMMAND")
+    branch.set_defaults(handler=lambda args, parser=branch: _usage(parser))
+    _train_parser(branch_commands)
+    _search_parser(branch_commands)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+# ------------------------------------------------------------------------------------------------------ train
+
+
+def _train_parser(branch_commands: argparse._SubParsersAction) -> None:
+    train = branch_commands.add_parser(
+        "train", help="train a branched (or STN, MTN, MMoE) network through the harness into a run directory",
+        description="Train a multitask network on its algorithms with the harness's multitask family (shipped "
+                    "config `multitask`: the study's settings, every step one Adam update per algorithm, selection "
+                    "on the mean validation score, test per algorithm at n = 64), over seeds, resumably. The run "
+                    "directory holds config.toml (with the tree), tree.json, per seed the record (valid and test "
+                    "score = the mean over algorithms, score_<algorithm> each; wall time, peak memory), the "
+                    "selected model and the test predictions (with an algorithm column).",
+        epilog="--set overrides any key of the multitask config (e.g. model.hidden=64, train.steps=500, "
+               "data.train=clrs30); a CPU budget is labelled by those keys in the run's config. A comma-separated "
+               "--variant or --processor runs one run per value.")
+    train.add_argument("--tree", default=None, metavar="TREE.json",
+                       help=f"tree file (implies --variant branched); '{PUBLISHED}': the study's final tree over "
+                            "the twelve algorithms (5 layers)")
+    train.add_argument("--variant", default=None, metavar="VARIANT",
+                       help="stn, mtn, mmoe (no tree) or branched (needs --tree); default: branched with --tree, "
+                            "else the config's (mtn)")
+    train.add_argument("--algorithms", default=None, metavar="all|A,B,...",
+                       help="algorithms, in the order of each step's updates (default: the tree's, else all twelve)")
+    train.add_argument("--processor", default=None, help="processor of every layer (default: mpnn), e.g. "
+                                                         "triplet_gmpnn, edge_transformer")
+    train.add_argument("--seeds", default=None, metavar="SEEDS", help="seeds: '0-2', '0,3,5' or '4' (default: 0)")
+    train.add_argument("--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. train.steps=500 (repeatable)")
+    train.add_argument("--out", type=Path, default=None, metavar="DIR",
+                       help="run directory (default: $GNNBENCH_HOME/runs/<run name>; several runs: one "
+                            "sub-directory each)")
+    train.add_argument("--jobs", type=number(int, "--jobs", minimum=1), default=1, metavar="N",
+                       help="seeds (and runs) trained at once in local processes (default: 1)")
+    train.add_argument("--device", default=None, help="torch device of training: cpu (default), cuda, cuda:N")
+    train.add_argument("--hessian", action="store_true",
+                       help="add the Hessian column (of the sum of the algorithms' losses) to each seed's record")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--force", action="store_true",
+                       help="reuse a run directory holding another config (its contents move to superseded/)")
+    train.add_argument("--dry-run", action="store_true", help="print the resolved config(s), train nothing")
+    train.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .algo.specs import ALGORITHMS, check_algorithm
+    from .harness import resolve, run
+    from .harness.multitask_family import tree_value
+    from .harness.runner import default_run_dir
+    from .harness.values import dumps_toml
+    from .models.multitask import PUBLISHED_TREE, Tree
+
+    tree = None
+    if args.tree is not None:
+        tree = PUBLISHED_TREE if args.tree == PUBLISHED else Tree.load(args.tree)
+    variant = args.variant if args.variant is not None else "branched" if tree is not None else None
+    if tree is not None and variant != "branched":
+        raise ValueError(f"--tree goes with --variant branched, not {variant!r} (stn, mtn and mmoe have no tree)")
+    if args.algorithms is None:
+        algorithms = list(tree.algorithms) if tree is not None else None
+    elif args.algorithms.strip().lower() == "all":
+        algorithms = list(ALGORITHMS)
+    else:
+        algorithms = [check_algorithm(name.strip()) for name in args.algorithms.split(",") if name.strip()]
+        if not algorithms:
+            raise ValueError("--algorithms names no algorithm (give 'all' or a comma-separated list)")
+    overrides = []
+    if algorithms is not None:
+        overrides.append(f"data.algorithms={json.dumps(algorithms)}")
+    if tree is not None:
+        if algorithms is not None and set(algorithms) != set(tree.algorithms):
+            raise ValueError(f"--algorithms ({', '.join(algorithms)}) differ from the tree's "
+                             f"({', '.join(tree.algorithms)})")
+        overrides += [f"model.tree={json.dumps(tree_value(tree))}", f"model.num_layers={tree.num_layers}"]
+    shortcuts = {"model": variant, "processor": args.processor, "device": args.device, "hessian": args.hessian}
+    specs = resolve("multitask", shortcuts=shortcuts, overrides=[*overrides, *args.overrides], seeds=args.seeds)
+    out = args.out
+    if args.dry_run:
+        for spec in specs:
+            where = default_run_dir(spec.name) if out is None else out if len(specs) == 1 else out / spec.name
+            print(f"# run directory: {where}")
+            print(dumps_toml(spec.config))
+        return 0
+    from .cli import _compile_kernels, _writable
+
+    _writable(out if out is not None else default_run_dir(specs[0].name).parent)
+    _compile_kernels([a for spec in specs for a in spec.config["data"]["algorithms"]], progress=not args.no_progress)
+    results = run(specs, out=out, jobs=args.jobs, progress=not args.no_progress, force=args.force)
+    for spec, result in zip(specs, results):
+        metrics = result.summary["metrics"]
+        seeds = len(result.summary["seeds"])
+        model = spec.config["model"]
+        print(f"{result.name}: {model['variant']}, {model['processor']}, hidden {model['hidden']}, "
+              f"{model['num_layers']} layers, {spec.config['train']['steps']} steps, {seeds} seed(s)  "
+              f"[{result.directory}]")
+        for algorithm in [*spec.config["data"]["algorithms"], None]:
+            key = "test.score" if algorithm is None else f"test.score_{algorithm}"
+            entry = metrics.get(key)
+            value = "no score" if entry is None else f"{entry['mean']:.4f}" + (
+                "" if entry["std"] is None else f" ± {entry['std']:.4f}")
+            print(f"  {'mean' if algorithm is None else algorithm:30s} test {value}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ search
+
+
+def _search_parser(branch_commands: argparse._SubParsersAction) -> None:
+    """``gnnbench branch search``: the layer-wise tree search (task affinity, clustering, tree file, figures).
+
+    THE LEAD FILLS THIS IN: register the ``search`` sub-command here. It registers nothing yet.
+    """
