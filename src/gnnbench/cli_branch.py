@@ -144,7 +144,88 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _search_parser(branch_commands: argparse._SubParsersAction) -> None:
-    """``gnnbench branch search``: the layer-wise tree search (task affinity, clustering, tree file, figures).
+    """``gnnbench branch search``: the layer-wise tree search (task affinity, clustering, tree file, figures)."""
+    from .models.multitask.search import SearchSettings
 
-    THE LEAD FILLS THIS IN: register the ``search`` sub-command here. It registers nothing yet.
-    """
+    d = SearchSettings()
+    search = branch_commands.add_parser(
+        "search", help="search a branching tree: task affinities from projected gradients, SDP clustering, "
+                       "layer by layer",
+        description="The branching study's layer-wise search (AutoBRANE). A queue of (task set, depth) starts at "
+                    "(all tasks, 1); each entry trains a shared base network on its tasks from its parent's weights "
+                    "(the layers above the depth frozen), estimates the task affinity T[i, j] from per-sample "
+                    "gradients of the layers at and below the depth (projected to --projection-dim dimensions) "
+                    "with a logistic regression over --subsets random subsets of --subset-size tasks, and splits "
+                    "the tasks by the SDP clustering of T; each group becomes an entry at the next depth. Writes "
+                    "tree.json (for `gnnbench branch train --tree`), search.json (every entry, its lambda, times), "
+                    "affinity/*.json and *.png heatmaps, and tree.png (the tree as a dendrogram).",
+        epilog="The defaults are a CPU budget (MPNN, hidden 64, 3 layers, 200 base steps); the study's: "
+               "--processor edge_transformer --hidden 192 --heads 12 --layers 5 --batch-size 4 --lr 2.5e-4 on a "
+               "GPU. --check-subsets K also trains K of the sampled subsets for real and reports the estimated "
+               "against the real scores (estimator.json).")
+    search.add_argument("--algorithms", default="all", metavar="all|A,B,...", help="tasks (default: all twelve)")
+    search.add_argument("--processor", default=d.processor, help=f"processor of every layer (default: {d.processor})")
+    search.add_argument("--hidden", type=number(int, "--hidden", minimum=1), default=d.hidden, metavar="H")
+    search.add_argument("--layers", type=number(int, "--layers", minimum=1), default=d.num_layers, metavar="L",
+                        help=f"processor layers, the tree's depth (default: {d.num_layers})")
+    search.add_argument("--heads", type=number(int, "--heads", minimum=1), default=d.nb_heads, metavar="K",
+                        help="attention heads (gatv2, edge_transformer)")
+    search.add_argument("--base-steps", type=number(int, "--base-steps", minimum=1), default=d.base_steps,
+                        metavar="N", help=f"training steps of each entry's base network (default: {d.base_steps})")
+    search.add_argument("--batch-size", type=number(int, "--batch-size", minimum=1), default=d.batch_size,
+                        metavar="B")
+    search.add_argument("--lr", type=number(float, "--lr", minimum=0.0), default=d.learning_rate, metavar="LR")
+    search.add_argument("--samples", type=number(int, "--samples", minimum=1), default=d.num_samples, metavar="N",
+                        help=f"training graphs per task for the gradient features (default: {d.num_samples})")
+    search.add_argument("--projection-dim", type=number(int, "--projection-dim", minimum=1),
+                        default=d.projection_dim, metavar="D")
+    search.add_argument("--subsets", type=number(int, "--subsets", minimum=1), default=d.num_subsets, metavar="S")
+    search.add_argument("--subset-size", type=number(int, "--subset-size", minimum=1), default=d.subset_size,
+                        metavar="K")
+    search.add_argument("--regularization", type=number(float, "--regularization", minimum=0.0),
+                        default=d.regularization, metavar="LAMBDA", help="the logistic regression's L2 weight")
+    search.add_argument("--clustering", choices=("sdp", "spectral"), default=d.clustering)
+    search.add_argument("--max-depth", type=number(int, "--max-depth", minimum=1), default=None, metavar="L",
+                        help="deepest depth at which tasks are split (default: --layers)")
+    search.add_argument("--max-groups", type=number(int, "--max-groups", minimum=1), default=None, metavar="G",
+                        help="most groups (layers) at one depth (default: no cap)")
+    search.add_argument("--check-subsets", type=number(int, "--check-subsets", minimum=0), default=0, metavar="K",
+                        help="train K of the root's subsets for real and compare with the estimates (default: 0)")
+    search.add_argument("--check-steps", type=number(int, "--check-steps", minimum=1), default=None, metavar="N",
+                        help="training steps of each checked subset (default: --base-steps)")
+    search.add_argument("--seed", type=number(int, "--seed", minimum=0), default=d.seed)
+    search.add_argument("--device", default=d.device, help="torch device: cpu (default), cuda, cuda:N")
+    search.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    search.add_argument("--no-figures", action="store_true", help="skip the heatmaps and the tree figure")
+    search.add_argument("--no-progress", action="store_true", help="no progress bars")
+    search.set_defaults(handler=_search)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .algo.specs import ALGORITHMS, check_algorithm
+    from .models.multitask.search import SearchSettings, search_tree
+
+    if args.algorithms.strip().lower() == "all":
+        algorithms = list(ALGORITHMS)
+    else:
+        algorithms = [check_algorithm(name.strip()) for name in args.algorithms.split(",") if name.strip()]
+    settings = SearchSettings(
+        processor=args.processor, hidden=args.hidden, num_layers=args.layers, nb_heads=args.heads,
+        base_steps=args.base_steps, batch_size=args.batch_size, learning_rate=args.lr, num_samples=args.samples,
+        projection_dim=args.projection_dim, num_subsets=args.subsets, subset_size=args.subset_size,
+        regularization=args.regularization, clustering=args.clustering, max_depth=args.max_depth,
+        max_groups=args.max_groups, seed=args.seed, device=args.device)
+    result = search_tree(algorithms, settings, args.out, progress=not args.no_progress,
+                         check_subsets=args.check_subsets, check_steps=args.check_steps,
+                         figures=not args.no_figures)
+    print(f"tree: {args.out / 'tree.json'}  ({result.seconds:.0f} s; train it: gnnbench branch train --tree "
+          f"{args.out / 'tree.json'})")
+    for depth, groups in enumerate(result.tree.depths, start=1):
+        print(f"  layer {depth}: " + " | ".join("{" + ", ".join(group) + "}" for group in groups))
+    if result.check is not None:
+        c = result.check
+        print(f"estimator check ({c['num_subsets']} subsets, {c['steps']} steps each): mean |estimated - real| "
+              f"{c['mean_abs_error']:.4f}, mean relative error {100 * c['mean_relative_error']:.1f}%, "
+              f"within 5%: {c['within_5_percent']}/{c['pairs']}, Pearson r {c['pearson'] if c['pearson'] is None else round(c['pearson'], 3)}  "
+              f"[{args.out / 'estimator.json'}]")
+    return 0
