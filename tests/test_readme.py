@@ -43,6 +43,12 @@ NOT_RUN = {
                                      "(with --history) on every change",
     "gnnbench leaderboard render": "writes the repository's leaderboard/README.md and index.html: .ci/run checks "
                                    "them with --check on every change",
+    "gnnbench branch search --algorithms all --processor mpnn --out search/": "trains and estimates for an hour on "
+                                                                               "a CPU; a tiny search runs in "
+                                                                               "tests/test_multitask_search.py",
+    "gnnbench branch train --tree search/tree.json --seeds 0-2": "needs the tree the search above writes; "
+                                                                 "search -> train is tested in "
+                                                                 "tests/test_multitask_search.py",
 }
 #: Sub-commands only parsed wherever they appear: ``quickstart`` is part of the README's set-up commands (install,
 #: quickstart, the whole suite), which .ci/run runs verbatim in a fresh environment (and it takes minutes).
