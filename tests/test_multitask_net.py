@@ -223,3 +223,40 @@ def test_freeze_below_and_layer_parameters():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MultitaskNet(ALGOS, "mpnn", hidden=8, **kwargs)
+
+
+# ------------------------------------------------------------------------------------ Edge Transformer stacks
+
+
+def test_a_stack_of_edge_transformers_threads_the_pair_state():
+    """Layer 2 of a stack reads layer 1's pair state (the study's L-layer transformer), not the step's features."""
+    from gnnbench.models.algo.processors import make_processor
+    from gnnbench.models.algo.stack import ProcessorStack
+
+    g = torch.Generator().manual_seed(0)
+    first, second = (make_processor("edge_transformer", 8, nb_heads=2, generator=g) for _ in range(2))
+    stack = ProcessorStack([first, second], emits_edge_fts=True)
+    b, n, h = 2, 5, 8
+    x = torch.randn(b, n, h, generator=g)
+    e, graph = torch.randn(b, n, n, h, generator=g), torch.randn(b, h, generator=g)
+    adj, hidden = torch.ones(b, n, n), torch.randn(b, n, h, generator=g)
+    h1, pairs = first(x, e, graph, adj, hidden)
+    expected = second(x, e, graph, adj, h1, pair_state=pairs)
+    got = stack(x, e, graph, adj, hidden)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    assert not torch.equal(got[0], second(x, e, graph, adj, h1)[0])
+
+
+@pytest.mark.parametrize("variant", ["branched", "mmoe"])
+def test_edge_transformer_multitask_networks_train(variant):
+    net = MultitaskNet(ALGOS[:2], "edge_transformer", hidden=8, num_layers=2, nb_heads=2, variant=variant,
+                       tree=Tree.from_partitions(ALGOS[:2], [[ALGOS[:2]], [ALGOS[:1], ALGOS[1:2]]])
+                       if variant == "branched" else None, num_experts=2,
+                       generator=torch.Generator().manual_seed(0))
+    for algorithm in ALGOS[:2]:
+        net.zero_grad()
+        loss = net.loss(algorithm, _batch(algorithm))
+        loss.backward()
+        assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="one CLRS-30 processor"):
+        EncodeProcessDecode("bfs", "edge_transformer", hidden=8, nb_heads=2).haiku_names()

@@ -66,6 +66,7 @@ class EdgeTransformer(Processor):
     """One Edge Transformer layer as a CLRS processor (see the module docstring)."""
 
     haiku_module = ""  # no haiku counterpart: haiku_names stays empty
+    threads_pair_state = True  # a stack passes the previous layer's pair state (models/algo/stack.py)
     emits_edge_fts = True
 
     def __init__(self, hidden: int, *, nb_heads: int = 1, norm_first: bool = True, chunk_elements: int = ET_CHUNK,
@@ -103,9 +104,15 @@ class EdgeTransformer(Processor):
                 module.weight.fill_(1.0)
                 module.bias.fill_(0.0)
 
+    def drop_composition(self) -> None:
+        """Remove step 1's weights: a layer after the first of a stack only reads the pair state it is given."""
+        self.compose = None
+
     def compose_pairs(self, node_fts: torch.Tensor, edge_fts: torch.Tensor, graph_fts: torch.Tensor,
                       hidden: torch.Tensor) -> torch.Tensor:
         """Step 1: the pair states ``x_ij = W [z_i, g, z_j, g] + b + e_ij`` ``[B, N, N, H]``."""
+        if self.compose is None:
+            raise ValueError("this Edge Transformer layer follows another in a stack: give it pair_state=")
         h = self.hidden
         z = torch.cat([node_fts, hidden], dim=-1)
         w = self.compose.weight  # columns: z_i (2H), g (H), z_j (2H), g (H)

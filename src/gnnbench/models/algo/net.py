@@ -66,7 +66,7 @@ from .encoders import (ENCODER_INITS, EncoderWeights, FieldLayout, Groups, add_l
                        channels, construct_encoder, encode, group)
 from .losses import hint_loss, output_loss
 from .processors import PROCESSORS, make_processor
-from .stack import ProcessorStack
+from .stack import ProcessorStack, chain
 
 HINT_MODES = {"encoded_decoded": (True, True), "decoded_only": (False, True), "none": (False, False)}
 HINT_REPRED_MODES = ("soft", "hard", "hard_on_eval")
@@ -121,7 +121,7 @@ class EncodeProcessDecode(nn.Module):
             layers = [make_processor(processor, self.hidden, nb_triplet_fts=nb_triplet_fts, use_ln=use_ln,
                                      nb_heads=nb_heads, generator=generator) for _ in range(num_layers)]
             processor_module = layers[0] if num_layers == 1 else \
-                ProcessorStack(layers, emits_edge_fts=layers[0].emits_edge_fts)
+                ProcessorStack(chain(layers), emits_edge_fts=layers[0].emits_edge_fts)
         edge_width = 2 * self.hidden if processor_module.emits_edge_fts else self.hidden
         self.encoders = nn.ModuleDict()
         self.decoders = nn.ModuleDict()
@@ -136,7 +136,7 @@ class EncodeProcessDecode(nn.Module):
 
     def haiku_names(self) -> dict[str, str]:
         """``{torch module path: haiku module path}`` for every linear and layer norm (see the module docstring)."""
-        if not hasattr(self.processor, "haiku_module"):
+        if not getattr(self.processor, "haiku_module", ""):
             raise ValueError("only a network with one CLRS-30 processor has haiku names (this one has "
                              f"{type(self.processor).__name__})")
         names = {}

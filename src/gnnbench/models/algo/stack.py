@@ -5,6 +5,10 @@ networks for multitask algorithmic reasoning", https://arxiv.org/abs/2512.01113)
 reads the step's encoded node, edge and graph features and the hidden state that layer ``l - 1`` produced (layer 1
 reads the previous step's hidden state); the stack returns the last layer's hidden state and edge features.
 
+Layers that thread a pair state (``threads_pair_state``: the Edge Transformer, whose edge output is its whole
+state over node pairs) get the previous layer's edge output as ``pair_state=``, so ``L`` of them are one
+``L``-layer transformer over node pairs per step, as in the study; other layers all read the step's edge features.
+
 A :class:`ProcessorStack` either owns its layers (a single-task network with ``num_layers > 1``) or routes through
 layers owned elsewhere (``owned=False``: a multitask network's route for one algorithm through shared or branched
 layers; the layers' parameters stay registered once, in the multitask network).
@@ -44,5 +48,22 @@ class ProcessorStack(nn.Module):
                 adj_mat: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         edge_out = None
         for layer in self.route:
-            hidden, edge_out = layer(node_fts, edge_fts, graph_fts, adj_mat, hidden)
+            if edge_out is not None and threads_pair_state(layer):
+                hidden, edge_out = layer(node_fts, edge_fts, graph_fts, adj_mat, hidden, pair_state=edge_out)
+            else:
+                hidden, edge_out = layer(node_fts, edge_fts, graph_fts, adj_mat, hidden)
         return hidden, edge_out
+
+
+def chain(layers: Sequence[nn.Module]) -> list[nn.Module]:
+    """``layers`` made one stack: the layers after the first that thread a pair state lose the weights that compose
+    one (they never use them), so every parameter of the stack is trained."""
+    for layer in list(layers)[1:]:
+        if threads_pair_state(layer):
+            layer.drop_composition()
+    return list(layers)
+
+
+def threads_pair_state(layer: Layer) -> bool:
+    """Whether ``layer`` (a module, or a ``functools.partial`` of one) takes ``pair_state=``."""
+    return bool(getattr(getattr(layer, "func", layer), "threads_pair_state", False))

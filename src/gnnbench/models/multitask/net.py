@@ -30,13 +30,20 @@ from ...arguments import check_choice, check_int
 from ..algo.batches import TorchBatch
 from ..algo.net import EncodeProcessDecode
 from ..algo.processors import PROCESSORS, haiku_linear, init_haiku_linear_, make_processor
-from ..algo.stack import ProcessorStack
+from ..algo.stack import ProcessorStack, threads_pair_state
 from .tree import Tree
 
 VARIANTS = ("stn", "mtn", "mmoe", "branched")
 #: Options passed through to every head (``EncodeProcessDecode`` keywords).
 HEAD_OPTIONS = ("hint_mode", "hint_repred_mode", "encoder_init", "dropout", "nb_msg_passing_steps",
                 "hint_teacher_forcing")
+
+
+def _follow(layer: nn.Module) -> nn.Module:
+    """A layer below depth 1 (see :func:`~gnnbench.models.algo.stack.chain`)."""
+    if threads_pair_state(layer):
+        layer.drop_composition()
+    return layer
 
 
 class MMoELayer(nn.Module):
@@ -47,18 +54,20 @@ class MMoELayer(nn.Module):
         super().__init__()
         self.experts = nn.ModuleList(experts)
         self.emits_edge_fts = bool(experts[0].emits_edge_fts)
+        self.threads_pair_state = threads_pair_state(experts[0])
         self.gates = nn.ModuleDict()
         for algorithm in algorithms:
             self.gates[algorithm] = init_haiku_linear_(haiku_linear(2 * hidden, len(experts)), generator)
 
     def forward(self, node_fts: torch.Tensor, edge_fts: torch.Tensor, graph_fts: torch.Tensor,
-                adj_mat: torch.Tensor, hidden: torch.Tensor, *, algorithm: str) -> tuple[torch.Tensor,
-                                                                                       torch.Tensor | None]:
+                adj_mat: torch.Tensor, hidden: torch.Tensor, *, algorithm: str,
+                pair_state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         pooled = torch.cat([node_fts, hidden], dim=-1).mean(dim=1)  # [B, 2H]
         weights = torch.softmax(self.gates[algorithm](pooled), dim=-1)  # [B, E]
         out, edge_out = None, None
         for k, expert in enumerate(self.experts):
-            h, e = expert(node_fts, edge_fts, graph_fts, adj_mat, hidden)
+            extra = {"pair_state": pair_state} if pair_state is not None else {}
+            h, e = expert(node_fts, edge_fts, graph_fts, adj_mat, hidden, **extra)
             w = weights[:, k]
             out = w.view(-1, 1, 1) * h if out is None else out + w.view(-1, 1, 1) * h
             if e is not None:
@@ -113,13 +122,18 @@ class MultitaskNet(nn.Module):
             return make_processor(processor, hidden, nb_triplet_fts=nb_triplet_fts, use_ln=use_ln,
                                   nb_heads=nb_heads, generator=generator)
 
+        def follower() -> nn.Module:  # a layer below depth 1: reads the pair state of the layer above it
+            return _follow(layer())
+
         self.layers = nn.ModuleList()
         if variant == "mmoe":
-            for _ in range(num_layers):
-                self.layers.append(MMoELayer([layer() for _ in range(num_experts)], algorithms, hidden, generator))
+            for depth in range(num_layers):
+                make = layer if depth == 0 else follower
+                self.layers.append(MMoELayer([make() for _ in range(num_experts)], algorithms, hidden, generator))
         else:
-            for groups in tree.depths:
-                self.layers.append(nn.ModuleDict({str(g): layer() for g in range(len(groups))}))
+            for depth, groups in enumerate(tree.depths):
+                make = layer if depth == 0 else follower
+                self.layers.append(nn.ModuleDict({str(g): make() for g in range(len(groups))}))
         emits = bool(self.layers[0].emits_edge_fts if variant == "mmoe" else self.layers[0]["0"].emits_edge_fts)
         self.heads = nn.ModuleDict()
         for algorithm in algorithms:
