@@ -107,8 +107,17 @@ def validate_config(config: Mapping[str, Any]) -> None:
     """ValueError naming the key (``train.steps``, ...) on a missing, unknown or bad value."""
     schema = default_config()
     check_sections(config, schema, "algo")
-    data, model, train, evaluation = (config[s] for s in ("data", "model", "train", "eval"))
+    data = config["data"]
     check_choice("data.algorithm", data["algorithm"], ALGORITHMS)
+    validate_protocol(config)
+    for i, split in enumerate(_sequence("data.length_splits", data["length_splits"], allow_empty=True)):
+        _split_name(f"data.length_splits[{i}]", split)
+
+
+def validate_protocol(config: Mapping[str, Any]) -> None:
+    """The keys the CLRS-30 protocol's families share (training data, the network's options, ``[train]``,
+    ``[eval]``); ValueError naming the key. The ``algo`` and ``multitask`` families check their own keys besides."""
+    data, model, train, evaluation = (config[s] for s in ("data", "model", "train", "eval"))
     check_choice("data.train", data["train"], TRAIN_SOURCES)
     check_choice("data.train_order", data["train_order"], TRAIN_ORDERS)
     sizes = _sequence("data.train_sizes", data["train_sizes"], allow_empty=False)
@@ -119,8 +128,6 @@ def validate_config(config: Mapping[str, Any]) -> None:
     _boolean("data.random_pos", data["random_pos"])
     for key in ("valid", "test"):
         _split_name(f"data.{key}", data[key])
-    for i, split in enumerate(_sequence("data.length_splits", data["length_splits"], allow_empty=True)):
-        _split_name(f"data.length_splits[{i}]", split)
     check_choice("model.processor", model["processor"], PROCESSORS)
     check_int("model.hidden", model["hidden"], minimum=1)
     check_int("model.num_layers", model["num_layers"], minimum=1)

@@ -52,13 +52,12 @@ import numpy as np
 import torch
 
 from ..algo.specs import ALGORITHMS
-from ..algo.splits import CLRS30_SPLITS
 from ..algo.trace import TraceSet
 from ..arguments import check_choice, check_float, check_int
 from . import algo_data, algo_family
-from .algo_data import TRAIN_ORDERS, TRAIN_SOURCES, TrainBatches, split_traces, to_device
+from .algo_data import TRAIN_SOURCES, TrainBatches, split_traces, to_device
 from .algo_eval import Evaluation, evaluate, prediction_columns
-from .algo_family import ENCODER_INITS, HINT_MODES, HINT_REPRED_MODES, TrainStep, _boolean, _sequence, _split_name
+from .algo_family import TrainStep, _sequence, _split_name, validate_protocol
 from .allocator import retain_freed_memory
 from .family import HessianInputs, SeedContext, SeedOutcome, check_sections
 
@@ -123,50 +122,20 @@ def default_config() -> dict[str, dict[str, Any]]:
 
 def validate_config(config: Mapping[str, Any]) -> None:
     """ValueError naming the key (``model.tree``, ``train.steps``, ...) on a missing, unknown or bad value."""
-    from ..models.algo.processors import PROCESSORS
     from ..models.multitask import VARIANTS
 
     check_sections(config, default_config(), FAMILY)
-    data, model, train, evaluation = (config[s] for s in ("data", "model", "train", "eval"))
+    data, model = config["data"], config["model"]
     algorithms = _sequence("data.algorithms", data["algorithms"], allow_empty=False)
     for i, algorithm in enumerate(algorithms):
         check_choice(f"data.algorithms[{i}]", algorithm, ALGORITHMS)
     repeated = sorted({a for a in algorithms if list(algorithms).count(a) > 1})
     if repeated:
         raise ValueError(f"data.algorithms lists {', '.join(repeated)} more than once")
-    check_choice("data.train", data["train"], TRAIN_SOURCES)
-    check_choice("data.train_order", data["train_order"], TRAIN_ORDERS)
-    for i, size in enumerate(_sequence("data.train_sizes", data["train_sizes"], allow_empty=False)):
-        check_int(f"data.train_sizes[{i}]", size, minimum=1)
-    for i, p in enumerate(_sequence("data.online_p", data["online_p"], allow_empty=True)):
-        check_float(f"data.online_p[{i}]", p, minimum=0.0, maximum=1.0)
-    _boolean("data.random_pos", data["random_pos"])
-    for key in ("valid", "test"):
-        _split_name(f"data.{key}", data[key])
     check_choice("model.variant", model["variant"], VARIANTS)
-    check_choice("model.processor", model["processor"], PROCESSORS)
-    for key in ("hidden", "num_layers", "num_experts", "nb_heads", "nb_triplet_fts"):
-        check_int(f"model.{key}", model[key], minimum=1)
-    if model["processor"] in ("gatv2", "edge_transformer") and model["hidden"] % model["nb_heads"]:
-        raise ValueError(f"model.nb_heads ({model['nb_heads']}) must divide model.hidden ({model['hidden']})")
-    _boolean("model.use_ln", model["use_ln"])
-    if model["processor"] == "edge_transformer" and not model["use_ln"]:
-        raise ValueError("model.use_ln must be true for edge_transformer (its LayerNorms are part of the layer)")
-    check_choice("model.hint_mode", model["hint_mode"], HINT_MODES)
-    check_choice("model.hint_repred", model["hint_repred"], HINT_REPRED_MODES)
-    check_choice("model.encoder_init", model["encoder_init"], ENCODER_INITS)
+    check_int("model.num_experts", model["num_experts"], minimum=1)
+    validate_protocol(config)
     config_tree(config)
-    check_int("train.steps", train["steps"], minimum=1)
-    check_int("train.batch_size", train["batch_size"], minimum=1)
-    check_float("train.learning_rate", train["learning_rate"], minimum=0.0, open_min=True)
-    check_float("train.grad_clip", train["grad_clip"], minimum=0.0)
-    check_int("train.eval_every", train["eval_every"], minimum=1)
-    check_int("train.checkpoint_every", train["checkpoint_every"], minimum=1)
-    _boolean("train.bucket", train["bucket"])
-    check_int("eval.batch_size", evaluation["batch_size"], minimum=1)
-    if data["train"] == "clrs30" and train["batch_size"] > CLRS30_SPLITS["train"].num_samples:
-        raise ValueError(f"train.batch_size ({train['batch_size']}) exceeds the CLRS-30 train split "
-                         f"({CLRS30_SPLITS['train'].num_samples} graphs)")
 
 
 def config_tree(config: Mapping[str, Any]) -> Any:
