@@ -17,7 +17,7 @@ from gnnbench.algo import sample
 from gnnbench.algo.specs import SPECS, Stage
 from gnnbench.harness.algo_eval import evaluate
 from gnnbench.models.algo import to_torch
-from gnnbench.models.multitask import MultitaskNet, Tree
+from gnnbench.models.multitask import MultitaskNet, Tree, affinity
 from gnnbench.models.multitask.affinity import (AffinityResult, SubsetEstimate, affinity_from_subsets, draw_subsets,
                                                 estimate_scores, fit_logistic, fit_subset, shifted_weights,
                                                 task_affinity)
@@ -170,20 +170,59 @@ def test_features_do_not_depend_on_chunk_size(features_net, features):
 # --------------------------------------------------------------------------------------------------- regression
 
 
-@pytest.mark.parametrize("lam", [0.5, 1e3])
-def test_logistic_fit_matches_scipy_on_random_data(lam):
-    rng = np.random.default_rng(0)
-    g, f = rng.normal(size=(60, 7)) * 3.0, rng.normal(size=60)
-
+def _scipy_logistic(g: np.ndarray, f: np.ndarray, lam: float):
+    """scipy's trust-region solution of the surrogate and the objective's gradient, computed here."""
     def objective(t):
         z = f + g @ t
         return np.logaddexp(0.0, -z).sum() + 0.5 * lam * t @ t, -g.T @ (1.0 / (1.0 + np.exp(z))) + lam * t
 
-    reference = minimize(objective, np.zeros(7), jac=True, method="BFGS", options={"gtol": 1e-11}).x
+    def hessian(t):
+        p = 1.0 / (1.0 + np.exp(-(f + g @ t)))
+        return (g.T * (p * (1.0 - p))) @ g + lam * np.eye(g.shape[1])
+
+    reference = minimize(objective, np.zeros(g.shape[1]), jac=True, hess=hessian, method="trust-exact",
+                         options={"gtol": 1e-12}).x
+    return reference, objective
+
+
+def _assert_same_optimum(fit, g, f, lam):
+    reference, objective = _scipy_logistic(g, f, lam)
+    # lam-strong convexity: |theta - theta*| <= |grad F(theta)| / lam for both solutions
+    bound = (np.linalg.norm(objective(reference)[1]) + np.linalg.norm(objective(fit.theta)[1])) / lam
+    assert np.linalg.norm(objective(reference)[1]) < 1e-6
+    assert np.linalg.norm(fit.theta - reference) <= bound + 1e-12
+    assert np.linalg.norm(fit.theta - reference) <= 1e-6 * np.linalg.norm(reference)
+    assert fit.objective == pytest.approx(objective(reference)[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("lam", [0.5, 1e3])
+def test_logistic_fit_matches_scipy_on_random_data(lam):
+    rng = np.random.default_rng(0)
+    g, f = rng.normal(size=(60, 7)) * 3.0, rng.normal(size=60)
     fit = fit_logistic(g, f, lam)
     assert fit.converged and 1 <= fit.iterations <= 50
-    np.testing.assert_allclose(fit.theta, reference, rtol=1e-6, atol=1e-9)
-    assert fit.objective == pytest.approx(objective(reference)[0], rel=1e-12)
+    _assert_same_optimum(fit, g, f, lam)
+
+
+@pytest.mark.parametrize("n", [60, 5])  # more samples than features, and fewer
+def test_logistic_fit_from_the_svd_matches_scipy(monkeypatch, n):
+    """The path for features of widely different scales (forced here), against scipy on the same objective."""
+    monkeypatch.setattr(affinity, "_WELL_CONDITIONED", 0.0)
+    rng = np.random.default_rng(1)
+    g, f, lam = rng.normal(size=(n, 7)), rng.normal(size=n), 0.3
+    fit = fit_logistic(g, f, lam)
+    assert fit.converged
+    _assert_same_optimum(fit, g, f, lam)
+
+
+def test_logistic_fit_reports_a_fit_stopped_early():
+    rng = np.random.default_rng(2)
+    g, f = rng.normal(size=(40, 5)) * 50.0, rng.normal(size=40)
+    with pytest.warns(affinity.ConvergenceWarning, match="stopped after 1 iterations"):
+        fit = fit_logistic(g, f, 1e-3, max_iter=1)
+    assert not fit.converged and fit.iterations == 1 and fit.decrement > 0
+    full = fit_logistic(g, f, 1e-3)
+    assert full.converged and full.objective < fit.objective
 
 
 def test_fit_subset_pools_the_subsets_samples(features):

@@ -14,8 +14,10 @@ gnnbench's formulation:
    output functions around ``W0``, every sample labelled "correct",
    ``theta_S = argmin_theta sum_{s in S's tasks} softplus(-(f_s + g_s . theta)) + (lam / 2) |theta|^2``
    (the study fits sklearn's ``LogisticRegression(C=1/lam)`` on the projected gradients; ``lam`` = 1e3 as there),
-   solved by Newton's method in float64 on the ``d x d`` system with a backtracking line search, until the gradient's
-   norm is below ``tol`` times its norm at ``theta = 0`` (deterministic; the iterations are reported).
+   solved by Newton's method in float64 on the ``d x d`` system (from the SVD of the weighted features when their
+   scales span too much for the normal equations) with an exact line search, until half the Newton decrement (the
+   predicted distance to the optimum) is at most ``tol`` times the objective (deterministic; the iterations and
+   whether it converged are reported per subset).
 4. :func:`estimate_scores`: the real network with the processor weights of depths ``first_depth..L`` shifted by
    ``P theta_S`` (reshaped per parameter; restored bitwise afterwards) scored by
    :func:`gnnbench.harness.algo_eval.evaluate` on each task of ``S`` (``split``, CLRS-30's ``valid`` by default):
@@ -39,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import scipy.linalg
 from scipy.special import expit, log_expit
 from torch import nn
 
@@ -58,19 +61,61 @@ class ConvergenceWarning(RuntimeWarning):
 
 @dataclass
 class LogisticFit:
-    """The surrogate's solution ``theta`` (float64 ``[d]``), Newton iterations taken, final objective and gradient
-    norm, and whether the tolerance was met."""
+    """The surrogate's solution ``theta`` (float64 ``[d]``), the Newton steps taken, the final objective and gradient
+    norm, the Newton decrement before the last step (``g^T H^-1 g``: twice the predicted distance to the optimum, in
+    objective units), and whether it met the tolerance."""
 
     theta: np.ndarray
     iterations: int
     objective: float
+    decrement: float
     gradient_norm: float
     converged: bool
 
 
+_WELL_CONDITIONED = 1e7  # largest curvature / lam up to which the Newton system is solved from its normal equations
+
+
+def _newton_step(g: np.ndarray, weights: np.ndarray, grad: np.ndarray, lam: float) -> np.ndarray:
+    """``-(g^T diag(weights) g + lam I)^-1 grad``: by Cholesky when well conditioned, else from the SVD of
+    ``sqrt(weights) g`` (never squaring its range of scales: features of very different sizes stay exact enough)."""
+    n, d = g.shape
+    if float((weights[:, None] * g * g).sum(0).max()) <= _WELL_CONDITIONED * lam:
+        hessian = (g.T * weights) @ g
+        hessian[np.diag_indices(d)] += lam
+        return -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian), grad)
+    _, singular, vt = np.linalg.svd(np.sqrt(weights)[:, None] * g, full_matrices=n < d)
+    curvature = np.full(d, lam)
+    curvature[:singular.size] += singular ** 2
+    return -(vt.T @ ((vt @ grad) / curvature))
+
+
+def _line_search(z: np.ndarray, direction_z: np.ndarray, theta_dot: float, step_dot: float, lam: float,
+                 slope: float) -> float:
+    """The minimiser ``t > 0`` of the convex ``phi(t) = sum softplus(-(z + t dz)) + lam/2 |theta + t step|^2`` (exact
+    line search: bisection on ``phi'``, ``phi'(0) = slope < 0``)."""
+    def derivative(t: float) -> float:
+        return float(-(expit(-(z + t * direction_z)) * direction_z).sum() + lam * (theta_dot + t * step_dot))
+
+    low, high = 0.0, 1.0
+    while derivative(high) < 0.0 and high < 1e12:
+        low, high = high, 2.0 * high
+    for _ in range(200):
+        if high - low <= 1e-13 * high:
+            break
+        middle = 0.5 * (low + high)
+        if derivative(middle) < 0.0:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
 def fit_logistic(features: np.ndarray, offsets: np.ndarray, lam: float = 1e3, *, tol: float = 1e-9,
-                 max_iter: int = 50) -> LogisticFit:
-    """``argmin_theta sum_s softplus(-(offsets_s + features_s . theta)) + lam / 2 |theta|^2`` by Newton's method."""
+                 max_iter: int = 100) -> LogisticFit:
+    """``argmin_theta sum_s softplus(-(offsets_s + features_s . theta)) + lam / 2 |theta|^2`` by Newton's method with
+    an exact line search; the last step is the one taken when half the Newton decrement is at most
+    ``tol * max(1, objective)``."""
     lam = check_float("lam", lam, minimum=0.0, open_min=True)
     tol = check_float("tol", tol, minimum=0.0, open_min=True)
     max_iter = check_int("max_iter", max_iter, minimum=1)
@@ -80,44 +125,31 @@ def fit_logistic(features: np.ndarray, offsets: np.ndarray, lam: float = 1e3, *,
         raise ValueError(f"features must be [n, d] and offsets [n], got {g.shape} and {f.shape}")
     if not (np.isfinite(g).all() and np.isfinite(f).all()):
         raise ValueError("features and offsets must be finite")
-    d = g.shape[1]
-    theta = np.zeros(d)
-
-    def objective(t: np.ndarray) -> float:
-        return float(-log_expit(f + g @ t).sum() + 0.5 * lam * t @ t)
-
-    def gradient(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s = expit(-(f + g @ t))  # sigma(-z): d softplus(-z) / dz = -sigma(-z)
-        return -g.T @ s + lam * t, s
-
-    value = objective(theta)
-    grad, s = gradient(theta)
-    limit = tol * max(1.0, float(np.linalg.norm(grad)))
-    iterations = 0
-    while float(np.linalg.norm(grad)) > limit and iterations < max_iter:
-        hessian = (g.T * (s * (1.0 - s))) @ g
-        hessian[np.diag_indices(d)] += lam
-        step = np.linalg.solve(hessian, -grad)
-        slope, rate = float(grad @ step), 1.0
-        while True:  # Armijo backtracking (a full Newton step is almost always taken)
-            candidate = theta + rate * step
-            new_value = objective(candidate)
-            if new_value <= value + 1e-4 * rate * slope or rate < 1e-12:
-                break
-            rate *= 0.5
-        theta, value = candidate, new_value
-        grad, s = gradient(theta)
+    theta = np.zeros(g.shape[1])
+    iterations, converged = 0, False
+    while iterations < max_iter and not converged:
+        z = f + g @ theta
+        value = float(-log_expit(z).sum() + 0.5 * lam * theta @ theta)
+        s = expit(-z)  # sigma(-z): d softplus(-z) / dz = -sigma(-z)
+        grad = -g.T @ s + lam * theta
+        step = _newton_step(g, s * (1.0 - s), grad, lam)
+        decrement = max(0.0, -float(grad @ step))
+        converged = decrement / 2 <= tol * max(1.0, abs(value))  # this step is the last (quadratic convergence)
+        if decrement > 0.0:
+            theta = theta + _line_search(z, g @ step, float(theta @ step), float(step @ step), lam, -decrement) * step
         iterations += 1
+    z = f + g @ theta
+    value = float(-log_expit(z).sum() + 0.5 * lam * theta @ theta)
+    grad = -g.T @ expit(-z) + lam * theta
     norm = float(np.linalg.norm(grad))
-    converged = norm <= limit
     if not converged:
-        warnings.warn(f"Newton's method stopped after {iterations} iterations with gradient norm {norm:.3g} "
-                      f"(tolerance {limit:.3g})", ConvergenceWarning, stacklevel=2)
-    return LogisticFit(theta, iterations, value, norm, converged)
+        warnings.warn(f"Newton's method stopped after {iterations} iterations with Newton decrement {decrement:.3g} "
+                      f"(objective {value:.6g}, tolerance {tol:g})", ConvergenceWarning, stacklevel=2)
+    return LogisticFit(theta, iterations, value, decrement, norm, converged)
 
 
 def fit_subset(features: GradientFeatures, subset: Sequence[str], lam: float = 1e3, *, tol: float = 1e-9,
-               max_iter: int = 50) -> LogisticFit:
+               max_iter: int = 100) -> LogisticFit:
     """The surrogate fitted on the samples of ``subset``'s tasks (``.theta``: the ``d`` coefficients)."""
     if not subset:
         raise ValueError("subset is empty")
@@ -180,11 +212,12 @@ def draw_subsets(num_tasks: int, num_subsets: int, subset_size: int, seed: int) 
 
 @dataclass
 class SubsetEstimate:
-    """One subset: its tasks, each task's estimated score, and the Newton iterations of its fit."""
+    """One subset: its tasks, each task's estimated score, the Newton iterations of its fit and whether it converged."""
 
     tasks: tuple[str, ...]
     scores: dict[str, float]
     iterations: int = 0
+    converged: bool = True
 
 
 def affinity_from_subsets(algorithms: Sequence[str], subsets: Sequence[SubsetEstimate], fill: str = "row_mean"
@@ -241,8 +274,8 @@ class AffinityResult:
         return {"format": FORMAT, "algorithms": list(self.algorithms),
                 "matrix": [[None if math.isnan(x) else float(x) for x in row] for row in self.matrix],
                 "counts": self.counts.astype(int).tolist(),
-                "subsets": [{"tasks": list(s.tasks), "scores": dict(s.scores), "iterations": s.iterations}
-                            for s in self.subsets],
+                "subsets": [{"tasks": list(s.tasks), "scores": dict(s.scores), "iterations": s.iterations,
+                             "converged": s.converged} for s in self.subsets],
                 "base_scores": dict(self.base_scores), "fill": self.fill, "filled": self.filled,
                 "settings": dict(self.settings), "timings": dict(self.timings)}
 
@@ -256,7 +289,7 @@ class AffinityResult:
                           dtype=np.float64).reshape(len(algorithms), len(algorithms))
         counts = np.array(data["counts"], dtype=np.int64).reshape(len(algorithms), len(algorithms))
         subsets = [SubsetEstimate(tuple(s["tasks"]), {k: float(v) for k, v in s["scores"].items()},
-                                  int(s.get("iterations", 0))) for s in data["subsets"]]
+                                  int(s.get("iterations", 0)), bool(s.get("converged", True))) for s in data["subsets"]]
         return cls(algorithms, matrix, counts, subsets, {k: float(v) for k, v in data["base_scores"].items()},
                    data.get("fill", "row_mean"), int(data.get("filled", 0)), dict(data.get("settings", {})),
                    {k: float(v) for k, v in data.get("timings", {}).items()})
@@ -264,7 +297,7 @@ class AffinityResult:
 
 def task_affinity(net: nn.Module, algorithms: Sequence[str], first_depth: int, *, num_subsets: int = 200,
                   subset_size: int = 3, seed: int = 0, lam: float = 1e3, num_samples: int = 1000,
-                  projection_dim: int = 400, chunk_size: int = 64, split: str = "valid", batch_size: int = 32,
+                  projection_dim: int = 400, chunk_size: int = 16, split: str = "valid", batch_size: int = 32,
                   fill: str = "row_mean", device: torch.device | str | None = None,
                   features: GradientFeatures | None = None) -> AffinityResult:
     """Task affinities among ``algorithms`` at processor depth ``first_depth`` without retraining (module docstring).
@@ -297,14 +330,21 @@ def task_affinity(net: nn.Module, algorithms: Sequence[str], first_depth: int, *
     for number, members in enumerate(draw_subsets(len(algorithms), num_subsets, subset_size, seed)):
         tasks = tuple(algorithms[i] for i in members)
         start = time.perf_counter()
-        fit = fit_subset(features, tasks, lam)
+        with warnings.catch_warnings():  # one warning for all the subsets, below
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fit = fit_subset(features, tasks, lam)
         middle = time.perf_counter()
         scores = estimate_scores(net, features, tasks, fit.theta, split=split, batch_size=batch_size, device=device)
         timings["regressions"] += middle - start
         timings["evaluations"] += time.perf_counter() - middle
-        estimates.append(SubsetEstimate(tasks, scores, fit.iterations))
+        estimates.append(SubsetEstimate(tasks, scores, fit.iterations, fit.converged))
         log.debug("subset %d/%d %s: %s (%d Newton iterations)", number + 1, num_subsets, ", ".join(tasks),
                   scores, fit.iterations)
+    unconverged = [e.tasks for e in estimates if not e.converged]
+    if unconverged:
+        warnings.warn(f"{len(unconverged)} of {num_subsets} subset fits stopped before Newton's tolerance (first: "
+                      f"{', '.join(unconverged[0])}); their estimates are kept, marked converged=False",
+                      ConvergenceWarning, stacklevel=2)
     matrix, counts, filled = affinity_from_subsets(algorithms, estimates, fill)
     if filled:
         log.info("%d affinity entries had no subset holding both tasks (fill: %s)", filled, fill)
