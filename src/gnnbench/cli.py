@@ -16,6 +16,7 @@ from .cli_branch import add_parsers as add_branch_parsers
 from .cli_leaderboard import add_parsers as add_leaderboard_parsers
 from .cli_options import number as _number
 from .cli_options import root_option as _root_option
+from .cli_options import usage as _usage
 from .io.cache import UnwritableHomeError, require_writable
 
 
@@ -184,8 +185,6 @@ def _run_parsers(commands: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from .harness import resolve, run
-    from .harness.values import dumps_toml
-    from .harness.runner import default_run_dir
 
     root = str(args.root.expanduser().resolve()) if args.root is not None else None
     shortcuts = {"algorithm": args.algorithm, "model": args.model, "processor": args.processor, "state": args.state,
@@ -195,15 +194,8 @@ def _run(args: argparse.Namespace) -> int:
     if out is None and Path(args.target).is_dir():
         out = Path(args.target)  # resuming a run directory in place
     if args.dry_run:
-        for spec in specs:
-            where = default_run_dir(spec.name) if out is None else out if len(specs) == 1 else out / spec.name
-            print(f"# run directory: {where}")
-            print(dumps_toml(spec.config))
-        return 0
-    _writable(out if out is not None else default_run_dir(specs[0].name).parent)
-    _compile_kernels([spec.config["data"]["algorithm"] for spec in specs if spec.benchmark == "algo"]
-                     + [name for spec in specs if spec.benchmark == "multitask"
-                        for name in spec.config["data"]["algorithms"]], progress=not args.no_progress)
+        return _dry_run(specs, out)
+    _prepare_run(specs, out, progress=not args.no_progress)
     results = run(specs, out=out, jobs=args.jobs, scheduler=args.scheduler, progress=not args.no_progress,
                   force=args.force)
     for result in results:
@@ -505,9 +497,26 @@ def _info_road(args: argparse.Namespace) -> int:
     return 0
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+def _dry_run(specs: list, out: Path | None) -> int:
+    """Print each resolved config with the run directory it would train into."""
+    from .harness.runner import default_run_dir
+    from .harness.values import dumps_toml
+
+    for spec in specs:
+        where = default_run_dir(spec.name) if out is None else out if len(specs) == 1 else out / spec.name
+        print(f"# run directory: {where}")
+        print(dumps_toml(spec.config))
+    return 0
+
+
+def _prepare_run(specs: list, out: Path | None, *, progress: bool) -> None:
+    """Check the run directory is writable and compile the algorithms' kernels once, before training."""
+    from .harness.runner import default_run_dir
+
+    _writable(out if out is not None else default_run_dir(specs[0].name).parent)
+    _compile_kernels([spec.config["data"]["algorithm"] for spec in specs if spec.benchmark == "algo"]
+                     + [name for spec in specs if spec.benchmark == "multitask"
+                        for name in spec.config["data"]["algorithms"]], progress=progress)
 
 
 def _quickstart(args: argparse.Namespace) -> int:

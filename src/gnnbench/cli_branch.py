@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli_options import number
+from .cli_options import number, usage
 
 PUBLISHED = "published"  # --tree published: the study's final tree (gnnbench.models.multitask.PUBLISHED_TREE)
 
@@ -27,14 +27,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                "--processor edge_transformer --device cuda;  gnnbench branch train --variant stn,mtn,mmoe "
                "--algorithms bfs,dfs,dijkstra --set train.steps=500")
     branch_commands = branch.add_subparsers(title="branch commands", metavar="COMMAND")
-    branch.set_defaults(handler=lambda args, parser=branch: _usage(parser))
+    branch.set_defaults(handler=lambda args, parser=branch: usage(parser))
     _train_parser(branch_commands)
     _search_parser(branch_commands)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 # ------------------------------------------------------------------------------------------------------ train
@@ -84,8 +79,6 @@ def _train(args: argparse.Namespace) -> int:
     from .algo.specs import ALGORITHMS, check_algorithm
     from .harness import resolve, run
     from .harness.multitask_family import tree_value
-    from .harness.runner import default_run_dir
-    from .harness.values import dumps_toml
     from .models.multitask import PUBLISHED_TREE, Tree
 
     tree = None
@@ -113,16 +106,11 @@ def _train(args: argparse.Namespace) -> int:
     shortcuts = {"model": variant, "processor": args.processor, "device": args.device, "hessian": args.hessian}
     specs = resolve("multitask", shortcuts=shortcuts, overrides=[*overrides, *args.overrides], seeds=args.seeds)
     out = args.out
-    if args.dry_run:
-        for spec in specs:
-            where = default_run_dir(spec.name) if out is None else out if len(specs) == 1 else out / spec.name
-            print(f"# run directory: {where}")
-            print(dumps_toml(spec.config))
-        return 0
-    from .cli import _compile_kernels, _writable
+    from .cli import _dry_run, _prepare_run
 
-    _writable(out if out is not None else default_run_dir(specs[0].name).parent)
-    _compile_kernels([a for spec in specs for a in spec.config["data"]["algorithms"]], progress=not args.no_progress)
+    if args.dry_run:
+        return _dry_run(specs, out)
+    _prepare_run(specs, out, progress=not args.no_progress)
     results = run(specs, out=out, jobs=args.jobs, progress=not args.no_progress, force=args.force)
     for spec, result in zip(specs, results):
         metrics = result.summary["metrics"]

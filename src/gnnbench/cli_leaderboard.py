@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_options import usage
+
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     """Add ``submit`` and ``leaderboard`` to the ``gnnbench`` command."""
@@ -16,14 +18,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         description="The leaderboard lives in this repository (leaderboard/submissions/). `validate` checks every "
                     "submission and recomputes its test scores from its predictions; `render` writes the board.")
     board_commands = board.add_subparsers(title="leaderboard commands", metavar="COMMAND")
-    board.set_defaults(handler=lambda args, parser=board: _usage(parser))
+    board.set_defaults(handler=lambda args, parser=board: usage(parser))
     _validate_parser(board_commands)
     _render_parser(board_commands)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 # ----------------------------------------------------------------------------------------------------- submit

@@ -24,6 +24,12 @@ class DeprecatedOption(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def usage(parser: argparse.ArgumentParser) -> int:
+    """A command group called without its sub-command: print its help, exit 2."""
+    parser.print_help()
+    return 2
+
+
 def root_option(parser: argparse.ArgumentParser, help: str) -> None:
     """``--root DIR`` (every command that takes a data directory), and the deprecated ``--home`` alias."""
     parser.add_argument("--root", type=Path, default=None, metavar="DIR", help=help)

@@ -51,6 +51,10 @@ def affinity_heatmap(T: np.ndarray, algorithms: Sequence[str], path: str | os.Pa
                 ax.text(j, i, f"{T[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if T[i, j] < middle else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="estimated score")
+    return _save(plt, fig, ax, path, title)
+
+
+def _save(plt, fig, ax, path: str | os.PathLike, title: str) -> Path:
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -95,10 +99,4 @@ def tree_figure(tree: Tree, path: str | os.PathLike, *, title: str = "") -> Path
     ax.set_xlim(-0.6, len(leaves) - 0.4)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title)
