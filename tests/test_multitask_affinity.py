@@ -21,7 +21,7 @@ from gnnbench.models.multitask import MultitaskNet, Tree, affinity
 from gnnbench.models.multitask.affinity import (AffinityResult, SubsetEstimate, affinity_from_subsets, draw_subsets,
                                                 estimate_scores, fit_logistic, fit_subset, shifted_weights,
                                                 task_affinity)
-from gnnbench.models.multitask.gradients import (Projection, gradient_features, output_function,
+from gnnbench.models.multitask.gradients import (Projection, gradient_features, length_chunks, output_function,
                                                  per_sample_gradients, train_samples)
 
 # pointer (bfs), mask_one + pointer (topological_sort), edge pointer (floyd_warshall), mask (articulation_points)
@@ -158,9 +158,16 @@ def test_features_are_deterministic_for_a_seed(features_net, features):
     np.testing.assert_array_equal(other.offsets["bfs"], features.offsets["bfs"])  # f_s does not depend on P
 
 
+def test_chunks_share_one_length_within_their_budgets():
+    lengths = np.array([5, 3, 5, 5, 3, 5, 5, 9])
+    chunks = [c.tolist() for c in length_chunks(lengths, 3, chunk_steps=12)]
+    assert chunks == [[1, 4], [0, 2], [3, 5], [6], [7]]  # 3s: 2 graphs (cap 3); 5s: 2 a chunk (10 steps); 9: one
+    assert [c.tolist() for c in length_chunks(lengths, 3)] == [[1, 4], [0, 2, 3], [5, 6], [7]]
+
+
 def test_features_do_not_depend_on_chunk_size(features_net, features):
     other = gradient_features(features_net, ("dijkstra",), 1, num_samples=10, projection_dim=24, seed=5,
-                              chunk_size=10)
+                              chunk_size=10, chunk_steps=10_000)
     scale = np.abs(features.features["dijkstra"]).max()  # float32 sums of ~1000 terms: rounding relative to it
     np.testing.assert_allclose(other.features["dijkstra"], features.features["dijkstra"], rtol=1e-4,
                                atol=1e-5 * scale)
@@ -337,6 +344,7 @@ def test_affinity_result_json_keeps_missing_entries_as_null():
 @pytest.mark.parametrize("kwargs, name", [
     ({"num_samples": 0}, "num_samples"), ({"num_samples": 1001}, "num_samples"),
     ({"projection_dim": 0}, "projection_dim"), ({"chunk_size": 0}, "chunk_size"), ({"seed": 1.5}, "seed"),
+    ({"chunk_steps": 0}, "chunk_steps"),
 ])
 def test_gradient_features_name_their_bad_argument(features_net, kwargs, name):
     with pytest.raises(ValueError, match=name):

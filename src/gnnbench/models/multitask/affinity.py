@@ -256,8 +256,9 @@ def affinity_from_subsets(algorithms: Sequence[str], subsets: Sequence[SubsetEst
 @dataclass
 class AffinityResult:
     """The affinity matrix ``matrix`` (``[k, k]`` over ``algorithms``; its ``filled`` entries had no subset holding
-    both tasks: NaN, or filled as ``fill`` says), the pair ``counts``, every subset with its estimated scores, each task's ``base_scores`` (unshifted
-    network), the settings, and the seconds spent on features, regressions and evaluations (``timings``)."""
+    both tasks: NaN, or filled as ``fill`` says), the pair ``counts``, every subset with its estimated scores, each
+    task's ``base_scores`` (the unshifted network), the settings, and the seconds spent on features, regressions and
+    evaluations (``timings``)."""
 
     algorithms: tuple[str, ...]
     matrix: np.ndarray
@@ -297,13 +298,14 @@ class AffinityResult:
 
 def task_affinity(net: nn.Module, algorithms: Sequence[str], first_depth: int, *, num_subsets: int = 200,
                   subset_size: int = 3, seed: int = 0, lam: float = 1e3, num_samples: int = 1000,
-                  projection_dim: int = 400, chunk_size: int = 16, split: str = "valid", batch_size: int = 32,
-                  fill: str = "row_mean", device: torch.device | str | None = None,
+                  projection_dim: int = 400, chunk_size: int = 16, chunk_steps: int = 512, split: str = "valid",
+                  batch_size: int = 32, fill: str = "row_mean", device: torch.device | str | None = None,
                   features: GradientFeatures | None = None) -> AffinityResult:
     """Task affinities among ``algorithms`` at processor depth ``first_depth`` without retraining (module docstring).
 
-    ``seed`` seeds the projection and the subsets; ``features``: gradient features computed before (of these
-    algorithms at ``first_depth``), else computed here."""
+    ``seed`` seeds the projection and the subsets; ``num_samples``, ``projection_dim``, ``chunk_size``, ``chunk_steps``:
+    see :func:`~.gradients.gradient_features`; ``features``: gradient features computed before (of these algorithms at
+    ``first_depth``), else computed here."""
     algorithms = tuple(check_algorithm(a) for a in algorithms)
     num_subsets = check_int("num_subsets", num_subsets, minimum=1)
     subset_size = check_int("subset_size", subset_size, minimum=1)
@@ -317,7 +319,8 @@ def task_affinity(net: nn.Module, algorithms: Sequence[str], first_depth: int, *
         raise ValueError(f"subset_size ({subset_size}) exceeds the number of algorithms ({len(algorithms)})")
     if features is None:
         features = gradient_features(net, algorithms, first_depth, num_samples=num_samples,
-                                     projection_dim=projection_dim, seed=seed, chunk_size=chunk_size, device=device)
+                                     projection_dim=projection_dim, seed=seed, chunk_size=chunk_size,
+                                     chunk_steps=chunk_steps, device=device)
     elif features.first_depth != first_depth or set(features.algorithms) != set(algorithms):
         raise ValueError(f"features are of {', '.join(features.algorithms)} at depth {features.first_depth}, not of "
                          f"{', '.join(algorithms)} at depth {first_depth}")

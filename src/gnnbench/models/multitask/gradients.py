@@ -36,9 +36,11 @@ batching, chunking or the order parameters are listed in. ``P`` is kept in memor
 ``f_s(W0)`` come with the features.
 
 **Cost.** A vmapped chunk costs about what a batched forward and backward pass of its graphs costs, plus the
-per-sample weight gradients (``chunk_size x D`` floats per use of a weight). Memory grows with ``chunk_size``, about
-twice a batched backward pass's (measured at n = 16 on a 3-layer MPNN of hidden 64: 0.12 GB per graph for DFS's 48
-steps, 0.065 GB for Floyd-Warshall's edge pointers); larger chunks than the default 16 were no faster on the CPU.
+per-sample weight gradients (``chunk_size x D`` floats per use of a weight). Memory grows with the chunk's graphs
+times their trace length, about twice a batched backward pass's (measured at n = 16 on a 3-layer MPNN of hidden 64:
+2.5 MB per graph and step for DFS, 4 MB for Floyd-Warshall's edge pointers), so a chunk holds at most ``chunk_size``
+graphs (default 16; larger chunks were no faster on the CPU) and at most ``chunk_steps`` graph-steps (default 512:
+about 1.3 GB there; strongly connected components' 84-96 steps get 5 graphs a chunk).
 ``benchmarks/affinity_features.py`` compares the path with a per-sample loop of ``torch.autograd.grad``.
 """
 
@@ -157,14 +159,15 @@ class _OneGraph(nn.Module):
         return output_function(self.net.head(self.algorithm), batch)[0]
 
 
-def length_chunks(lengths: np.ndarray, chunk_size: int) -> Iterator[np.ndarray]:
-    """Indices of ``lengths`` in pieces of at most ``chunk_size`` that share one length (lengths ascending, indices
-    ascending within a length)."""
+def length_chunks(lengths: np.ndarray, chunk_size: int, chunk_steps: int | None = None) -> Iterator[np.ndarray]:
+    """Indices of ``lengths`` in pieces that share one length, each of at most ``chunk_size`` graphs and (when
+    given) ``chunk_steps`` graph-steps, at least one graph (lengths ascending, indices ascending within a length)."""
     lengths = np.asarray(lengths)
     for value in np.unique(lengths):
         same = np.flatnonzero(lengths == value)
-        for start in range(0, same.size, chunk_size):
-            yield same[start:start + chunk_size]
+        size = chunk_size if chunk_steps is None else max(1, min(chunk_size, chunk_steps // max(1, int(value))))
+        for start in range(0, same.size, size):
+            yield same[start:start + size]
 
 
 def _check_parameters(net: nn.Module, first_depth: int) -> dict[str, torch.Tensor]:
@@ -195,25 +198,27 @@ def _same_length_gradients(net: nn.Module, algorithm: str, params: Mapping[str, 
 
 
 def _chunks(net: nn.Module, algorithm: str, params: Mapping[str, torch.Tensor], batch: TorchBatch,
-            chunk_size: int) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor]]:
+            chunk_size: int, chunk_steps: int) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor], torch.Tensor]]:
     lengths = batch.lengths.detach().cpu().numpy()
-    for index in length_chunks(lengths, chunk_size):
+    for index in length_chunks(lengths, chunk_size, chunk_steps):
         grads, values = _same_length_gradients(net, algorithm, params, batch.select(index.tolist()))
         yield index, grads, values
 
 
 def per_sample_gradients(net: nn.Module, algorithm: str, batch: TorchBatch, first_depth: int, *,
-                         chunk_size: int = 16) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                         chunk_size: int = 16, chunk_steps: int = 512
+                         ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """``({name: [B, ...]}, [B])``: each graph's ``grad f_s`` with respect to the processor parameters of depths
     ``first_depth..L`` (``net.layer_parameters``) and ``f_s`` itself, by vmap over length buckets (module docstring)."""
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    chunk_steps = check_int("chunk_steps", chunk_steps, minimum=1)
     params = _check_parameters(net, first_depth)
     was_training = net.training
     net.eval()
     try:
         grads = {name: p.new_zeros((batch.num_graphs, *p.shape)) for name, p in params.items()}
         values = next(iter(params.values())).new_zeros(batch.num_graphs)
-        for index, chunk_grads, chunk_values in _chunks(net, algorithm, params, batch, chunk_size):
+        for index, chunk_grads, chunk_values in _chunks(net, algorithm, params, batch, chunk_size, chunk_steps):
             rows = torch.as_tensor(index, device=values.device)
             for name, g in chunk_grads.items():
                 grads[name].index_copy_(0, rows, g)
@@ -314,13 +319,14 @@ def train_samples(algorithm: str, num_samples: int, device: torch.device | str |
 
 
 def gradient_features(net: nn.Module, algorithms: Sequence[str], first_depth: int, *, num_samples: int = 1000,
-                      projection_dim: int = 400, seed: int = 0, chunk_size: int = 16,
+                      projection_dim: int = 400, seed: int = 0, chunk_size: int = 16, chunk_steps: int = 512,
                       device: torch.device | str | None = None) -> GradientFeatures:
     """Projected per-sample gradient features of ``algorithms`` (module docstring) for :mod:`.affinity`.
 
     ``device``: where the samples go (default: the network's; the network must already be there)."""
     num_samples = check_int("num_samples", num_samples, minimum=1)
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    chunk_steps = check_int("chunk_steps", chunk_steps, minimum=1)
     projection_dim = check_int("projection_dim", projection_dim, minimum=1)
     seed = check_int("seed", seed)
     algorithms = tuple(check_algorithm(a) for a in algorithms)
@@ -352,7 +358,7 @@ def gradient_features(net: nn.Module, algorithms: Sequence[str], first_depth: in
                 raise ValueError(f"{algorithm}: train graph(s) {empty.tolist()} have no scored output entry")
             feats = torch.zeros(num_samples, projection_dim, dtype=torch.float32, device=device)
             values = torch.zeros(num_samples, dtype=torch.float32, device=device)
-            for index, grads, chunk_values in _chunks(net, algorithm, params, batch, chunk_size):
+            for index, grads, chunk_values in _chunks(net, algorithm, params, batch, chunk_size, chunk_steps):
                 rows = torch.as_tensor(index, device=device)
                 feats.index_copy_(0, rows, projection.project(grads))
                 values.index_copy_(0, rows, chunk_values.to(torch.float32))
