@@ -153,7 +153,8 @@ def _search_parser(branch_commands: argparse._SubParsersAction) -> None:
                "against the real scores (estimator.json).")
     search.add_argument("--algorithms", default="all", metavar="all|A,B,...", help="tasks (default: all twelve)")
     search.add_argument("--processor", default=d.processor, help=f"processor of every layer (default: {d.processor})")
-    search.add_argument("--hidden", type=number(int, "--hidden", minimum=1), default=d.hidden, metavar="H")
+    search.add_argument("--hidden", type=number(int, "--hidden", minimum=1), default=d.hidden, metavar="H",
+                        help=f"hidden size of every layer (default: {d.hidden})")
     search.add_argument("--layers", type=number(int, "--layers", minimum=1), default=d.num_layers, metavar="L",
                         help=f"processor layers, the tree's depth (default: {d.num_layers})")
     search.add_argument("--heads", type=number(int, "--heads", minimum=1), default=d.nb_heads, metavar="K",
@@ -161,18 +162,22 @@ def _search_parser(branch_commands: argparse._SubParsersAction) -> None:
     search.add_argument("--base-steps", type=number(int, "--base-steps", minimum=1), default=d.base_steps,
                         metavar="N", help=f"training steps of each entry's base network (default: {d.base_steps})")
     search.add_argument("--batch-size", type=number(int, "--batch-size", minimum=1), default=d.batch_size,
-                        metavar="B")
-    search.add_argument("--lr", type=number(float, "--lr", minimum=0.0), default=d.learning_rate, metavar="LR")
+                        metavar="B", help=f"graphs per algorithm per step (default: {d.batch_size})")
+    search.add_argument("--lr", type=number(float, "--lr", minimum=0.0), default=d.learning_rate, metavar="LR",
+                        help=f"Adam learning rate of the base networks (default: {d.learning_rate})")
     search.add_argument("--samples", type=number(int, "--samples", minimum=1), default=d.num_samples, metavar="N",
                         help=f"training graphs per task for the gradient features (default: {d.num_samples})")
     search.add_argument("--projection-dim", type=number(int, "--projection-dim", minimum=1),
-                        default=d.projection_dim, metavar="D")
-    search.add_argument("--subsets", type=number(int, "--subsets", minimum=1), default=d.num_subsets, metavar="S")
+                        default=d.projection_dim, metavar="D",
+                        help=f"dimension of the random projection of the gradients (default: {d.projection_dim})")
+    search.add_argument("--subsets", type=number(int, "--subsets", minimum=1), default=d.num_subsets, metavar="S",
+                        help=f"random task subsets per entry (default: {d.num_subsets})")
     search.add_argument("--subset-size", type=number(int, "--subset-size", minimum=1), default=d.subset_size,
-                        metavar="K")
+                        metavar="K", help=f"tasks per subset (default: {d.subset_size})")
     search.add_argument("--regularization", type=number(float, "--regularization", minimum=0.0),
                         default=d.regularization, metavar="LAMBDA", help="the logistic regression's L2 weight")
-    search.add_argument("--clustering", choices=("sdp", "spectral"), default=d.clustering)
+    search.add_argument("--clustering", choices=("sdp", "spectral"), default=d.clustering,
+                        help="sdp (cvxpy; spectral when no solver succeeds) or spectral (default: sdp)")
     search.add_argument("--max-depth", type=number(int, "--max-depth", minimum=1), default=None, metavar="L",
                         help="deepest depth at which tasks are split (default: --layers)")
     search.add_argument("--max-groups", type=number(int, "--max-groups", minimum=1), default=None, metavar="G",
@@ -181,7 +186,8 @@ def _search_parser(branch_commands: argparse._SubParsersAction) -> None:
                         help="train K of the root's subsets for real and compare with the estimates (default: 0)")
     search.add_argument("--check-steps", type=number(int, "--check-steps", minimum=1), default=None, metavar="N",
                         help="training steps of each checked subset (default: --base-steps)")
-    search.add_argument("--seed", type=number(int, "--seed", minimum=0), default=d.seed)
+    search.add_argument("--seed", type=number(int, "--seed", minimum=0), default=d.seed,
+                        help="seed of the initialisation, batches, projection and subsets (default: 0)")
     search.add_argument("--device", default=d.device, help="torch device: cpu (default), cuda, cuda:N")
     search.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     search.add_argument("--no-figures", action="store_true", help="skip the heatmaps and the tree figure")
