@@ -57,7 +57,7 @@ from ..arguments import check_choice, check_float, check_int
 from . import algo_data, algo_family
 from .algo_data import TRAIN_SOURCES, TrainBatches, split_traces, to_device
 from .algo_eval import Evaluation, evaluate, prediction_columns
-from .algo_family import TrainStep, _sequence, _split_name, validate_protocol
+from .algo_family import TrainStep, _clone_state, _sequence, _split_name, validate_protocol
 from .allocator import retain_freed_memory
 from .family import HessianInputs, SeedContext, SeedOutcome, check_sections
 
@@ -320,10 +320,6 @@ def _prediction_columns(evaluations: Mapping[str, Evaluation]) -> dict[str, np.n
 
 
 # ---------------------------------------------------------------------------------------------------- training
-
-
-def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 class _Run:
