@@ -4,7 +4,7 @@
         --check-subsets 8 --check-steps 100 --out results/branch/cpu/search
     gnnbench branch train --variant stn,mtn,mmoe --algorithms all --seeds 0-2 --set model.hidden=32 \\
         --set model.num_layers=3 --set train.steps=200 --set train.batch_size=4 --set train.learning_rate=0.001 \\
-        --out results/branch/cpu/runs
+        --set train.checkpoint_every=50 --out results/branch/cpu/runs
     gnnbench branch train --tree results/branch/cpu/search/tree.json --seeds 0-2 (same --set) \\
         --out results/branch/cpu/runs/branched-searched
     python scripts/branch_results.py
