@@ -35,6 +35,10 @@ import torch
 from ..algo.specs import ALGORITHMS
 from ..algo.splits import CLRS30_SPLITS, resolve_split
 from ..arguments import check_choice, check_float, check_int
+from ..models.algo.encoders import ENCODER_INITS
+from ..models.algo.net import HINT_MODES as _NET_HINT_MODES
+from ..models.algo.net import HINT_REPRED_MODES
+from ..models.algo.processors import PROCESSORS
 from . import algo_data
 from .allocator import retain_freed_memory
 from .algo_data import TRAIN_ORDERS, TRAIN_SOURCES, TrainBatches, split_traces, to_device
@@ -48,10 +52,7 @@ __all__ = ["FAMILY", "Evaluation", "TrainStep", "build_model", "clip_by_global_n
 logger = logging.getLogger(__name__)
 
 FAMILY = "algo"
-PROCESSORS = ("mpnn", "pgn", "gatv2", "triplet_gmpnn", "edge_transformer")
-HINT_MODES = ("encoded_decoded", "decoded_only", "none")
-HINT_REPRED_MODES = ("soft", "hard", "hard_on_eval")
-ENCODER_INITS = ("default", "xavier_on_scalars")
+HINT_MODES = tuple(_NET_HINT_MODES)  # the network's options, named in one place (models.algo)
 HESSIAN_TRAIN_BATCHES = 4  # training (and as many held-out) batches handed to the Hessian column (own generators)
 #: Graphs per Hessian batch (at most the training batch size): a Hessian-vector product back-propagates twice
 #: through every hint step, and at batch 32 Floyd-Warshall's MPNN (16 steps over 16 x 16 edges) held 16 GB of
