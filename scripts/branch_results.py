@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 RESULTS = REPO / "results" / "branch" / "cpu"
+GPU_RESULTS = REPO / "results" / "branch" / "gpu"  # scripts/branch_gpu.py's archive, unpacked
 VARIANTS = ("stn", "mtn", "mmoe", "branched")
 NAMES = {"stn": "STN", "mtn": "MTN", "mmoe": "MMoE", "branched": "branched (searched tree)"}
 #: The study's average accuracy (%) per method: Edge Transformer and MPNN panels (plot data, see the docstring).
@@ -36,7 +37,8 @@ MARKERS = ("<!-- branch:results:begin -->", "<!-- branch:results:end -->")
 
 
 def load_runs(root: Path) -> dict[str, dict]:
-    """``{variant: {"config", "records"}}`` of the runs under ``root`` (verified seeds only)."""
+    """``{variant: {"config", "records"}}`` of the runs under ``root`` (verified seeds only; their weights, which
+    git does not hold, may be absent)."""
     from gnnbench.harness.config import config_sha256
     from gnnbench.harness.record import finished_seeds
     from gnnbench.harness.values import read_toml
@@ -46,7 +48,7 @@ def load_runs(root: Path) -> dict[str, dict]:
         config = read_toml(config_path)
         if config.get("run", {}).get("benchmark") != "multitask":
             continue
-        records = finished_seeds(config_path.parent, config_sha256(config))
+        records = finished_seeds(config_path.parent, config_sha256(config), missing_ok=(".pt",))  # git holds no weights
         variant = config["model"]["variant"]
         if records and variant not in runs:
             runs[variant] = {"config": config, "records": records, "directory": config_path.parent}
@@ -62,6 +64,13 @@ def _mean_std(values: list[float], scale: float = 100.0) -> str:
     return text
 
 
+def _branched_name(runs: dict[str, dict]) -> str:
+    from gnnbench.models.multitask import PUBLISHED_TREE
+
+    tree = next(iter(runs["branched"]["records"].values()))["extra"].get("tree")
+    return "branched (published tree)" if tree == PUBLISHED_TREE.to_dict() else "branched (searched tree)"
+
+
 def results_table(runs: dict[str, dict]) -> str:
     from gnnbench.algo.specs import ALGORITHMS
 
@@ -71,13 +80,18 @@ def results_table(runs: dict[str, dict]) -> str:
     config = runs[present[0]]["config"]
     model, train = config["model"], config["train"]
     processor = model["processor"]
-    lines = [f"Reduced CPU budget, not the study's protocol: processor {processor}, hidden {model['hidden']}, "
-             f"{model['num_layers']} layers, {train['steps']} steps of batch {train['batch_size']} per algorithm "
-             f"(Adam {train['learning_rate']}), fresh graphs of n = 16; test micro-F1 × 100 at n = 64, mean ± std "
-             "over seeds (seeds in brackets). The study trains 10,000 steps (Edge Transformer: hidden 192, 12 "
-             "heads, 5 layers) on a GPU; its averages are beside ours for orientation only.", ""]
+    first = next(iter(runs[present[0]]["records"].values()))
+    on_gpu = str(first.get("device", "cpu")).startswith("cuda")
+    where = "a GPU" if on_gpu else "the CPU"
+    heads = f", {model['nb_heads']} heads" if processor in ("edge_transformer", "gatv2") else ""
+    names = {**NAMES, "branched": _branched_name(runs) if "branched" in runs else NAMES["branched"]}
+    lines = [f"Reduced budget on {where}, not the study's protocol: processor {processor}, hidden {model['hidden']}"
+             f"{heads}, {model['num_layers']} layers, **{train['steps']} steps** of batch {train['batch_size']} per "
+             f"algorithm (Adam {train['learning_rate']}), fresh graphs of n = 16; test micro-F1 × 100 at n = 64, "
+             "mean ± std over seeds (seeds in brackets). The study trains 10,000 steps (Edge Transformer: hidden "
+             "192, 12 heads, 5 layers) on a GPU; its averages are beside ours for orientation only.", ""]
     header = "| algorithm | " + " | ".join(
-        f"{NAMES[v]} [{len(runs[v]['records'])} seed{'s' if len(runs[v]['records']) != 1 else ''}]"
+        f"{names[v]} [{len(runs[v]['records'])} seed{'s' if len(runs[v]['records']) != 1 else ''}]"
         for v in present) + " |"
     lines += [header, "|---" * (1 + len(present)) + "|"]
     for algorithm in ALGORITHMS:
@@ -92,8 +106,10 @@ def results_table(runs: dict[str, dict]) -> str:
     lines.append("| wall time per seed (min) | " + " | ".join(
         f"{statistics.fmean(r['wall_seconds'] for r in runs[v]['records'].values()) / 60:.1f}" for v in present)
         + " |")
-    lines.append("| peak memory per seed (GiB, RSS) | " + " | ".join(
-        f"{statistics.fmean(r['peak_memory']['rss_bytes'] for r in runs[v]['records'].values()) / 2**30:.2f}"
+    memory_key, memory_label = (("cuda_allocated_bytes", "GiB, CUDA allocated") if on_gpu
+                                else ("rss_bytes", "GiB, RSS"))
+    lines.append(f"| peak memory per seed ({memory_label}) | " + " | ".join(
+        f"{statistics.fmean(r['peak_memory'][memory_key] for r in runs[v]['records'].values()) / 2**30:.2f}"
         for v in present) + " |")
     lines.append("| parameters | " + " | ".join(
         f"{next(iter(runs[v]['records'].values()))['extra']['parameters']:,}" for v in present) + " |")
@@ -135,13 +151,35 @@ def tree_comparison(search: Path) -> str:
     return "\n".join(lines)
 
 
+def unpack_gpu_archive(archive: Path, parent: Path) -> None:
+    """Unpack ``et_runs.tar.gz`` (members under ``gpu/``; regular files and folders only) into ``parent``."""
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for member in members:
+            if not (member.isfile() or member.isdir()) or not member.name.split("/")[0] == "gpu" \
+                    or ".." in member.name.split("/"):
+                raise ValueError(f"{archive}: unexpected member {member.name!r}")
+        tar.extractall(parent, members=members, filter="data")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=RESULTS / "runs")
     parser.add_argument("--search", type=Path, default=RESULTS / "search")
+    parser.add_argument("--gpu", type=Path, default=GPU_RESULTS, help="the Edge Transformer panel's runs")
+    parser.add_argument("--gpu-archive", type=Path, default=None,
+                        help="unpack scripts/branch_gpu.py's et_runs.tar.gz into results/branch first")
     parser.add_argument("--print", action="store_true", help="print the section instead of writing README.md")
     args = parser.parse_args(argv)
+    if args.gpu_archive is not None:
+        unpack_gpu_archive(args.gpu_archive, args.gpu.parent)
     section = results_table(load_runs(args.runs)) + "\n\n" + tree_comparison(args.search)
+    gpu_runs = load_runs(args.gpu) if args.gpu.exists() else {}
+    if gpu_runs:
+        section += "\n\nEdge Transformer panel on a lent GPU (`scripts/branch_gpu.py`, all twelve runs at once on " \
+                   "one GPU, so wall times are under shared load):\n\n" + results_table(gpu_runs)
     if args.print:
         print(section)
         return 0

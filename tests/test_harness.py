@@ -325,6 +325,27 @@ def test_tampered_or_partial_records_are_not_finished(tmp_path):
     assert redone["test"] == good["test"]
 
 
+def test_committed_records_verify_without_their_weights(tmp_path):
+    """Committed results hold no weights (git ignores *.pt): missing_ok=(".pt",) accepts their absence, never a
+    changed file that is present, and never another missing file."""
+    spec = spec_of()
+    run(spec, out=tmp_path / "run", progress=False)
+    seed_dir = tmp_path / "run" / "seed_0"
+    digest = harness_config.config_sha256(spec.config)
+    record = harness_record.verify_seed(seed_dir, seed=0, config_sha256=digest)
+    weights = [name for name in record["files"] if name.endswith(".pt")]
+    assert weights
+    for name in weights:
+        (seed_dir / name).unlink()
+    assert harness_record.verify_seed(seed_dir, seed=0, config_sha256=digest) is None
+    assert harness_record.verify_seed(seed_dir, seed=0, config_sha256=digest, missing_ok=(".pt",)) == record
+    assert harness_record.finished_seeds(tmp_path / "run", digest, missing_ok=(".pt",)) == {0: record}
+    (seed_dir / "predictions.parquet").write_bytes(b"tampered")
+    assert harness_record.verify_seed(seed_dir, seed=0, config_sha256=digest, missing_ok=(".pt",)) is None
+    (seed_dir / "predictions.parquet").unlink()
+    assert harness_record.verify_seed(seed_dir, seed=0, config_sha256=digest, missing_ok=(".pt",)) is None
+
+
 def test_mismatched_config_is_refused_unless_forced(tmp_path):
     run(spec_of(), out=tmp_path / "run", progress=False)
     with pytest.raises(ValueError) as refused:

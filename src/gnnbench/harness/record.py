@@ -110,9 +110,12 @@ def file_entry(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def verify_seed(seed_dir: str | os.PathLike, *, seed: int, config_sha256: str) -> dict[str, Any] | None:
+def verify_seed(seed_dir: str | os.PathLike, *, seed: int, config_sha256: str,
+                missing_ok: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The seed's record if it is finished: ``record.json`` exists, parses, has this format, seed and config hash,
-    and every file it lists has its checksum. ``None`` otherwise (the reason is logged at debug level)."""
+    and every file it lists has its checksum. ``None`` otherwise (the reason is logged at debug level).
+    ``missing_ok``: name suffixes of listed files that may be absent (``(".pt",)`` for committed results, whose
+    weights git does not hold); a present file is always checked."""
     seed_dir = Path(seed_dir)
     path = seed_dir / RECORD_NAME
     if not path.exists():
@@ -132,7 +135,8 @@ def verify_seed(seed_dir: str | os.PathLike, *, seed: int, config_sha256: str) -
     for name, entry in (record.get("files") or {}).items():
         file = seed_dir / name
         if not file.exists():
-            problems.append(f"{name} is missing")
+            if not name.endswith(missing_ok):  # endswith(()) is False
+                problems.append(f"{name} is missing")
         elif sha256_file(file) != entry.get("sha256"):
             problems.append(f"{name} does not match its checksum")
     if problems:
@@ -141,13 +145,15 @@ def verify_seed(seed_dir: str | os.PathLike, *, seed: int, config_sha256: str) -
     return record
 
 
-def finished_seeds(run_dir: str | os.PathLike, config_sha256: str) -> dict[int, dict[str, Any]]:
-    """Verified records of every ``seed_<k>`` directory of a run, by seed."""
+def finished_seeds(run_dir: str | os.PathLike, config_sha256: str,
+                   missing_ok: tuple[str, ...] = ()) -> dict[int, dict[str, Any]]:
+    """Verified records of every ``seed_<k>`` directory of a run, by seed (``missing_ok``: see
+    :func:`verify_seed`)."""
     records = {}
     for directory in Path(run_dir).glob("seed_*"):
         suffix = directory.name[len("seed_"):]
         if directory.is_dir() and suffix.isdigit():
-            record = verify_seed(directory, seed=int(suffix), config_sha256=config_sha256)
+            record = verify_seed(directory, seed=int(suffix), config_sha256=config_sha256, missing_ok=missing_ok)
             if record is not None:
                 records[int(suffix)] = record
     return dict(sorted(records.items()))
