@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 RESULTS = REPO / "results" / "branch" / "cpu"
+PUBLISHED_FIGURE = REPO / "results" / "branch" / "published_tree.png"
 GPU_RESULTS = REPO / "results" / "branch" / "gpu"  # scripts/branch_gpu.py's archive, unpacked
 VARIANTS = ("stn", "mtn", "mmoe", "branched")
 NAMES = {"stn": "STN", "mtn": "MTN", "mmoe": "MMoE", "branched": "branched (searched tree)"}
@@ -64,8 +65,19 @@ def _mean_std(values: list[float], scale: float = 100.0) -> str:
     return text
 
 
+def _searched_tree_is_shared(search: Path) -> bool:
+    """Whether the searched tree keeps every task in one group at every depth (then its network is MTN's)."""
+    from gnnbench.models.multitask import Tree
+
+    path = search / "tree.json"
+    return path.exists() and all(len(groups) == 1 for groups in Tree.load(path).depths)
+
+
 def _branched_name(runs: dict[str, dict]) -> str:
     from gnnbench.models.multitask import PUBLISHED_TREE
+
+    if runs["branched"].get("same_as") == "mtn":
+        return "branched (searched tree = MTN's network¹)"
 
     tree = next(iter(runs["branched"]["records"].values()))["extra"].get("tree")
     return "branched (published tree)" if tree == PUBLISHED_TREE.to_dict() else "branched (searched tree)"
@@ -113,7 +125,46 @@ def results_table(runs: dict[str, dict]) -> str:
         for v in present) + " |")
     lines.append("| parameters | " + " | ".join(
         f"{next(iter(runs[v]['records'].values()))['extra']['parameters']:,}" for v in present) + " |")
+    if runs.get("branched", {}).get("same_as") == "mtn":
+        lines += ["", "¹ The search kept all twelve algorithms in one group at every depth (below), so the branched "
+                      "network of the searched tree is MTN's network: the same parameters, initial values, batches "
+                      "and updates (`tests/test_multitask_net.py::"
+                      "test_branched_network_of_the_shared_tree_is_the_shared_network`); its column repeats MTN's "
+                      "runs."]
     return "\n".join(lines)
+
+
+def _interaction_notes(search: Path) -> list[str]:
+    """Why task sets stayed whole: the SDP's objective does not see a task's own level (for any partition,
+    ``<T, X>`` of the part ``(r_i + r_j) / 2``, ``r`` the row means, is ``sum(r)``), only the interactions
+    ``D_ij = (T_ij - r_i + T_ji - r_j) / 2``, against a penalty of λ per group. The sweep is re-solved from the
+    stored ``T`` to count the λ values that return one group."""
+    import numpy as np
+
+    from gnnbench.models.multitask import cluster_tasks
+
+    parts = []
+    search_json = json.loads((search / "search.json").read_text())
+    settings = search_json["settings"]
+    for entry in search_json["entries"]:
+        if len(entry["groups"]) != 1 or len(entry["tasks"]) < 2:
+            continue
+        T = np.asarray(json.loads((search / entry["affinity_file"]).read_text())["matrix"], dtype=float)
+        rows = T.mean(axis=1)
+        D = (T - rows[:, None] + T.T - rows[None, :]) / 2
+        off = np.abs(D[~np.eye(len(T), dtype=bool)])
+        sweep = cluster_tasks(T).partitions
+        whole = sum(len(partition) == 1 for partition in sweep.values())
+        parts.append(f"depth {entry['depth']}: largest |D| {off.max():.3f}, mean {off.mean():.3f}; "
+                     f"{whole} of the {len(sweep)} λ values give one group")
+    if not parts:
+        return []
+    return ["Why the search kept every task set whole: the SDP's objective depends on `T` only through the "
+            "interactions `D_ij = (T_ij − r_i + T_ji − r_j) / 2` (`r` the row means: each task's own level adds the "
+            "same `Σ r_i` to every partition), and at this budget they are small against a penalty of λ ≥ 0.1 per "
+            "group (" + "; ".join(parts) + f"). The base networks here are far from trained ({settings['base_steps']} "
+            f"steps at hidden {settings['hidden']}), so training with one task or another barely moves the estimated "
+            "scores."]
 
 
 def tree_comparison(search: Path) -> str:
@@ -137,6 +188,7 @@ def tree_comparison(search: Path) -> str:
         mine = groups(tree, depth) if depth <= tree.num_layers else "—"
         theirs = groups(PUBLISHED_TREE, depth) if depth <= PUBLISHED_TREE.num_layers else "—"
         lines.append(f"| {depth} | {mine} | {theirs} |")
+    lines += ["", *_interaction_notes(search)]
     check_path = search / "estimator.json"
     if check_path.exists():
         c = json.loads(check_path.read_text())
@@ -148,7 +200,21 @@ def tree_comparison(search: Path) -> str:
                       f"{100 * c['mean_abs_error']:.1f} points, mean relative error "
                       f"{100 * c['mean_relative_error']:.1f}% ({c['within_5_percent']} of {c['pairs']} within 5%; "
                       f"the study claims within 5%), Pearson r {pearson}, Spearman ρ {spearman}."]
+    figures = [f"![task affinity at depth 1]({(search / 'affinity' / 'depth1-1.png').relative_to(REPO)})"]
+    if (search / "tree.png").exists():
+        figures.append(f"![searched tree]({(search / 'tree.png').relative_to(REPO)})")
+    figures.append(f"![the study's published tree]({PUBLISHED_FIGURE.relative_to(REPO)})")
+    lines += ["", "Task affinity at depth 1 (row: target task; column: trained with), the searched tree, and the "
+                  "study's published tree:", "", *figures]
     return "\n".join(lines)
+
+
+def published_figure() -> None:
+    """``results/branch/published_tree.png``: the study's tree drawn as the search draws its own."""
+    from gnnbench.models.multitask import PUBLISHED_TREE
+    from gnnbench.models.multitask.figures import tree_figure
+
+    tree_figure(PUBLISHED_TREE, PUBLISHED_FIGURE, title="the study's published tree (Edge Transformer, 5 layers)")
 
 
 def unpack_gpu_archive(archive: Path, parent: Path) -> None:
@@ -175,7 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.gpu_archive is not None:
         unpack_gpu_archive(args.gpu_archive, args.gpu.parent)
-    section = results_table(load_runs(args.runs)) + "\n\n" + tree_comparison(args.search)
+    runs = load_runs(args.runs)
+    shared = _searched_tree_is_shared(args.search)
+    if "branched" not in runs and "mtn" in runs and shared:
+        runs["branched"] = {**runs["mtn"], "same_as": "mtn"}
+    if not args.print:
+        published_figure()
+    section = results_table(runs) + "\n\n" + tree_comparison(args.search)
     gpu_runs = load_runs(args.gpu) if args.gpu.exists() else {}
     if gpu_runs:
         section += "\n\nEdge Transformer panel on a lent GPU (`scripts/branch_gpu.py`, all twelve runs at once on " \

@@ -183,6 +183,24 @@ def test_same_generator_seed_same_weights():
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
 
 
+def test_branched_network_of_the_shared_tree_is_the_shared_network():
+    """A searched tree that keeps every algorithm in one group at every depth gives MTN's network: the same
+    parameters (names and initial values) and the same losses, so it trains exactly as MTN does."""
+    shared = _net(variant="branched", tree=Tree.shared(ALGOS, 3), seed=4)
+    mtn = _net(variant="mtn", seed=4)
+    assert list(shared.state_dict()) == list(mtn.state_dict())
+    assert all(torch.equal(x, y) for x, y in zip(shared.state_dict().values(), mtn.state_dict().values()))
+    for algorithm in ALGOS:
+        assert torch.equal(shared.loss(algorithm, _batch(algorithm)), mtn.loss(algorithm, _batch(algorithm)))
+    import numpy as np
+
+    from gnnbench.harness.multitask_family import fit
+
+    settings = dict(steps=2, batch_size=2, learning_rate=1e-3, grad_clip=1.0)
+    assert fit(shared, rng=np.random.default_rng(1), **settings) == fit(mtn, rng=np.random.default_rng(1), **settings)
+    assert all(torch.equal(x, y) for x, y in zip(shared.state_dict().values(), mtn.state_dict().values()))
+
+
 # ---------------------------------------------------------------------------------------- search support
 
 
