@@ -1,12 +1,15 @@
 """The branching study's result table from gnnbench's run records, written into README.md.
 
-    gnnbench branch search --algorithms all --hidden 32 --layers 3 --base-steps 100 --batch-size 4 --samples 250 \\
-        --check-subsets 8 --check-steps 100 --out results/branch/cpu/search
-    gnnbench branch train --variant stn,mtn,mmoe --algorithms all --seeds 0-2 --set model.hidden=32 \\
-        --set model.num_layers=3 --set train.steps=200 --set train.batch_size=4 --set train.learning_rate=0.001 \\
-        --set train.checkpoint_every=50 --out results/branch/cpu/runs
+    gnnbench branch search --algorithms all --processor mpnn --hidden 32 --layers 3 --base-steps 100 \\
+        --batch-size 4 --samples 250 --projection-dim 400 --subsets 200 --subset-size 3 --check-subsets 8 \\
+        --check-steps 100 --seed 0 --out results/branch/cpu/search
+    gnnbench branch train --variant stn,mtn,mmoe --algorithms all --seeds 0-2 --jobs 2 --set model.hidden=32 \\
+        --set model.num_layers=3 --set train.steps=100 --set train.batch_size=4 --set train.learning_rate=0.001 \\
+        --set train.eval_every=50 --set train.checkpoint_every=25 --out results/branch/cpu/runs
     gnnbench branch train --tree results/branch/cpu/search/tree.json --seeds 0-2 (same --set) \\
-        --out results/branch/cpu/runs/branched-searched
+        --out results/branch/cpu/runs/branched-searched      # skipped when the searched tree shares every layer
+    gnnbench branch train --tree results/branch/cpu/published_depths1-3.json --seeds 0-2 (same --set) \\
+        --out results/branch/cpu/runs/branched-published-depths1-3
     python scripts/branch_results.py
 
 Every number comes from the runs' verified seed records (``finished_seeds``), the search's ``tree.json`` and
@@ -29,16 +32,31 @@ README = REPO / "README.md"
 RESULTS = REPO / "results" / "branch" / "cpu"
 PUBLISHED_FIGURE = REPO / "results" / "branch" / "published_tree.png"
 GPU_RESULTS = REPO / "results" / "branch" / "gpu"  # scripts/branch_gpu.py's archive, unpacked
-VARIANTS = ("stn", "mtn", "mmoe", "branched")
-NAMES = {"stn": "STN", "mtn": "MTN", "mmoe": "MMoE", "branched": "branched (searched tree)"}
-#: The study's average accuracy (%) per method: Edge Transformer and MPNN panels (plot data, see the docstring).
-STUDY = {"edge_transformer": {"stn": 86.0, "mtn": 83.6, "mmoe": 84.9, "branched": 87.3},
-         "mpnn": {"stn": 75.2, "mtn": 71.6, "mmoe": 71.7, "branched": 74.6}}
+#: Table columns: the three fixed variants, the branched network of the searched tree, of the study's tree.
+VARIANTS = ("stn", "mtn", "mmoe", "branched", "published")
+NAMES = {"stn": "STN", "mtn": "MTN", "mmoe": "MMoE", "branched": "branched (searched tree)",
+         "published": "branched (study's tree)"}
+#: The study's average accuracy (%) per method: Edge Transformer and MPNN panels (plot data, see the docstring);
+#: its branched network (AutoBRANE) is its searched tree, published as the study's tree.
+STUDY = {"edge_transformer": {"stn": 86.0, "mtn": 83.6, "mmoe": 84.9, "branched": 87.3, "published": 87.3},
+         "mpnn": {"stn": 75.2, "mtn": 71.6, "mmoe": 71.7, "branched": 74.6, "published": 74.6}}
 MARKERS = ("<!-- branch:results:begin -->", "<!-- branch:results:end -->")
 
 
+def _column(config: dict) -> str:
+    """A run's table column: its variant, ``published`` for a branched run on the study's tree or its first
+    depths (``published_depths1-3.json``: the study's tree cut to the network's layers)."""
+    from gnnbench.models.multitask import PUBLISHED_TREE
+
+    model = config["model"]
+    if model["variant"] != "branched":
+        return model["variant"]
+    study = [[sorted(group) for group in groups] for groups in PUBLISHED_TREE.depths[:len(model["tree"])]]
+    return "published" if [[sorted(group) for group in groups] for groups in model["tree"]] == study else "branched"
+
+
 def load_runs(root: Path) -> dict[str, dict]:
-    """``{variant: {"config", "records"}}`` of the runs under ``root`` (verified seeds only; their weights, which
+    """``{column: {"config", "records"}}`` of the runs under ``root`` (verified seeds only; their weights, which
     git does not hold, may be absent)."""
     from gnnbench.harness.config import config_sha256
     from gnnbench.harness.record import finished_seeds
@@ -50,9 +68,9 @@ def load_runs(root: Path) -> dict[str, dict]:
         if config.get("run", {}).get("benchmark") != "multitask":
             continue
         records = finished_seeds(config_path.parent, config_sha256(config), missing_ok=(".pt",))  # git holds no weights
-        variant = config["model"]["variant"]
-        if records and variant not in runs:
-            runs[variant] = {"config": config, "records": records, "directory": config_path.parent}
+        column = _column(config)
+        if records and column not in runs:
+            runs[column] = {"config": config, "records": records, "directory": config_path.parent}
     return runs
 
 
@@ -73,14 +91,17 @@ def _searched_tree_is_shared(search: Path) -> bool:
     return path.exists() and all(len(groups) == 1 for groups in Tree.load(path).depths)
 
 
-def _branched_name(runs: dict[str, dict]) -> str:
+def _names(runs: dict[str, dict]) -> dict[str, str]:
     from gnnbench.models.multitask import PUBLISHED_TREE
 
-    if runs["branched"].get("same_as") == "mtn":
-        return "branched (searched tree = MTN's network¹)"
-
-    tree = next(iter(runs["branched"]["records"].values()))["extra"].get("tree")
-    return "branched (published tree)" if tree == PUBLISHED_TREE.to_dict() else "branched (searched tree)"
+    names = dict(NAMES)
+    if runs.get("branched", {}).get("same_as") == "mtn":
+        names["branched"] = "branched (searched tree = MTN's network¹)"
+    if "published" in runs:
+        depth = runs["published"]["config"]["model"]["num_layers"]
+        if depth < PUBLISHED_TREE.num_layers:
+            names["published"] = f"branched (study's tree, depths 1-{depth}²)"
+    return names
 
 
 def results_table(runs: dict[str, dict]) -> str:
@@ -96,12 +117,14 @@ def results_table(runs: dict[str, dict]) -> str:
     on_gpu = str(first.get("device", "cpu")).startswith("cuda")
     where = "a GPU" if on_gpu else "the CPU"
     heads = f", {model['nb_heads']} heads" if processor in ("edge_transformer", "gatv2") else ""
-    names = {**NAMES, "branched": _branched_name(runs) if "branched" in runs else NAMES["branched"]}
+    names = _names(runs)
     lines = [f"Reduced budget on {where}, not the study's protocol: processor {processor}, hidden {model['hidden']}"
              f"{heads}, {model['num_layers']} layers, **{train['steps']} steps** of batch {train['batch_size']} per "
              f"algorithm (Adam {train['learning_rate']}), fresh graphs of n = 16; test micro-F1 × 100 at n = 64, "
              "mean ± std over seeds (seeds in brackets). The study trains 10,000 steps (Edge Transformer: hidden "
-             "192, 12 heads, 5 layers) on a GPU; its averages are beside ours for orientation only.", ""]
+             "192, 12 heads, 5 layers) on a GPU; its averages are beside ours for orientation only. Wall times are "
+             "each seed's whole run (training, validation, the test at n = 64) with other runs sharing the machine "
+             "(on the CPU: two or three single-threaded runs on 2 cores).", ""]
     header = "| algorithm | " + " | ".join(
         f"{names[v]} [{len(runs[v]['records'])} seed{'s' if len(runs[v]['records']) != 1 else ''}]"
         for v in present) + " |"
@@ -131,6 +154,16 @@ def results_table(runs: dict[str, dict]) -> str:
                       "and updates (`tests/test_multitask_net.py::"
                       "test_branched_network_of_the_shared_tree_is_the_shared_network`); its column repeats MTN's "
                       "runs."]
+    if names["published"].endswith("²)"):
+        from gnnbench.models.multitask import PUBLISHED_TREE
+        from gnnbench.models.multitask.figures import short_name
+
+        depth = runs["published"]["config"]["model"]["num_layers"]
+        last = " | ".join("{" + ", ".join(short_name(a) for a in group) + "}"
+                          for group in PUBLISHED_TREE.depths[depth - 1])
+        lines += ["", f"² The study's published tree (below) has {PUBLISHED_TREE.num_layers} depths; this network "
+                      f"has {depth} layers, so it takes the tree's first {depth} depths "
+                      f"(`results/branch/cpu/published_depths1-{depth}.json`; depth {depth}: {last})."]
     return "\n".join(lines)
 
 
@@ -250,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     section = results_table(runs) + "\n\n" + tree_comparison(args.search)
     gpu_runs = load_runs(args.gpu) if args.gpu.exists() else {}
     if gpu_runs:
-        section += "\n\nEdge Transformer panel on a lent GPU (`scripts/branch_gpu.py`, all twelve runs at once on " \
-                   "one GPU, so wall times are under shared load):\n\n" + results_table(gpu_runs)
+        section += "\n\nEdge Transformer panel on a GPU (`scripts/branch_gpu.py`: variant by variant, each variant's " \
+                   "seeds at once, so wall times are under shared load):\n\n" + results_table(gpu_runs)
     if args.print:
         print(section)
         return 0
