@@ -148,6 +148,12 @@ def results_table(runs: dict[str, dict]) -> str:
         for v in present) + " |")
     lines.append("| parameters | " + " | ".join(
         f"{next(iter(runs[v]['records'].values()))['extra']['parameters']:,}" for v in present) + " |")
+    resumed = {names[v]: sorted(k for k, r in runs[v]["records"].items() if r.get("resumed")) for v in present}
+    resumed = {name: seeds for name, seeds in resumed.items() if seeds}
+    if resumed:
+        lines += ["", "Resumed from a checkpoint (their wall time counts from the resume): " + "; ".join(
+            f"{name} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+            for name, seeds in resumed.items()) + "."]
     if runs.get("branched", {}).get("same_as") == "mtn":
         lines += ["", "¹ The search kept all twelve algorithms in one group at every depth (below), so the branched "
                       "network of the searched tree is MTN's network: the same parameters, initial values, batches "
