@@ -263,7 +263,7 @@ def unpack_gpu_archive(archive: Path, parent: Path) -> None:
     with tarfile.open(archive) as tar:
         members = tar.getmembers()
         for member in members:
-            if not (member.isfile() or member.isdir()) or not member.name.split("/")[0] == "gpu" \
+            if not (member.isfile() or member.isdir()) or member.name.split("/")[0] != "gpu" \
                     or ".." in member.name.split("/"):
                 raise ValueError(f"{archive}: unexpected member {member.name!r}")
         tar.extractall(parent, members=members, filter="data")

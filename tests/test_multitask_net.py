@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from gnnbench.algo import sample
 from gnnbench.algo.specs import ALGORITHMS
+from gnnbench.harness.multitask_family import fit
 from gnnbench.models.algo import EncodeProcessDecode, to_torch
 from gnnbench.models.multitask import PUBLISHED_TREE, MultitaskNet, Tree, inherit
 
@@ -192,10 +194,6 @@ def test_branched_network_of_the_shared_tree_is_the_shared_network():
     assert all(torch.equal(x, y) for x, y in zip(shared.state_dict().values(), mtn.state_dict().values()))
     for algorithm in ALGOS:
         assert torch.equal(shared.loss(algorithm, _batch(algorithm)), mtn.loss(algorithm, _batch(algorithm)))
-    import numpy as np
-
-    from gnnbench.harness.multitask_family import fit
-
     settings = dict(steps=2, batch_size=2, learning_rate=1e-3, grad_clip=1.0)
     assert fit(shared, rng=np.random.default_rng(1), **settings) == fit(mtn, rng=np.random.default_rng(1), **settings)
     assert all(torch.equal(x, y) for x, y in zip(shared.state_dict().values(), mtn.state_dict().values()))

@@ -17,7 +17,8 @@ from .cli_leaderboard import add_parsers as add_leaderboard_parsers
 from .cli_options import number as _number
 from .cli_options import root_option as _root_option
 from .cli_options import usage as _usage
-from .io.cache import UnwritableHomeError, require_writable
+from .cli_run import compile_kernels, dry_run, prepare_run, writable
+from .io.cache import UnwritableHomeError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,12 +34,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _writable(*directories: Path | None) -> None:
-    """Fail at once, in one line, when a directory a command writes cannot be written (None: the gnnbench home)."""
-    for directory in directories:
-        require_writable(directory)
-
-
 def _handle(args: argparse.Namespace) -> int:
     """Run the command; the first Ctrl-C stops it with one line and the shell's status for SIGINT (130)."""
     try:
@@ -46,22 +41,6 @@ def _handle(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("gnnbench: interrupted", file=sys.stderr)
         return 130
-
-
-def _compile_kernels(algorithms: Sequence[str], progress: bool) -> None:
-    """Compile the kernels of ``algorithms`` that are not compiled yet, saying so first (a one-off pause)."""
-    from .algo.compilation import compile_kernels, kernels_compiled
-
-    pending = [name for name in dict.fromkeys(algorithms) if not kernels_compiled(name)]
-    if not pending:
-        return
-    # durations measured on a fresh 2-core machine (README, "First use compiles"): 10-14 s for the first
-    # algorithm (with the shared code), 16 s for the DFS family, under 4 s for any other; 39 s for all twelve
-    what, how_long = ((f"the {pending[0]} kernels", "10-30 s") if len(pending) == 1 else
-                      (f"the kernels of {len(pending)} algorithms", "under a minute for all twelve"))
-    print(f"gnnbench: compiling {what} once ({how_long}; cached for later runs)", file=sys.stderr)
-    seconds = compile_kernels(pending, progress=progress)
-    print(f"gnnbench: compiled in {sum(seconds.values()):.0f} s", file=sys.stderr)
 
 
 _ROAD_ROOT_HELP = "road data directory (default: $GNNBENCH_HOME/road); raw/, tables/ and processed/ live there"
@@ -194,8 +173,8 @@ def _run(args: argparse.Namespace) -> int:
     if out is None and Path(args.target).is_dir():
         out = Path(args.target)  # resuming a run directory in place
     if args.dry_run:
-        return _dry_run(specs, out)
-    _prepare_run(specs, out, progress=not args.no_progress)
+        return dry_run(specs, out)
+    prepare_run(specs, out, progress=not args.no_progress)
     results = run(specs, out=out, jobs=args.jobs, scheduler=args.scheduler, progress=not args.no_progress,
                   force=args.force)
     for result in results:
@@ -385,7 +364,7 @@ def _road_home(args: argparse.Namespace) -> Path:
 
 
 def _download_road(args: argparse.Namespace) -> int:
-    _writable(_road_home(args))
+    writable(_road_home(args))
     from .road import region
     from .road.build import RegionPaths
     from .road.pipeline import build_demo, download_region
@@ -409,7 +388,7 @@ def _download_road(args: argparse.Namespace) -> int:
 
 
 def _build_road(args: argparse.Namespace) -> int:
-    _writable(_road_home(args))
+    writable(_road_home(args))
     from .road import STATES, region, region_code
     from .road.build import BuildParameters, RegionPaths
     from .road.pipeline import build_demo, build_region_from_raw
@@ -449,7 +428,7 @@ def _aadt_files(values: list[str]) -> dict[int, Path]:
 
 
 def _import_ml4roadsafety(args: argparse.Namespace) -> int:
-    _writable(_road_home(args))
+    writable(_road_home(args))
     from .road import region_code
     from .road.sources.dataverse import DEFAULT_SERVER
     from .road.sources.ml4roadsafety import ML4ROADSAFETY_DOI, fetch_release, import_release
@@ -497,32 +476,10 @@ def _info_road(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(specs: list, out: Path | None) -> int:
-    """Print each resolved config with the run directory it would train into."""
-    from .harness.runner import default_run_dir
-    from .harness.values import dumps_toml
-
-    for spec in specs:
-        where = default_run_dir(spec.name) if out is None else out if len(specs) == 1 else out / spec.name
-        print(f"# run directory: {where}")
-        print(dumps_toml(spec.config))
-    return 0
-
-
-def _prepare_run(specs: list, out: Path | None, *, progress: bool) -> None:
-    """Check the run directory is writable and compile the algorithms' kernels once, before training."""
-    from .harness.runner import default_run_dir
-
-    _writable(out if out is not None else default_run_dir(specs[0].name).parent)
-    _compile_kernels([spec.config["data"]["algorithm"] for spec in specs if spec.benchmark == "algo"]
-                     + [name for spec in specs if spec.benchmark == "multitask"
-                        for name in spec.config["data"]["algorithms"]], progress=progress)
-
-
 def _quickstart(args: argparse.Namespace) -> int:
     from .io import gnnbench_home
 
-    _writable(args.root or gnnbench_home() / "datasets", args.road_root or gnnbench_home() / "road",
+    writable(args.root or gnnbench_home() / "datasets", args.road_root or gnnbench_home() / "road",
               args.out or gnnbench_home() / "runs")
     from .algo import SPECS, Evaluator
     from .algo.specs import check_algorithm
@@ -530,7 +487,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 
     algorithm = check_algorithm(args.algorithm)  # before the first line of output
     print(f"gnnbench {__version__} quickstart: CLRS-30 splits of {algorithm!r}")
-    _compile_kernels([algorithm], progress=not args.no_progress)
+    compile_kernels([algorithm], progress=not args.no_progress)
     for split in ("train", "valid", "test"):
         start = time.perf_counter()
         dataset = AlgorithmicReasoningDataset(args.root, algorithm, split)
@@ -619,7 +576,7 @@ def _algo_list(args: argparse.Namespace) -> int:
 def _algo_generate(args: argparse.Namespace) -> int:
     from .io import gnnbench_home
 
-    _writable(args.root or gnnbench_home() / "datasets")
+    writable(args.root or gnnbench_home() / "datasets")
     from .algo import ALGORITHMS, resolve_split
     from .algo.specs import check_algorithm
     from .datasets import AlgorithmicReasoningDataset
@@ -630,7 +587,7 @@ def _algo_generate(args: argparse.Namespace) -> int:
         resolve_split(split)
     options = {"p": tuple(args.p)} if args.p else {}
     summary = []
-    _compile_kernels(algorithms, progress=True)
+    compile_kernels(algorithms, progress=True)
     for algorithm in algorithms:
         for split in splits:
             start = time.perf_counter()

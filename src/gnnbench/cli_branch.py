@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from .cli_options import number, usage
+from .cli_run import dry_run, prepare_run
 
 PUBLISHED = "published"  # --tree published: the study's final tree (gnnbench.models.multitask.PUBLISHED_TREE)
 
@@ -106,11 +107,9 @@ def _train(args: argparse.Namespace) -> int:
     shortcuts = {"model": variant, "processor": args.processor, "device": args.device, "hessian": args.hessian}
     specs = resolve("multitask", shortcuts=shortcuts, overrides=[*overrides, *args.overrides], seeds=args.seeds)
     out = args.out
-    from .cli import _dry_run, _prepare_run
-
     if args.dry_run:
-        return _dry_run(specs, out)
-    _prepare_run(specs, out, progress=not args.no_progress)
+        return dry_run(specs, out)
+    prepare_run(specs, out, progress=not args.no_progress)
     results = run(specs, out=out, jobs=args.jobs, progress=not args.no_progress, force=args.force)
     for spec, result in zip(specs, results):
         metrics = result.summary["metrics"]

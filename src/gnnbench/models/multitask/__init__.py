@@ -17,5 +17,6 @@ from .net import VARIANTS, MMoELayer, MultitaskNet, inherit
 from .search import SearchSettings, search_tree
 from .tree import PUBLISHED_TREE, Tree
 
-__all__ = ["AffinityResult", "ClusteringResult", "GradientFeatures", "MMoELayer", "MultitaskNet", "PUBLISHED_TREE", "Tree", "SearchSettings", "VARIANTS", "cluster_tasks", "gradient_features", "inherit",
-           "search_tree", "task_affinity"]
+__all__ = ["AffinityResult", "ClusteringResult", "GradientFeatures", "MMoELayer", "MultitaskNet", "PUBLISHED_TREE",
+           "SearchSettings", "Tree", "VARIANTS", "cluster_tasks", "gradient_features", "inherit", "search_tree",
+           "task_affinity"]
