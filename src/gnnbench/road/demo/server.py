@@ -21,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -36,6 +36,9 @@ class Fault:
 
 
 log = logging.getLogger(__name__)
+
+#: ``handler(path, query, request_headers) -> (status, content_type, body, extra_headers)``
+Handler = Callable[[str, dict, Mapping[str, str]], tuple[int, str, bytes, dict]]
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -63,6 +66,7 @@ class LoopbackPortal:
         self._static: dict[str, tuple[bytes, str]] = {}
         self._dynamic: dict[str, Any] = {}
         self._faults: dict[str, list[Fault]] = {}
+        self._handlers: list[tuple[str, Handler]] = []
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
         self._server: _QuietServer | None = None
@@ -105,6 +109,11 @@ class LoopbackPortal:
         """An Overpass API answering every query with ``document`` (and a status page osmnx reads)."""
         self.add_file(f"{prefix}/status", _OVERPASS_STATUS, "text/plain")
         self.add_json(f"{prefix}/interpreter", document)
+
+    def add_handler(self, prefix: str, handler: Handler) -> None:
+        """Answer every path starting with ``prefix`` with ``handler(path, query, headers)``, which returns
+        ``(status, content_type, body, extra_headers)``; faults, the request log and Range apply as elsewhere."""
+        self._handlers.append((prefix, handler))
 
     def inject(self, path: str, *faults: Fault) -> None:
         """Fail the next requests to ``path`` (prefix match) with ``faults``, one per request, in order."""
@@ -161,7 +170,7 @@ class LoopbackPortal:
             self.requests.append((method, request.path))
             fault = next((faults.pop(0) for prefix, faults in self._faults.items()
                           if path.startswith(prefix) and faults), None)
-        status, content_type, payload = self._route(path, query, request)
+        status, content_type, payload, extra = self._route(path, query, request)
         if fault is not None and fault.kind == "status":
             headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
             return _reply(request, fault.status, "text/plain", b"injected failure", headers)
@@ -176,18 +185,25 @@ class LoopbackPortal:
             request.wfile.flush()
             request.close_connection = True
             return None
-        headers = {}
-        if status == 200 and path in self._static:
-            start = _range_start(request.headers.get("Range"))
-            if start is not None and 0 < start < len(payload):
-                headers["Content-Range"] = f"bytes {start}-{len(payload) - 1}/{len(payload)}"
-                payload, status = payload[start:], 206
+        headers = dict(extra)
+        if status == 200 and (path in self._static or extra.get("Accept-Ranges") == "bytes"):
+            span = _byte_range(request.headers.get("Range"), len(payload))
+            if span is not None:
+                start, end = span
+                headers["Content-Range"] = f"bytes {start}-{end}/{len(payload)}"
+                payload, status = payload[start:end + 1], 206
         return _reply(request, status, content_type, payload, headers)
 
-    def _route(self, path: str, query: dict[str, str], request) -> tuple[int, str, bytes]:
+    def _route(self, path: str, query: dict[str, str], request) -> tuple[int, str, bytes, dict[str, str]]:
         if path in self._static:
             body, content_type = self._static[path]
-            return 200, content_type, body
+            return 200, content_type, body, {}
+        for prefix, handler in self._handlers:
+            if path.startswith(prefix):
+                return handler(path, query, request.headers)
+        return (*self._route_dynamic(path, query), {})
+
+    def _route_dynamic(self, path: str, query: dict[str, str]) -> tuple[int, str, bytes]:
         kind, data = self._dynamic.get(path, (None, None))
         if kind is not None and kind.startswith("socrata-"):
             rows, fields = data
@@ -217,13 +233,20 @@ class LoopbackPortal:
         return 404, "application/json", json.dumps({"error": f"no route for {path}"}).encode()
 
 
-def _range_start(header: str | None) -> int | None:
-    if not header or not header.startswith("bytes=") or not header.endswith("-"):
+def _byte_range(header: str | None, length: int) -> tuple[int, int] | None:
+    """``(first, last)`` byte of a ``Range: bytes=a-b`` or ``bytes=a-`` header within ``length`` (None: whole)."""
+    if not header or not header.startswith("bytes="):
         return None
+    first, _, last = header[len("bytes="):].partition("-")
     try:
-        return int(header[len("bytes="):-1])
+        start = int(first)
+        end = int(last) if last.strip() else length - 1
     except ValueError:
         return None
+    end = min(end, length - 1)
+    if not 0 <= start <= end or (start == 0 and end == length - 1):
+        return None
+    return start, end
 
 
 def _reply(request: BaseHTTPRequestHandler, status: int, content_type: str, payload: bytes,

@@ -1,0 +1,1 @@
+"""Satellite imagery of every intersection: sources, crops, shard storage and image embeddings."""

@@ -1,0 +1,1 @@
+"""Imagery sources behind one interface."""
