@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .cli_branch import add_parsers as add_branch_parsers
+from .cli_imagery import add_parsers as add_imagery_parsers
 from .cli_leaderboard import add_parsers as add_leaderboard_parsers
 from .cli_options import number as _number
 from .cli_options import root_option as _root_option
@@ -355,6 +356,7 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
     road.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     _root_option(road, _ROAD_ROOT_HELP)
     road.set_defaults(handler=_info_road)
+    add_imagery_parsers(download_targets, build_targets, info_targets)
 
 
 def _road_home(args: argparse.Namespace) -> Path:

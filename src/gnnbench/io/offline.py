@@ -62,11 +62,16 @@ def loopback_allowed() -> Iterator[None]:
         _loopback_only = previous
 
 
+def loopback_only() -> bool:
+    """True inside :func:`loopback_allowed`, or in a worker process started with ``GNNBENCH_LOOPBACK_ONLY=1``."""
+    return _loopback_only or os.environ.get("GNNBENCH_LOOPBACK_ONLY", "").strip().lower() in _TRUTHY
+
+
 def network_refused(url: str) -> bool:
     """True when offline mode forbids fetching ``url`` (loopback URLs pass inside :func:`loopback_allowed`)."""
     if not is_offline():
         return False
-    if _loopback_only:
+    if loopback_only():
         from urllib.parse import urlsplit
 
         return (urlsplit(url).hostname or "") not in _LOOPBACK_HOSTS

@@ -23,6 +23,8 @@ IMAGERY_MANIFEST_KIND = "road-imagery"
 EMBEDDINGS_MANIFEST_KIND = "road-embeddings"
 INDEX_NAME = "crops.parquet"
 MANIFEST_NAME = "manifest.json"
+#: The image models ``gnnbench embed tiles --model`` offers (``RoadAccidentDataset(image_features=...)``'s choices).
+IMAGE_MODELS = ("clip-vit-b32", "vit-b16", "resnet18", "resnet50")
 
 
 def road_root(root: str | os.PathLike | None = None) -> Path:
