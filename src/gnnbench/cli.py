@@ -318,6 +318,12 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
                       help="map-matching distance in metres (default: 50)")
     road.add_argument("--years", type=_number(int, "--years", minimum=1900), nargs="+", default=None,
                       help="years (default: the state's splits)")
+    road.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="build the states as Dask tasks: local (a LocalCluster on this machine) or a scheduler "
+                           "address such as tcp://host:8786 whose workers share the road directory (default: one "
+                           "state after another in this process)")
+    road.add_argument("--workers", type=_number(int, "--workers", minimum=1), default=None,
+                      help="--scheduler local: worker processes (default: the cores, at most 4)")
     _root_option(road, _ROAD_ROOT_HELP)
     road.set_defaults(handler=_build_road)
 
@@ -391,32 +397,25 @@ def _download_road(args: argparse.Namespace) -> int:
 
 def _build_road(args: argparse.Namespace) -> int:
     writable(_road_home(args))
-    from .road import STATES, region, region_code
-    from .road.build import BuildParameters, RegionPaths
-    from .road.pipeline import build_demo, build_region_from_raw
+    from .road import STATES, region_code
+    from .road.build import BuildParameters
+    from .road.pipeline import build_states
 
     codes = list(STATES) if args.state.strip().lower() == "all" else [region_code(args.state, others=("all",))]
-    failures = []
+    parameters = BuildParameters(max_distance_m=args.max_distance, years=tuple(args.years) if args.years else None)
+    scheduler = args.scheduler if args.scheduler is not None else "none"
+    built, failed = build_states(codes, home=_road_home(args), scheduler=scheduler, workers=args.workers,
+                                 progress=scheduler != "none", crashes=args.crashes or (), osm_file=args.osm,
+                                 parameters=parameters, volume_files=_aadt_files(args.aadt))
+    if len(codes) == 1 and failed:
+        raise ValueError(next(iter(failed.values())))
     for code in codes:
-        if code.upper() == "DEMO":
-            print(f"DEMO: tables at {build_demo(home=_road_home(args), force=True)}")
-            continue
-        entry = region(code)
-        paths = RegionPaths.for_region(entry.code, _road_home(args))
-        parameters = BuildParameters(max_distance_m=args.max_distance,
-                                     years=tuple(args.years) if args.years else None)
-        try:
-            out = build_region_from_raw(entry, paths, crashes=args.crashes or (), osm_file=args.osm,
-                                        parameters=parameters, volume_files=_aadt_files(args.aadt))
-        except (FileNotFoundError, OSError) as error:
-            if len(codes) == 1:
-                raise ValueError(str(error)) from None
-            failures.append(f"{entry.code}: {error}")
-            continue
-        print(f"{entry.code}: tables at {out}")
-    for failure in failures:
-        print(f"gnnbench: skipped {failure}", file=sys.stderr)
-    return 1 if failures else 0
+        if code in built:
+            print(f"{code}: tables at {built[code]}")
+    for code in codes:
+        if code in failed:
+            print(f"gnnbench: skipped {code}: {failed[code]}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _aadt_files(values: list[str]) -> dict[int, Path]:

@@ -291,3 +291,45 @@ def build_demo(home: str | os.PathLike | None = None, *, seed: int = 0, force: b
         with loopback_allowed():
             download_region(DEMO_REGION, paths, endpoints=endpoints)
         return build_region_from_raw(DEMO_REGION, paths, meteostat_url=endpoints.meteostat)
+
+
+def build_state(code: str, *, home: str | os.PathLike, crashes: Sequence[str | os.PathLike] = (),
+                osm_file: str | os.PathLike | None = None, parameters: BuildParameters = BuildParameters(),
+                volume_files: Mapping[int, str | os.PathLike] | None = None) -> Path:
+    """Build one state's tables from its downloads under ``home`` (``DEMO``: the demo region, rebuilt)."""
+    from . import region
+
+    if code.upper() == "DEMO":
+        return build_demo(home=home, force=True)
+    entry = region(code)
+    return build_region_from_raw(entry, RegionPaths.for_region(entry.code, home), crashes=crashes,
+                                 osm_file=osm_file, parameters=parameters, volume_files=volume_files)
+
+
+def _build_or_report(code: str, **options: Any) -> tuple[str, str]:
+    """``("ok", tables dir)`` or ``("failed", why)``: a state without its downloads does not stop the others."""
+    try:
+        return "ok", str(build_state(code, **options))
+    except (FileNotFoundError, OSError) as error:
+        return "failed", str(error)
+
+
+def build_states(codes: Sequence[str], *, home: str | os.PathLike, scheduler: Any = "none",
+                 workers: int | None = None, progress: bool = False,
+                 **options: Any) -> tuple[dict[str, Path], dict[str, str]]:
+    """Build several states' tables, one Dask task per state (``scheduler`` as in :mod:`gnnbench.parallel`).
+
+    Returns the tables directory of each state built and the reason of each that failed.
+    """
+    from ..parallel import map_chunks, open_client
+
+    built: dict[str, Path] = {}
+    failed: dict[str, str] = {}
+    with open_client(scheduler, workers) as client:
+        for index, (status, detail) in map_chunks(_build_or_report, list(codes), client=client, desc="build road",
+                                                  progress=progress, home=str(home), **options):
+            if status == "ok":
+                built[codes[index]] = Path(detail)
+            else:
+                failed[codes[index]] = detail
+    return built, failed

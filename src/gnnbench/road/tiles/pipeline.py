@@ -168,8 +168,8 @@ def build_tiles(state: str, *, source: str | None = None, root: str | os.PathLik
                                 f"{cache.directory}; run `gnnbench download tiles --state {state}` again (it resumes)")
     out = imagery_dir(root, state, key)
     shards = shard_dir(root, state, key)
-    chunks = [(index, plan.targets[plan.targets["chunk"] == index], [plan.tiles[i] for i in
-               np.flatnonzero(plan.targets["chunk"].to_numpy() == index)]) for index in range(plan.chunks)]
+    columns = ["target_id", "kind", "lon", "lat", "x", "y", "ratio"]
+    chunks = [(index, plan.targets.loc[plan.targets["chunk"] == index, columns]) for index in range(plan.chunks)]
     rows: list[dict[str, Any]] = []
     with open_client(scheduler, workers) as client:
         for _, part in map_chunks(_crop_chunk, chunks, client=client, desc="crop tiles", progress=progress,
@@ -228,10 +228,10 @@ def _remove_stale_shards(shards: Path, count: int) -> None:
             path.with_suffix(".json").unlink(missing_ok=True)
 
 
-def _crop_chunk(chunk: tuple[int, pd.DataFrame, list], *, zoom: int, spec: CropSpec, cache: str, shards: str,
+def _crop_chunk(chunk: tuple[int, pd.DataFrame], *, zoom: int, spec: CropSpec, cache: str, shards: str,
                 source_id: str) -> list[dict[str, Any]]:
     """Crops of one chunk into its shard (skipped when a finished shard with a matching record exists)."""
-    number, targets, tiles = chunk
+    number, targets = chunk
     shard = Path(shards) / _shard_name(number)
     done = shard.with_suffix(".json")
     fingerprint = {"targets": targets["target_id"].tolist(), "kinds": targets["kind"].tolist(),
@@ -242,7 +242,7 @@ def _crop_chunk(chunk: tuple[int, pd.DataFrame, list], *, zoom: int, spec: CropS
             return saved["rows"]
     reader = TileReader(TileCache(cache))
     samples, rows = [], []
-    for target, _ in zip(targets.itertuples(index=False), tiles):
+    for target in targets.itertuples(index=False):
         status, rgb, dx, dy = assemble(target.x, target.y, zoom, spec.size_px, target.ratio, reader.get)
         m_per_px = float(metres_per_pixel(target.lat, zoom)) * target.ratio
         row = {"node_id": int(target.target_id), "kind": target.kind, "status": status, "shard": "", "offset": -1,
