@@ -3,8 +3,8 @@
 One function, :func:`run_seed`, trains and records one seed; :func:`run` prepares run directories (refusing one
 made with another config), skips finished seeds and hands the rest to :func:`run_seed` sequentially
 (``jobs=1``), in a pool of ``jobs`` spawned processes (a fresh process per seed, torch threads split so the jobs
-do not oversubscribe the cores), or to a Dask distributed scheduler (``scheduler``: its address or a
-``distributed.Client``; the run directory must be on a filesystem the workers share). A killed run resumes:
+do not oversubscribe the cores), or to a Dask distributed scheduler (``scheduler``: its address, ``"local"`` for a LocalCluster, or a
+``distributed.Client``, as in :mod:`gnnbench.parallel`; the run directory must be on a filesystem the workers share). A killed run resumes:
 finished seeds are skipped, and an unfinished seed's family continues from its last checkpoint
 (``SeedContext.load_checkpoint``).
 """
@@ -415,16 +415,13 @@ def _run_processes(specs: list[RunSpec], directories: list[Path], tasks: list[tu
 
 def _run_dask(specs: list[RunSpec], directories: list[Path], tasks: list[tuple[int, int]], scheduler: Any,
               bars: list[Any], failures: list[dict[int, str]], seed_done: Callable[[int], None]) -> None:
-    try:
-        from distributed import Client
-        from distributed import as_completed as dask_completed
-    except ImportError as error:  # pragma: no cover - exercised only without the extra
-        raise ImportError('--scheduler needs Dask: pip install "gnnbench[distributed]"') from error
+    from ..parallel import open_client
+
     if not tasks:
         return
-    own = not isinstance(scheduler, Client)
-    client = Client(scheduler) if own else scheduler
-    try:
+    with open_client(scheduler) as client:
+        from distributed import as_completed as dask_completed
+
         futures = {}
         for index, seed in tasks:
             future = client.submit(run_seed, specs[index].config, seed, str(directories[index]),
@@ -435,6 +432,3 @@ def _run_dask(specs: list[RunSpec], directories: list[Path], tasks: list[tuple[i
             index, seed = futures[future]
             _attempt(future.result, specs[index], seed, bars[index], failures[index])
             seed_done(index)
-    finally:
-        if own:
-            client.close()
