@@ -147,8 +147,8 @@ def _run_parsers(commands: argparse._SubParsersAction) -> None:
     runner.add_argument("--jobs", type=_number(int, "--jobs", minimum=1), default=1, metavar="N",
                         help="seeds (and runs) trained at once in local processes (default: 1)")
     runner.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                        help="Dask scheduler address (e.g. tcp://host:8786), or local for a LocalCluster here, to send the seeds to; the run "
-                             "directory must be on a filesystem the workers share")
+                        help="Dask scheduler address (e.g. tcp://host:8786), or local for a LocalCluster here, to "
+                             "send the seeds to; the run directory must be on a filesystem the workers share")
     runner.add_argument("--device", default=None, help="torch device of training: cpu (default), cuda, cuda:N")
     runner.add_argument("--hessian", action="store_true",
                         help="add the Hessian column (traces, top eigenvalue, bounds, gap) to each seed's record; "
