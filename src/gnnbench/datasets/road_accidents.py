@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from ..io.cache import gnnbench_home, require_writable, warn_rebuilt
 from ..io.files import atomic_path
 from ..road.manifest import read_manifest
 from ..road.states import region_code
+from ..road.tiles.layout import IMAGE_MODELS
 from ..io.manifest import ManifestError
 from ..road.snapshots import STORE_MANIFEST, SnapshotStore, read_store_meta, write_snapshot_store
 from . import preprocessing
@@ -73,6 +75,16 @@ class RoadAccidentDataset(Dataset):
     ``num_node_features`` is 10, ``num_edge_features`` 23; ``num_classes`` is 2 for
     ``accident_occurrence`` and undefined (an ``AttributeError`` saying so) for the regression tasks.
 
+    ``image_features="clip-vit-b32"`` (or ``"vit-b16"``, ``"resnet18"``, ``"resnet50"``) appends each node's
+    image embedding (``D`` columns ``img_0`` .. ``img_{D-1}``, as ``gnnbench embed tiles`` stored them) and an
+    ``image_available`` column (1, or 0 for a node without a usable image, whose embedding is zeros) to the
+    static node features, before the weather: ``x`` is then degree, betweenness, lon, lat, the ``D + 1`` image
+    columns, the weather. :attr:`image_feature_slice` gives their columns in ``x`` and
+    :attr:`num_image_features` their number (``D + 1``). The embeddings live under
+    ``root/imagery/STATE/SOURCE/embeddings/MODEL`` (see :mod:`gnnbench.road.tiles.layout`); ``image_source``
+    picks the imagery source when several have embeddings. They must have been made from this build's node
+    table (same node count, same ``nodes.parquet`` SHA-256), else the error names the command that remakes them.
+
     .. list-table:: STATS (demo region, seed 0)
         :header-rows: 1
 
@@ -92,11 +104,19 @@ class RoadAccidentDataset(Dataset):
                  task: str = "accident_occurrence", transform: Callable[[Data], Data] | None = None,
                  pre_transform: Callable[[Data], Data] | None = None,
                  pre_filter: Callable[[Data], bool] | None = None, force_reload: bool = False, *,
-                 source: str = "build") -> None:
+                 source: str = "build", image_features: str | None = None, image_source: str | None = None) -> None:
         self.state = _state_code(root, state)
         self.task = check_choice("task", task, TASKS)
         self.source = check_choice("source", source, SOURCES)
+        if image_features is not None:
+            check_choice("image_features", image_features, IMAGE_MODELS)
+        if image_source is not None and (image_features is None or not isinstance(image_source, str)):
+            raise ValueError(f"image_source={image_source!r} needs image_features= (one of "
+                             f"{', '.join(map(repr, IMAGE_MODELS))}) and must be an imagery source name")
+        self.image_features = image_features
+        self.image_source = image_source  # then the imagery source the embeddings were found under
         root = Path(root) if root is not None else gnnbench_home() / "road"
+        road_root = root  # the imagery of a state lives under the road root, whichever tables are used
         if source == "ml4roadsafety":
             root = root / "ml4roadsafety"
         region_code(self.state, tables=root / "tables")  # a registry state, DEMO or a built region: else the list
@@ -109,7 +129,13 @@ class RoadAccidentDataset(Dataset):
             warn_rebuilt(f"{self.state}: {stale}; processing the tables again", stacklevel=3)
             self.process()
         self.store = SnapshotStore(self.processed_dir)
-        self._static_x = torch.from_numpy(np.array(self.store.node_features, dtype=np.float32))
+        static = np.array(self.store.node_features, dtype=np.float32)
+        self._image_manifest: dict[str, Any] | None = None
+        if image_features is not None:
+            columns, self.image_source, self._image_manifest = _image_columns(
+                road_root, self.state, image_features, image_source, self.raw_dir, num_nodes=static.shape[0])
+            static = np.concatenate([static, columns], axis=1)
+        self._static_x = torch.from_numpy(static)
         self._overrides: dict[str, Any] = {}  # static attributes a pre_transform changed or added
         self._removed: list[str] = []  # ... and removed
         self._periods: list[Period] = self._store_periods()
@@ -228,12 +254,36 @@ class RoadAccidentDataset(Dataset):
 
     @property
     def node_feature_names(self) -> list[str]:
-        return list(self.store.meta["node_features"]) + list(self.store.meta["weather_features"])
+        images = self.num_image_features
+        names = [f"img_{i}" for i in range(images - 1)] + ["image_available"] if images else []
+        return list(self.store.meta["node_features"]) + names + list(self.store.meta["weather_features"])
+
+    @property
+    def num_image_features(self) -> int:
+        """Columns of ``x`` that ``image_features`` added: ``D`` embedding columns and ``image_available`` (0
+        without images)."""
+        return 0 if self._image_manifest is None else int(self._static_x.shape[1]) - len(
+            self.store.meta["node_features"])
+
+    @property
+    def image_feature_slice(self) -> slice | None:
+        """The columns of ``x`` holding the image features, ``image_available`` last (None without images):
+        ``x[:, dataset.image_feature_slice]``. It holds while a ``pre_transform`` keeps ``x``'s columns."""
+        if self._image_manifest is None:
+            return None
+        start = len(self.store.meta["node_features"])
+        return slice(start, start + self.num_image_features)
+
+    @property
+    def image_manifest(self) -> dict[str, Any] | None:
+        """The manifest of the embeddings in use (model, weights, nodes, files; None without images)."""
+        return copy.deepcopy(self._image_manifest)
 
     @property
     def static_graph(self) -> Data:
-        """The road network without weather or labels: ``x`` (4 node features), ``edge_index``, ``edge_attr``,
-        ``eval_mask`` (after the ``pre_transform``, if any). A fresh graph on every access."""
+        """The road network without weather or labels: ``x`` (4 node features, plus the image columns with
+        ``image_features``), ``edge_index``, ``edge_attr``, ``eval_mask`` (after the ``pre_transform``, if any).
+        A fresh graph on every access."""
         data = Data(x=self._static_x.clone(), edge_index=self._mapped("edge_index"),
                     edge_attr=self._mapped("edge_features"), eval_mask=self._eval_mask(),
                     num_nodes=int(self._static_x.shape[0]))
@@ -375,9 +425,14 @@ class RoadAccidentDataset(Dataset):
 
     # -- pre_transform / pre_filter ---------------------------------------------------------------
     def _preprocess(self, force_reload: bool) -> None:
-        directory = Path(self.processed_dir) / "preprocessed" / self.task
+        images = _image_key(self._image_manifest, self.image_features, self.image_source)
+        # one cache per image option, so that switching it on and off never processes again
+        name = self.task if images is None else f"{self.task}+images-{images['source']}-{images['model']}"
+        directory = Path(self.processed_dir) / "preprocessed" / name
         record_path, static_path = directory / "record.json", directory / "static.pt"
         key = {"tables": self.store.meta["parameters"]["tables"], "task": self.task}
+        if images is not None:
+            key["images"] = images
         current = preprocessing.record(self.pre_transform, self.pre_filter, key=key)
         require_writable(directory)
         with file_lock(directory):
@@ -416,7 +471,8 @@ class RoadAccidentDataset(Dataset):
         return {"overrides": self._overrides, "removed": self._removed, "periods": [list(p) for p in periods]}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self)}, state={self.state!r}, task={self.task!r})"
+        images = "" if self.image_features is None else f", image_features={self.image_features!r}"
+        return f"{type(self).__name__}({len(self)}, state={self.state!r}, task={self.task!r}{images})"
 
 
 def _state_code(root: Any, state: Any) -> str:
@@ -431,6 +487,37 @@ def _state_code(root: Any, state: Any) -> str:
     return state.strip().upper()
 
 
+def _image_columns(root: Path, state: str, model: str, source: str | None, tables: str, *,
+                   num_nodes: int) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """The ``[N, D + 1]`` image columns (embeddings, then ``image_available``), the imagery source they come
+    from and the embeddings' manifest, checked against the node table of ``tables``."""
+    from ..road.tiles.embed.store import load_image_features
+    from ..road.tiles.layout import MANIFEST_NAME, embeddings_dir, imagery_sources_of
+
+    embeddings, available, manifest = load_image_features(root, state, model, source=source)
+    found = source or next(key for key in imagery_sources_of(root, state)
+                           if (embeddings_dir(root, state, key, model) / MANIFEST_NAME).is_file())
+    made_for = (manifest.get("parameters") or {}).get("nodes_sha256")
+    table = read_manifest(tables)["files"].get("nodes") or {}
+    if len(embeddings) != num_nodes or made_for != table.get("sha256"):
+        raise ValueError(
+            f"{state}: the {model} embeddings in {embeddings_dir(root, state, found, model)} are stale: made for "
+            f"{len(embeddings)} nodes with nodes.parquet sha256 {made_for}, but the tables in {tables} have "
+            f"{num_nodes} nodes with sha256 {table.get('sha256')}; rebuild them with "
+            f"`gnnbench embed tiles --state {state} --model {model}`")
+    columns = np.concatenate([embeddings.astype(np.float32), available.astype(np.float32)[:, None]], axis=1)
+    return columns, found, manifest
+
+
+def _image_key(manifest: dict[str, Any] | None, model: str | None, source: str | None) -> dict[str, Any] | None:
+    """What the image columns were made from (for the preprocessing record), None without images."""
+    if manifest is None:
+        return None
+    files = manifest.get("files") or {}
+    return {"model": model, "source": source, "embeddings": (files.get("embeddings") or {}).get("sha256"),
+            "available": (files.get("available") or {}).get("sha256")}
+
+
 def _same(a: Any, b: Any) -> bool:
     if torch.is_tensor(a) and torch.is_tensor(b):
         return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
@@ -438,8 +525,6 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _copied(value: Any) -> Any:
-    import copy
-
     return copy.deepcopy(value)
 
 

@@ -58,7 +58,12 @@ EXECUTION_KEYS = frozenset({"run.seeds", "run.name", "data.root"})
 
 #: Keys added to a family's config after run directories existed, per family, with the value every earlier run
 #: had implicitly: at that value they are left out of a run's identity, so earlier runs keep their hash (and resume).
-IMPLICIT_DEFAULTS: dict[str, dict[str, Any]] = {"algo": {"model.num_layers": 1}}
+IMPLICIT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "algo": {"model.num_layers": 1},
+    # the multimodal baselines (issue 13)
+    "road": {"data.image_features": "", "data.image_source": "", "model.fusion": "none", "model.fusion_layers": 5,
+             "model.experts": 4, "model.moe_gate_relu": True, "model.gate": "node"},
+}
 
 #: Shortcut flags of ``gnnbench run`` per benchmark: flag -> config key. ``--root``, ``--device`` and
 #: ``--hessian`` apply to every benchmark.

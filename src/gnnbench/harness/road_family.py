@@ -17,6 +17,14 @@ Several states (``data.states = ["MA", "DE"]``, replacing ``data.state``): one s
 per state, as ``train_multitask.py``; each epoch trains the states one after the other in a random order. Metrics
 are the mean over states (``score`` too) followed by every state's own, prefixed ``<STATE>.``.
 
+Multimodal baselines (``configs/road_multimodal.toml``): ``data.image_features`` (an image model, e.g.
+``"clip-vit-b32"``; ``data.image_source`` picks the imagery source when several have embeddings) adds each node's
+image embedding and ``image_available`` to the node features (see :class:`gnnbench.datasets.RoadAccidentDataset`).
+``model.fusion`` says how the model uses them: ``"early"``, as plain node features of the encoder; ``"concat"``,
+``"gated"`` or ``"moe"``, through that fusion head of the multimodal study MMTraCE (arXiv 2512.02920) over the
+encoder's output and the raw image features (``model.fusion_layers``, ``model.gate``, ``model.experts``,
+``model.moe_gate_relu``; see :mod:`gnnbench.models.road.fusion`); ``"none"`` (graph only) needs ``data.image_features = ""``.
+
 ``train.neighbor_sampling = true``: for graphs that do not fit, each batch's encoder runs on the subgraph PyG's
 ``NeighborLoader`` samples around the batch's endpoints (``train.num_neighbors`` per layer); evaluation encodes
 all nodes in batches of ``train.sampling_batch_size`` over their complete neighbourhoods.
@@ -59,15 +67,19 @@ logger = logging.getLogger(__name__)
 FAMILY = "road"
 TASKS = ("accident_occurrence", "accident_count", "traffic_volume")
 SOURCES = ("build", "ml4roadsafety")
+#: ``model.fusion``: graph only, image features as plain node features, or a fusion head.
+FUSION_MODES = ("none", "early", "concat", "gated", "moe")
 HESSIAN_BATCHES = 4  # training and test batches handed to the Hessian column (their own generator)
 
 
 def default_config() -> dict[str, dict[str, Any]]:
     """Every key of the ``data``, ``model``, ``train`` and ``eval`` sections (see ``configs/road.toml``)."""
     return {
-        "data": {"root": "", "state": "DEMO", "states": [], "task": "accident_occurrence", "source": "build"},
+        "data": {"root": "", "state": "DEMO", "states": [], "task": "accident_occurrence", "source": "build",
+                 "image_features": "", "image_source": ""},
         "model": {"encoder": "sage", "hidden_channels": 256, "num_layers": 2, "predictor_layers": 2,
-                  "dropout": 0.0},
+                  "dropout": 0.0, "fusion": "none", "fusion_layers": 5, "experts": 4, "moe_gate_relu": True,
+                  "gate": "node"},
         "train": {"epochs": 30, "lr": 0.001, "weight_decay": 0.0, "batch_size": 32 * 1024, "negative_ratio": 1.0,
                   "checkpoint_every": 1, "neighbor_sampling": False, "num_neighbors": [10, 10],
                   "sampling_batch_size": 8192},
@@ -106,6 +118,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
     layers = check_int("model.num_layers", model["num_layers"], minimum=1)
     check_int("model.predictor_layers", model["predictor_layers"], minimum=1)
     check_float("model.dropout", model["dropout"], minimum=0.0, maximum=1.0, open_max=True)
+    _validate_images(data, model)
     check_int("train.epochs", train["epochs"], minimum=1)
     check_float("train.lr", train["lr"], minimum=0.0, open_min=True)
     check_float("train.weight_decay", train["weight_decay"], minimum=0.0)
@@ -127,6 +140,35 @@ def validate_config(config: Mapping[str, Any]) -> None:
     check_float("eval.threshold", evaluation["threshold"])
 
 
+def _validate_images(data: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    """The image features and the fusion keys agree: a fusion (early or a head) needs image features and the
+    graph-only model none."""
+    from ..models.road.fusion import FUSIONS
+    from ..road.tiles.layout import IMAGE_MODELS
+
+    images, fusion = data["image_features"], model["fusion"]
+    if images != "":
+        check_choice("data.image_features", images, IMAGE_MODELS)
+    if not isinstance(data["image_source"], str):
+        raise ValueError(f"data.image_source must be an imagery source name ('' for the only one), got "
+                         f"{data['image_source']!r}")
+    if data["image_source"] and not images:
+        raise ValueError("data.image_source is set but data.image_features is not: name an image model "
+                         f"({', '.join(IMAGE_MODELS)})")
+    check_choice("model.fusion", fusion, FUSION_MODES)
+    if fusion == "none" and images:
+        raise ValueError(f"data.image_features = {images!r} needs model.fusion: 'early' (image columns as plain node "
+                         f"features) or a fusion head ({', '.join(FUSIONS)}); 'none' is the graph-only baseline")
+    if fusion != "none" and not images:
+        raise ValueError(f"model.fusion = {fusion!r} needs data.image_features (one of {', '.join(IMAGE_MODELS)}), "
+                         "made by `gnnbench embed tiles --state STATE --model MODEL`")
+    check_int("model.fusion_layers", model["fusion_layers"], minimum=1)
+    check_int("model.experts", model["experts"], minimum=1)
+    check_choice("model.gate", model["gate"], ("node", "channel"))
+    if not isinstance(model["moe_gate_relu"], bool):
+        raise ValueError(f"model.moe_gate_relu must be true or false, got {model['moe_gate_relu']!r}")
+
+
 def _states(data: Mapping[str, Any]) -> list[Any]:
     return list(data["states"]) if data["states"] else [data["state"]]
 
@@ -143,19 +185,32 @@ def dataset_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     data = config["data"]
     states = []
     for state in _states(data):
-        dataset = RoadAccidentDataset(_root(data), state, data["task"], source=data["source"])
+        dataset = RoadAccidentDataset(_root(data), state, data["task"], source=data["source"], **_image_options(data))
         manifest = read_manifest(dataset.raw_dir)
         static = dataset.static_graph
         splits = dataset.get_split()
-        states.append({
+        identity = {
             "state": dataset.state, "source": data["source"], "task": data["task"], "kind": manifest.get("kind"),
             "tables": {name: {"sha256": entry.get("sha256"), "rows": entry.get("rows")}
                        for name, entry in sorted(manifest["files"].items())},
             "nodes": int(static.num_nodes), "edges": int(static.edge_index.shape[1]),
             "segments": int(static.eval_mask.sum()),
             "splits": {name: [list(p) if isinstance(p, tuple) else [p] for p in periods]
-                       for name, periods in splits.items()}})
+                       for name, periods in splits.items()}}
+        if dataset.image_manifest is not None:  # only then: graph-only runs keep their identity
+            images = dataset.image_manifest
+            identity["images"] = {
+                "model": dataset.image_features, "source": dataset.image_source,
+                "features": dataset.num_image_features, "counts": images.get("counts"),
+                "files": {name: {"sha256": record.get("sha256"), "rows": record.get("rows")}
+                          for name, record in sorted(images["files"].items())}}
+        states.append(identity)
     return {"states": states}
+
+
+def _image_options(data: Mapping[str, Any]) -> dict[str, str | None]:
+    """``RoadAccidentDataset``'s image arguments from the ``data`` section ("" is None)."""
+    return {"image_features": data["image_features"] or None, "image_source": data["image_source"] or None}
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -187,23 +242,28 @@ class RoadTrainer:
         self.task = self.data["task"]
         self.device = torch.device(context.device)
         threads = torch.get_num_threads()
-        self.regions = [RoadRegion(_root(self.data), state, self.task, source=self.data["source"])
+        model_config = config["model"]
+        fuse = model_config["fusion"] not in ("none", "early")  # a fusion head takes the image features apart
+        self.regions = [RoadRegion(_root(self.data), state, self.task, source=self.data["source"],
+                                   fuse_images=fuse, **_image_options(self.data))
                         for state in _states(self.data)]
         torch.set_num_threads(threads)  # building the demo region starts numba's OpenMP pool, which resets torch's
-        widths = {(region.node_channels, region.edge_channels) for region in self.regions}
+        widths = {(region.node_channels, region.edge_channels, region.image_channels) for region in self.regions}
         if len(widths) != 1:
             raise ValueError(f"data.states: the states' feature widths differ ({sorted(widths)}); one encoder "
-                             "needs the same node and edge features everywhere")
-        node_channels, edge_channels = widths.pop()
+                             "needs the same node, edge and image features everywhere")
+        node_channels, edge_channels, image_channels = widths.pop()
         init_seed, batch_seed, sample_seed, dropout_seed, self.hessian_seed = _seeds(context.seed, 5)
-        model_config = config["model"]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             self.model = RoadModel(model_config["encoder"], node_channels, edge_channels,
                                    hidden_channels=model_config["hidden_channels"],
                                    num_layers=model_config["num_layers"],
                                    predictor_layers=model_config["predictor_layers"], dropout=model_config["dropout"],
-                                   heads=len(self.regions))
+                                   heads=len(self.regions), image_channels=image_channels,
+                                   fusion=model_config["fusion"] if fuse else "none",
+                                   fusion_layers=model_config["fusion_layers"], experts=model_config["experts"],
+                                   moe_gate_relu=model_config["moe_gate_relu"], gate=model_config["gate"])
         self.initial_state = _clone_state(self.model)
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.train["lr"],

@@ -100,7 +100,7 @@ class Rescorer:
         """The config the benchmark's family validates and builds the data from: its defaults with the submission's
         ``data`` section (and, for road, ``eval``: ``k`` and ``threshold`` are part of the scoring) laid over them,
         ``data.root`` set to this machine's data root. The ``model`` and ``train`` sections are the method's own and
-        are not checked."""
+        are not checked, except road's ``model.fusion``, which decides how the image features enter the data."""
         from ..harness import algo_family, road_family
 
         family = algo_family if submission.benchmark == "algo" else road_family
@@ -113,6 +113,9 @@ class Rescorer:
         config["run"] = {"benchmark": submission.benchmark}
         if submission.benchmark == "road":
             config["data"]["root"] = str(self.data_root) if self.data_root is not None else ""
+            model = submission.hyperparameters.get("model")
+            if isinstance(model, Mapping) and "fusion" in model:  # image features are fused or plain columns
+                config["model"]["fusion"] = model["fusion"]
         return config
 
     def _check(self, submission: Submission, config: dict[str, Any],

@@ -3,6 +3,10 @@
 * Node features (degree, betweenness, lon, lat and the month's weather) are standardised with the mean and
   standard deviation of the training periods (ML4RoadSafety standardises its monthly weather the same way); edge
   features column by column over the edges. A constant column is only centred.
+* Image features (``image_features``, see :class:`~gnnbench.datasets.RoadAccidentDataset`): by default plain node
+  features, standardised with the others (``model.fusion = "early"``). With ``fuse_images`` (the fusion heads)
+  they move to the last columns of the features and stay as the embedding model made them (not standardised, as
+  the multimodal study feeds them); :attr:`RoadRegion.image_channels` says how many there are.
 * Training examples (ML4RoadSafety's trainers, https://github.com/VirtuosoResearch/ML4RoadSafety at commit
   d8b3d96a8dc9f1323e9595addd705c3c2c96b42c): for the accident tasks the month's road segments with a crash, shuffled
   into batches of ``batch_size``, each with ``negative_ratio`` times as many crash-free segments drawn without
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,11 +35,15 @@ VOLUME_UNIT = 1000.0  # AADT is learned in thousands of vehicles per day (ML4Roa
 class RoadRegion:
     """A state's (or region's) dataset for one task, ready for training: see the module docstring."""
 
-    def __init__(self, root: str | Path | None, state: str, task: str, *, source: str = "build") -> None:
+    def __init__(self, root: str | Path | None, state: str, task: str, *, source: str = "build",
+                 image_features: str | None = None, image_source: str | None = None,
+                 fuse_images: bool = False) -> None:
         from ...datasets.road_accidents import RoadAccidentDataset
 
-        self.dataset = RoadAccidentDataset(root, state, task, source=source)
+        self.dataset = RoadAccidentDataset(root, state, task, source=source, image_features=image_features,
+                                           image_source=image_source)
         self.state, self.task, self.source = self.dataset.state, task, source
+        self._order, self.image_channels = _image_last(self.dataset, fuse_images)
         static = self.dataset.static_graph
         self.num_nodes = int(static.num_nodes)
         self.edge_index = static.edge_index.clone()
@@ -48,7 +57,11 @@ class RoadRegion:
             self.splits.setdefault(name, [])
         if not self.splits["train"]:
             raise ValueError(f"{self.state}: the train split has no {self._unit}s")
-        self.node_mean, self.node_std = _moments(self.snapshot(period).x for period in self.splits["train"])
+        self.node_mean, self.node_std = _moments(self._columns(self.snapshot(period).x)
+                                                 for period in self.splits["train"])
+        if self.image_channels:  # the fusion heads take the image features as they are
+            self.node_mean[-self.image_channels:] = 0.0
+            self.node_std[-self.image_channels:] = 1.0
 
     @property
     def _unit(self) -> str:
@@ -56,6 +69,7 @@ class RoadRegion:
 
     @property
     def node_channels(self) -> int:
+        """Columns of :meth:`features`, the image features included."""
         return int(self.node_mean.shape[0])
 
     @property
@@ -66,11 +80,15 @@ class RoadRegion:
         return self.dataset.snapshot(*period, labels=labels)
 
     def features(self, snapshot: Data) -> Tensor:
-        """The snapshot's node features, standardised with the training periods' statistics."""
+        """The snapshot's node features, standardised with the training periods' statistics (with
+        ``fuse_images``: the image features last, as they are)."""
         if not bool(torch.isfinite(snapshot.x).all()):
             raise ValueError(f"{self.state} {'-'.join(map(str, (snapshot.year, snapshot.month)))}: the node "
                              "features hold NaN or infinite values")
-        return (snapshot.x.to(torch.float32) - self.node_mean) / self.node_std
+        return (self._columns(snapshot.x).to(torch.float32) - self.node_mean) / self.node_std
+
+    def _columns(self, x: Tensor) -> Tensor:
+        return x if self._order is None else x[:, self._order]
 
     def labelled(self, snapshot: Data) -> tuple[Tensor, Tensor]:
         """``(edge ids, targets)`` of the segments a period labels for training (positives only for accidents)."""
@@ -123,6 +141,19 @@ class RoadRegion:
         if self.source == "ml4roadsafety":
             return self.snapshot(period, labels="ml4roadsafety").y
         return snapshot.y
+
+
+def _image_last(dataset: Any, fuse_images: bool) -> tuple[Tensor | None, int]:
+    """(the column order putting the image features last, their number), or (None, 0) without fusion."""
+    if not fuse_images:
+        return None, 0
+    columns = dataset.image_feature_slice
+    if columns is None:
+        raise ValueError("fuse_images needs image features: RoadRegion(..., image_features='clip-vit-b32')")
+    width = len(dataset.node_feature_names)
+    images = list(range(columns.start, columns.stop))
+    order = [column for column in range(width) if not columns.start <= column < columns.stop] + images
+    return torch.tensor(order, dtype=torch.long), len(images)
 
 
 def _period(period) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""The road baseline: a node encoder, then one link predictor per state (one for a single-state run).
+"""The road baseline: a node encoder, then one link predictor per state (one for a single-state run); the
+multimodal baselines put a fusion head (:mod:`gnnbench.models.road.fusion`) between them.
 
 This is ML4RoadSafety's model (``train.py`` / ``train_multitask.py`` of
 https://github.com/VirtuosoResearch/ML4RoadSafety at commit d8b3d96a8dc9f1323e9595addd705c3c2c96b42c): a shared
@@ -17,17 +18,20 @@ from torch import Tensor, nn
 
 from ...arguments import check_choice, check_int
 from .encoders import NodeEncoder
+from .fusion import FUSIONS, build_fusion
 from .graph import RoadGraph
 from .link_predictor import LinkPredictor
 
 TASKS = ("accident_occurrence", "accident_count", "traffic_volume")
+#: ``RoadModel(fusion=...)``: no fusion head, or one of :data:`~gnnbench.models.road.fusion.FUSIONS`.
+MODEL_FUSIONS = ("none", *FUSIONS)
 
 
 @dataclass
 class EdgeBatch:
     """Edges ``edge_index`` (``[2, B]``, rows of ``x``) of ``graph`` to score with predictor ``head``."""
 
-    x: Tensor                  # [N, node features] of the graph (a month's, normalised)
+    x: Tensor                  # [N, node features] of the graph (a month's, normalised; image features last)
     graph: RoadGraph
     edge_index: Tensor         # [2, B]
     edge_attr: Tensor | None   # [B, edge features]
@@ -44,19 +48,44 @@ class EdgeBatch:
 
 
 class RoadModel(nn.Module):
-    """``encoder`` (a :class:`NodeEncoder`) and ``predictors`` (one :class:`LinkPredictor` per head)."""
+    """``encoder`` (a :class:`NodeEncoder`), an optional ``fusion`` head and ``predictors`` (one
+    :class:`LinkPredictor` per head).
+
+    With ``fusion`` one of ``concat``, ``gated``, ``moe``, the last ``image_channels`` of the ``node_channels``
+    columns of ``x`` are image features: the encoder runs on the others (the graph features), the fusion head
+    combines its output with the image features, and the predictors score the fused representations.
+    ``fusion_layers`` (concat, gated), ``gate`` (gated), ``experts`` and ``moe_gate_relu`` (moe) configure the head.
+    """
 
     def __init__(self, encoder_name: str, node_channels: int, edge_channels: int, *, hidden_channels: int = 256,
-                 num_layers: int = 2, predictor_layers: int = 2, dropout: float = 0.0, heads: int = 1) -> None:
+                 num_layers: int = 2, predictor_layers: int = 2, dropout: float = 0.0, heads: int = 1,
+                 image_channels: int = 0, fusion: str = "none", fusion_layers: int = 5, experts: int = 4,
+                 moe_gate_relu: bool = True, gate: str = "node") -> None:
         super().__init__()
         heads = check_int("heads", heads, minimum=1)
-        self.encoder = NodeEncoder(encoder_name, node_channels, edge_channels, hidden_channels, num_layers, dropout)
+        check_choice("fusion", fusion, MODEL_FUSIONS)
+        node_channels = check_int("node_channels", node_channels, minimum=1)
+        self.image_channels = check_int("image_channels", image_channels, minimum=0)
+        if (fusion == "none") != (image_channels == 0) or image_channels >= node_channels:
+            raise ValueError(f"fusion {fusion!r} with {image_channels} image channels of {node_channels}: a fusion "
+                             "head needs image channels (the last columns of x) and graph features besides them; "
+                             "without a head there are none (image columns are then plain node features)")
+        self.encoder = NodeEncoder(encoder_name, node_channels - image_channels, edge_channels, hidden_channels,
+                                   num_layers, dropout)
+        self.fusion = None if fusion == "none" else build_fusion(
+            fusion, self.encoder.out_channels, image_channels, hidden_channels, num_layers=fusion_layers,
+            dropout=dropout, experts=experts, gate_relu=moe_gate_relu, gate=gate)
+        width = self.encoder.out_channels if self.fusion is None else self.fusion.out_channels
         self.predictors = nn.ModuleList(
-            LinkPredictor(self.encoder.out_channels, edge_channels, hidden_channels, predictor_layers, dropout)
-            for _ in range(heads))
+            LinkPredictor(width, edge_channels, hidden_channels, predictor_layers, dropout) for _ in range(heads))
 
     def encode(self, x: Tensor, graph: RoadGraph) -> Tensor:
-        return self.encoder(x, graph)
+        """Node representations: the encoder's, or with a fusion head the fused ones."""
+        if self.fusion is None:
+            return self.encoder(x, graph)
+        split = x.shape[1] - self.image_channels
+        h = self.encoder(x[:, :split].contiguous(), graph)
+        return self.fusion(h, x[:, split:].contiguous())
 
     def forward(self, batch: EdgeBatch) -> Tensor:
         """Raw outputs (logits or values) ``[B]`` for the batch's edges."""

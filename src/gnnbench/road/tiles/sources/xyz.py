@@ -100,7 +100,8 @@ USGS_IMAGERY = XyzSource(
     template="https://basemap.nationalmap.gov/arcgis/rest/services/USGSImageryOnly/MapServer/tile/{z}/{y}/{x}",
     max_zoom=16, min_zoom=0, axis_order="zyx",
     info=SourceInfo(
-        id="usgs-imagery", name="USGS National Map imagery basemap (USGSImageryOnly)", provider="U.S. Geological Survey",
+        id="usgs-imagery", name="USGS National Map imagery basemap (USGSImageryOnly)",
+        provider="U.S. Geological Survey",
         url="https://basemap.nationalmap.gov/arcgis/rest/services/USGSImageryOnly/MapServer",
         licence="public domain (no restrictions; acknowledgment requested)",
         licence_url="https://www.usgs.gov/information-policies-and-instructions/copyrights-and-credits",
