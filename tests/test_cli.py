@@ -228,14 +228,15 @@ def test_home_is_a_deprecated_spelling_of_root(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", [["download", "road"], ["build", "road"], ["import", "ml4roadsafety"],
                                      ["info", "road"], ["hessian", "diffusion"], ["algo", "generate"],
-                                     ["quickstart"]])
+                                     ["quickstart"], ["download", "tiles"], ["build", "tiles"], ["info", "tiles"],
+                                     ["embed", "tiles"]])
 def test_every_data_directory_option_is_called_root(capsys, command):
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "--root DIR" in text and "--home" not in text
-    if command[0] in ("download", "build", "import", "info", "hessian"):
+    if command[0] in ("download", "build", "import", "info", "hessian", "embed"):
         assert "$GNNBENCH_HOME/road" in text
 
 

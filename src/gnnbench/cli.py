@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .cli_branch import add_parsers as add_branch_parsers
+from .cli_embed import add_parsers as add_embed_parsers
 from .cli_imagery import add_parsers as add_imagery_parsers
 from .cli_leaderboard import add_parsers as add_leaderboard_parsers
 from .cli_options import number as _number
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     _run_parsers(commands)
     add_leaderboard_parsers(commands)
     add_branch_parsers(commands)
+    add_embed_parsers(commands)
     return parser
 
 

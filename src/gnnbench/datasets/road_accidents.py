@@ -21,6 +21,7 @@ from ..io.cache import gnnbench_home, require_writable, warn_rebuilt
 from ..io.files import atomic_path
 from ..road.manifest import read_manifest
 from ..road.states import region_code
+from ..road.tiles.embed.models import registered_models
 from ..road.tiles.layout import IMAGE_MODELS
 from ..io.manifest import ManifestError
 from ..road.snapshots import STORE_MANIFEST, SnapshotStore, read_store_meta, write_snapshot_store
@@ -109,7 +110,7 @@ class RoadAccidentDataset(Dataset):
         self.task = check_choice("task", task, TASKS)
         self.source = check_choice("source", source, SOURCES)
         if image_features is not None:
-            check_choice("image_features", image_features, IMAGE_MODELS)
+            check_choice("image_features", image_features, registered_models())
         if image_source is not None and (image_features is None or not isinstance(image_source, str)):
             raise ValueError(f"image_source={image_source!r} needs image_features= (one of "
                              f"{', '.join(map(repr, IMAGE_MODELS))}) and must be an imagery source name")

@@ -144,11 +144,12 @@ def _validate_images(data: Mapping[str, Any], model: Mapping[str, Any]) -> None:
     """The image features and the fusion keys agree: a fusion (early or a head) needs image features and the
     graph-only model none."""
     from ..models.road.fusion import FUSIONS
+    from ..road.tiles.embed.models import registered_models
     from ..road.tiles.layout import IMAGE_MODELS
 
     images, fusion = data["image_features"], model["fusion"]
     if images != "":
-        check_choice("data.image_features", images, IMAGE_MODELS)
+        check_choice("data.image_features", images, registered_models())
     if not isinstance(data["image_source"], str):
         raise ValueError(f"data.image_source must be an imagery source name ('' for the only one), got "
                          f"{data['image_source']!r}")

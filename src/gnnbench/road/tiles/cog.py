@@ -430,7 +430,8 @@ def blocks_for_window(level: CogLevel, col0: int, row0: int, col1: int, row1: in
     if col0 >= col1 or row0 >= row1:
         return []
     tw, tl = level.tile_width, level.tile_length
-    return [(br, bc) for br in range(row0 // tl, (row1 - 1) // tl + 1) for bc in range(col0 // tw, (col1 - 1) // tw + 1)]
+    return [(br, bc) for br in range(row0 // tl, (row1 - 1) // tl + 1)
+            for bc in range(col0 // tw, (col1 - 1) // tw + 1)]
 
 
 def read_window(level: CogLevel, get_block: GetBlock, col0: int, row0: int, width: int, height: int,

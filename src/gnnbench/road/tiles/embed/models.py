@@ -17,12 +17,15 @@ device by :mod:`.run`. open_clip is imported only when a clip model is built.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..layout import IMAGE_MODELS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -132,9 +135,21 @@ def import_open_clip():
     return open_clip
 
 
+def is_torchscript_archive(path: Path) -> bool:
+    """True for a TorchScript zip (OpenAI's CLIP files): ``torch.load`` then means ``torch.jit.load``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name == "constants.pkl" or name.endswith("/constants.pkl") for name in archive.namelist())
+
+
 def _build_open_clip(spec: ImageModelSpec, checkpoint: Path | None) -> nn.Module:
     open_clip = import_open_clip()
-    model = open_clip.create_model(spec.architecture, pretrained=os.fspath(checkpoint) if checkpoint else None)
+    # OpenAI's own files (ViT-B-32.pt) are TorchScript archives, which torch.load refuses with weights_only=True;
+    # with weights_only=False torch.load hands them to torch.jit.load (no pickled Python objects are loaded).
+    scripted = checkpoint is not None and is_torchscript_archive(checkpoint)
+    model = open_clip.create_model(spec.architecture, pretrained=os.fspath(checkpoint) if checkpoint else None,
+                                   weights_only=not scripted)
     return ImageEncoder(model, encode="encode_image", normalize=spec.normalize)
 
 
@@ -173,7 +188,6 @@ _REGISTRY: dict[str, ImageModelSpec] = {spec.name: spec for spec in (
 )}
 
 #: The built-in model names (``gnnbench embed tiles --model``).
-IMAGE_MODELS: tuple[str, ...] = ("clip-vit-b32", "vit-b16", "resnet18", "resnet50")
 
 
 def get_image_model(name: str | ImageModelSpec) -> ImageModelSpec:

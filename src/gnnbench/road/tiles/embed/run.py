@@ -46,7 +46,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        raise RuntimeError(f"device {device!r}: CUDA is not available here (torch {torch.__version__}); "
+                           f"use --device cpu")
     return resolved
 
 
@@ -135,6 +136,8 @@ def decode_crop(data: bytes, where: str) -> np.ndarray:
 class CropStream(IterableDataset):
     """Batches ``(node ids int64 N, uint8 N x H x W x 3)`` of the crops in ``runs``, one DataLoader worker each.
 
+    A crop that cannot be read or decoded ends the worker's stream with ``(None, message)``.
+
     ``runs``: ``(shard file name, node ids, offsets, sizes)`` with offsets ascending; worker ``k`` of ``W`` takes
     runs ``k, k + W, ...``, so every image is read once, by one worker, sequentially within its shard.
     """
@@ -143,9 +146,15 @@ class CropStream(IterableDataset):
                  batch_size: int) -> None:
         self.directory, self.runs, self.batch_size = Path(directory), runs, int(batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor | None, torch.Tensor | str]]:
         worker = get_worker_info()
         runs = self.runs[worker.id::worker.num_workers] if worker is not None else self.runs
+        try:
+            yield from self._batches(runs)
+        except (OSError, ValueError) as error:  # one line for the caller, not a worker's wrapped traceback
+            yield None, str(error)
+
+    def _batches(self, runs: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         nodes: list[int] = []
         images: list[np.ndarray] = []
         for name, ids, offsets, sizes in runs:
@@ -173,7 +182,7 @@ def _batch(nodes: list[int], images: list[np.ndarray]) -> tuple[torch.Tensor, to
     return torch.tensor(nodes, dtype=torch.int64), torch.from_numpy(np.stack(images))
 
 
-def _runs(index, batch_size: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+def crop_runs(index, batch_size: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """Cut the index rows (sorted by shard, offset) into runs of at most ``RUN_BATCHES`` batches."""
     runs = []
     step = RUN_BATCHES * batch_size
@@ -191,11 +200,13 @@ def run_stream(embedder: Embedder, runs: list, directory: Path, out: np.ndarray,
 
     cuda = embedder.device.type == "cuda"
     loader = DataLoader(CropStream(directory, runs, batch_size), batch_size=None, num_workers=num_workers,
-                        pin_memory=cuda, prefetch_factor=4 if num_workers else None)
+                        pin_memory=cuda, prefetch_factor=2 if num_workers else None)
     done = 0
     with tqdm(total=sum(len(run[1]) for run in runs), unit="img", disable=not progress,
               desc=f"embed {embedder.spec.name}") as bar:
         for nodes, images in loader:
+            if nodes is None:  # a worker could not read or decode a crop: ``images`` is its message
+                raise ValueError(images)
             out[nodes.numpy()] = embedder(images).cpu().numpy()
             done += len(nodes)
             bar.update(len(nodes))
@@ -294,7 +305,7 @@ def embed_tiles(state: str, *, model: str = "clip-vit-b32", weights: str | os.Pa
     nodes_path = base / "tables" / state / "nodes.parquet"
     count = _node_count(nodes_path)
     index = _read_index(directory / INDEX_NAME, count, nodes_path)
-    runs = _runs(index, batch_size)
+    runs = crop_runs(index, batch_size)
     workers = min(os.cpu_count() or 1, len(runs)) if num_workers is None else check_int(
         "num_workers", num_workers, minimum=0)
     workers = workers if workers > 1 or num_workers is not None else 0

@@ -142,6 +142,13 @@ def choose_level(info: CogInfo, item: NaipItem, size_px: int, footprint_m: float
     return best
 
 
+def blocks_for_crop(item: NaipItem, level: CogLevel, lon: float, lat: float, size_px: int,
+                    footprint_m: float) -> list[tuple[int, int]]:
+    """The ``(block_row, block_col)`` of ``level`` that the crop centred on (lon, lat) reads (for planning)."""
+    crop = crop_window(item, lon, lat, size_px, footprint_m, (level.height, level.width))
+    return blocks_for_window(level, crop.col0, crop.row0, crop.col0 + crop.width, crop.row0 + crop.height)
+
+
 def read_crop(item: NaipItem, level: CogLevel, get_block: GetBlock, lon: float, lat: float, size_px: int,
               footprint_m: float, *, bands: Sequence[int] = (0, 1, 2)) -> tuple[np.ndarray, dict[str, Any]]:
     """The crop centred on (lon, lat), ``(size_px, size_px, len(bands))`` uint8 (RGB by default), read from
@@ -230,11 +237,13 @@ def choose_item(items: Sequence[NaipItem] | ItemIndex, lon: float, lat: float, f
 # --------------------------------------------------------------------------- ranged reads
 
 
-def _content_range_total(value: str | None) -> int | None:
-    if not value or "/" not in value:
-        return None
-    total = value.rsplit("/", 1)[1].strip()
-    return int(total) if total.isdigit() else None
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """``(first byte, total size)`` of a ``Content-Range: bytes a-b/total`` header (None where unknown)."""
+    if not value or not value.startswith("bytes ") or "/" not in value:
+        return None, None
+    span, total = value[len("bytes "):].split("/", 1)
+    first = span.split("-", 1)[0].strip()
+    return (int(first) if first.isdigit() else None), (int(total) if total.strip().isdigit() else None)
 
 
 class BlockFetcher:
@@ -288,7 +297,9 @@ class BlockFetcher:
             try:
                 status = response.status_code
                 if status == 206:
-                    total = _content_range_total(response.headers.get("Content-Range"))
+                    first, total = _content_range(response.headers.get("Content-Range"))
+                    if first is not None and first != offset:
+                        raise DownloadError(f"{what}: the server sent bytes from {first}", url=href, status=206)
                     expected = min(length, total - offset) if total is not None else length
                 elif status == 200:
                     size = int(response.headers.get("Content-Length") or -1)
@@ -326,7 +337,10 @@ class BlockFetcher:
                 return self._ranged_get(url, href, offset, length)
             except DownloadError as exc:
                 if exc.status != 403 or self.tokens is None:
-                    raise
+                    if url == href:
+                        raise
+                    # name the file, not the signed URL (keep the token out of messages and logs)
+                    raise DownloadError(str(exc).replace(url, href), url=href, status=exc.status) from exc
                 if attempt == 1:
                     raise DownloadError(f"GET {href}: HTTP 403 again after a SAS token refresh "
                                         f"({self.tokens.url}); the blob store refuses the new token",
@@ -386,9 +400,7 @@ class BlockFetcher:
         info = self.header(item.href)
         check_header(item, info)
         chosen = info.levels[choose_level(info, item, size_px, footprint_m) if level is None else level]
-        crop = crop_window(item, lon, lat, size_px, footprint_m, (chosen.height, chosen.width))
-        keys = blocks_for_window(chosen, crop.col0, crop.row0, crop.col0 + crop.width, crop.row0 + crop.height)
-        raw = self.blocks(item.href, chosen, keys)
+        raw = self.blocks(item.href, chosen, blocks_for_crop(item, chosen, lon, lat, size_px, footprint_m))
 
         def get_block(block_row: int, block_col: int) -> np.ndarray | None:
             data = raw[(block_row, block_col)]
