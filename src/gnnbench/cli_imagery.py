@@ -28,14 +28,23 @@ def add_parsers(download: argparse._SubParsersAction, build: argparse._SubParser
                     "and fetch each tile those crops need into the tile cache, once however many crops share "
                     "it: bounded concurrency, a rate limit, retries on 5xx/429 (Retry-After honoured). A 404, a "
                     "corrupt or a blank tile is recorded and counted, never fatal; a rerun resumes and fetches "
-                    "nothing twice. Sources: usgs-imagery (USGS National Map imagery basemap, public domain, "
+                    "nothing twice. Sources: naip-pc (native NAIP, 0.3-1 m, public domain: windows of the "
+                    "Planetary Computer's COGs, read block by block with anonymous SAS tokens refreshed during the "
+                    "run), naip-usgs (native NAIP, one exactly centred image per crop from the keyless USGS NAIP "
+                    "ImageServer), usgs-imagery (USGS National Map imagery basemap, public domain, "
                     "real tiles to zoom 16, about 1.6-1.9 m/px), xyz (your own template), esri-world-imagery "
                     "and mapbox-satellite (commercial: your own key, their terms printed first), demo (the "
                     "synthetic imagery of --state DEMO, served on loopback).",
         epilog="Example: gnnbench download tiles --state MA --scheduler tcp://scheduler:8786 --rate 20")
     fetch.add_argument("--state", required=True, help=_STATE_HELP)
     fetch.add_argument("--source", choices=SOURCE_NAMES, default=None,
-                       help="imagery source (default: demo for DEMO, else usgs-imagery)")
+                       help="imagery source (default: demo for DEMO, else naip-pc)")
+    fetch.add_argument("--endpoint", default=None,
+                       help="naip-pc: another STAC/SAS API base URL; naip-usgs: another ImageServer URL")
+    fetch.add_argument("--years", type=number(int, "--years", minimum=2000, maximum=2100), nargs=2, default=None,
+                       metavar=("FIRST", "LAST"),
+                       help="NAIP: the imagery years to prefer (default: the state's crash years); per node the "
+                            "covering year nearest to them is chosen and recorded")
     fetch.add_argument("--template", default=None,
                        help="--source xyz: tile URL template with {z}, {x}, {y} (WMTS {TileMatrix}, {TileCol}, "
                             "{TileRow} accepted; {key} is replaced by --api-key)")
@@ -51,8 +60,8 @@ def add_parsers(download: argparse._SubParsersAction, build: argparse._SubParser
                        help="crop size in pixels (default: 256)")
     fetch.add_argument("--footprint", type=number(float, "--footprint", minimum=1.0, maximum=10000.0),
                        default=None,
-                       help="crop footprint in metres (default: the source's native resolution at its zoom; "
-                            "for DEMO 153.6 m); needs at most 1.5x upsampling")
+                       help="crop footprint in metres (default: 153.6 for NAIP and DEMO, i.e. 256 px of 0.6 m; an "
+                            "XYZ source's native resolution at its zoom); needs at most 1.5x upsampling")
     fetch.add_argument("--zoom", type=number(int, "--zoom", minimum=0, maximum=24), default=None,
                        help="tile zoom (default: the coarsest zoom fine enough for --footprint, else the source's "
                             "highest); beyond the source's real tiles is an error before any request")
@@ -119,11 +128,13 @@ def _download_tiles(args: argparse.Namespace) -> int:
                             retry_missing=args.retry_missing, chunk_size=args.chunk_size, template=args.template,
                             max_zoom=args.max_zoom, axis_order=args.axis_order, attribution=args.attribution,
                             licence=args.licence, api_key=args.api_key or os.environ.get("GNNBENCH_IMAGERY_KEY"),
+                            endpoint=args.endpoint, years=tuple(args.years) if args.years else None,
                             progress=not args.no_progress)
     requests = record["requests"]
     outcomes = ", ".join(f"{name} {count}" for name, count in requests["outcomes"].items()) or "none fetched"
-    print(f"{record['state']}: {record['targets']} crops at zoom {record['zoom']} need {record['unique_tiles']} "
-          f"tiles: {requests['from_cache']} already cached, {requests['fetched']} fetched ({outcomes}) with "
+    where = f"zoom {record['plan']['zoom']}" if "zoom" in record["plan"] else record["source"]["info"]["name"]
+    print(f"{record['state']}: {record['targets']} crops ({where}) need {record['unique_tiles']} tiles or blocks: "
+          f"{requests['from_cache']} already cached, {requests['fetched']} fetched ({outcomes}) with "
           f"{requests['http_requests']} HTTP requests, {requests['bytes'] / 1e6:.1f} MB")
     print(f"next: gnnbench build tiles --state {record['state']}")
     return 0
@@ -160,7 +171,8 @@ def _summary(manifest: dict) -> str:
     lines = [f"{parameters['state']}: {counts['ok']} of {counts['targets']} crops ok" + (f" ({lost})" if lost else ""),
              f"  source: {source['name']} ({source['provider']}); licence: {source['licence']}",
              f"  attribution: {source['attribution']}",
-             f"  crops: {crop['size_px']} px, zoom {parameters['zoom']}, "
+             f"  crops: {crop['size_px']} px, "
+             + (f"zoom {parameters['plan']['zoom']}, " if "zoom" in parameters["plan"] else "")
              + (f"{resolution.get('m_per_px_median', float('nan')):.2f} m/px" if resolution else "no crop ok")
              + f", {crop['format']}, {len([name for name in manifest['files'] if name.startswith('shard-')])} shard(s)"]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """The on-disk tile cache: one file per fetched tile, or a marker saying why there is none.
 
-``ROOT/imagery/cache/{source_key}/{z}/{x}/{y}.tile`` holds the bytes as served; ``{y}.missing`` a JSON marker
+``ROOT/imagery/cache/{source_key}/{z}/{x}/{y}.tile`` holds a tile's bytes as served (other sources' keys
+nest the same way: ``{item}/{level}/{row}/{col}.tile`` for a COG block); ``{y}.missing`` a JSON marker
 ``{"reason", "status", "url"}`` for a tile that is missing, corrupt, blank or failed. Files are written
 atomically, so a killed run leaves no partial tile; a rerun skips every key that has a file or a marker, so
 nothing is fetched twice (``retry_missing`` refetches the ``failed`` and ``corrupt`` ones, never a 404).
@@ -15,7 +16,7 @@ from typing import Any
 
 from ...io.files import atomic_path
 
-TileKey = tuple[int, int, int]  # (z, x, y)
+TileKey = tuple  # (z, x, y) for XYZ tiles; a source's own tuple of names and numbers otherwise
 RETRYABLE = ("failed", "corrupt")
 
 
@@ -26,8 +27,8 @@ class TileCache:
         self.directory = Path(directory)
 
     def path(self, key: TileKey) -> Path:
-        z, x, y = key
-        return self.directory / str(z) / str(x) / f"{y}.tile"
+        *folders, name = (str(part) for part in key)
+        return self.directory.joinpath(*folders, f"{name}.tile")
 
     def marker_path(self, key: TileKey) -> Path:
         return self.path(key).with_suffix(".missing")

@@ -78,12 +78,27 @@ def filter_pad(ratio: float) -> int:
     return 0 if ratio == 1.0 else int(math.ceil(max(1.0, ratio))) + 1
 
 
-class TileReader:
-    """Decoded tiles from the cache with a small LRU (crops sorted in Morton order share most tiles)."""
+def decode_tile(key: TileKey, data: bytes) -> np.ndarray:
+    """A Web-Mercator tile's RGB pixels (:class:`ValueError` when undecodable or not 256 px)."""
+    rgb = decode_rgb(data)
+    if rgb.shape[:2] != (TILE_SIZE, TILE_SIZE):
+        raise TileSizeError(f"tile {key}: {rgb.shape[1]} x {rgb.shape[0]} px; gnnbench reads {TILE_SIZE}-px "
+                            f"Web-Mercator tiles (use the service's 256-px endpoint, not @2x/512)")
+    return rgb
 
-    def __init__(self, cache: TileCache, capacity: int = 256) -> None:
+
+class TileSizeError(RuntimeError):
+    """A tile service serves tiles of another size than 256 px: a configuration error, not a bad tile."""
+
+
+class TileReader:
+    """Decoded tiles (or COG blocks) from the cache with a small LRU (targets in Morton order share most)."""
+
+    def __init__(self, cache: TileCache, capacity: int = 256,
+                 decode: Callable[[TileKey, bytes], np.ndarray] = decode_tile) -> None:
         self.cache = cache
         self.capacity = capacity
+        self.decode = decode
         self._tiles: OrderedDict[TileKey, tuple[str, np.ndarray | None]] = OrderedDict()
 
     def get(self, key: TileKey) -> tuple[str, np.ndarray | None]:
@@ -94,13 +109,9 @@ class TileReader:
         data = self.cache.read(key)
         if data is not None:
             try:
-                entry = ("ok", decode_rgb(data))
+                entry = ("ok", self.decode(key, data))
             except ValueError:
                 entry = ("corrupt", None)
-            if entry[1] is not None and entry[1].shape[:2] != (TILE_SIZE, TILE_SIZE):
-                raise ValueError(f"{self.cache.path(key)}: a {entry[1].shape[1]} x {entry[1].shape[0]} px tile; "
-                                 f"gnnbench reads {TILE_SIZE}-px Web-Mercator tiles (use the service's 256-px "
-                                 f"endpoint, not @2x/512)")
         else:
             marker = self.cache.marker(key)
             entry = (marker.get("reason", "failed") if marker else "not_fetched", None)

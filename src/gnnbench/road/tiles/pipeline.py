@@ -29,15 +29,13 @@ from ...parallel import map_chunks, open_client
 from ..states import region_code
 from .cache import TileCache
 from .contact_sheet import write_contact_sheet
-from .crops import CropSpec, TileReader, assemble, encode
+from .crops import CropSpec, encode
 from .fetch import FetchReport, fetch_tiles
-from .geometry import metres_per_pixel
 from .layout import (IMAGERY_MANIFEST_KIND, INDEX_NAME, MANIFEST_NAME, cache_dir, imagery_dir, road_root,
                      shard_dir)
-from .plan import make_plan, read_targets
+from .plan import read_targets
 from .shards import target_key, write_shard
-from .sources import get_source
-from .sources.xyz import XyzSource
+from .sources import ImagerySource, get_source, source_from_description
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +45,8 @@ INDEX_COLUMNS = ("node_id", "kind", "status", "shard", "offset", "size", "lon", 
 
 
 def default_source(state: str) -> str:
-    return "demo" if state == "DEMO" else "usgs-imagery"
+    """``demo`` for the demo region, else native NAIP from the Planetary Computer."""
+    return "demo" if state == "DEMO" else "naip-pc"
 
 
 @contextmanager
@@ -76,9 +75,14 @@ def download_tiles(state: str, *, source: str | None = None, spec: CropSpec = Cr
                    concurrency: int = 8, rate: float = 10.0, retry_missing: bool = False, chunk_size: int = 4096,
                    template: str | None = None, max_zoom: int | None = None, axis_order: str | None = None,
                    api_key: str | None = None, attribution: str = "", licence: str | None = None,
+                   endpoint: str | None = None, years: tuple[int, int] | None = None,
                    progress: bool = False) -> dict[str, Any]:
-    """Fetch every tile the crops of ``state`` need into the tile cache; returns the report (also written to
-    ``imagery_dir/download.json``, which :func:`build_tiles` reads)."""
+    """Fetch every tile (or COG block, or exported image) the crops of ``state`` need into the cache; returns the
+    report (also written to ``imagery_dir/download.json``, which :func:`build_tiles` reads).
+
+    ``endpoint``: another address for a NAIP service (the STAC/SAS API, or the ImageServer); ``years``: the
+    imagery years to prefer (default: the state's crash years).
+    """
     state = region_code(state, tables=road_root(root) / "tables")
     root = road_root(root)
     name = source or default_source(state)
@@ -86,15 +90,17 @@ def download_tiles(state: str, *, source: str | None = None, spec: CropSpec = Cr
         if name == "demo":
             template = stack.enter_context(_demo_imagery(stack))
             rate = 0.0  # the loopback server is this process's own: no rate limit
-        tile_source = get_source(name, template=template, max_zoom=max_zoom, axis_order=axis_order,
-                                 api_key=api_key, attribution=attribution, licence=licence)
+        tile_source = get_source(name, state=state, template=template, max_zoom=max_zoom, axis_order=axis_order,
+                                 api_key=api_key, attribution=attribution, licence=licence, endpoint=endpoint,
+                                 years=years)
         if tile_source.info.terms:
             logger.warning("%s", tile_source.info.terms)
         started = time.perf_counter()
-        plan = make_plan(read_targets(_tables_dir(root, state), spec.targets), tile_source, spec,
-                         chunk_size=chunk_size)
-        planned = time.perf_counter()
         cache = cache_dir(root, tile_source.key)
+        plan = tile_source.plan(read_targets(_tables_dir(root, state), spec.targets), spec,
+                                chunk_size=chunk_size, cache=cache, online=True)
+        planned = time.perf_counter()
+        plan_requests = tile_source.stats().get("requests", 0)  # e.g. the COG headers NAIP reads
         report = FetchReport()
         with open_client(scheduler, workers) as client:
             shares = len(client.scheduler_info()["workers"]) if client is not None else 1
@@ -103,9 +109,9 @@ def download_tiles(state: str, *, source: str | None = None, spec: CropSpec = Cr
                                       concurrency=concurrency, rate=rate / max(1, shares),
                                       retry_missing=retry_missing, loopback=loopback_only()):
                 report.merge(part)
-    record = {"state": state, "source": _source_record(tile_source, name), "crop": asdict(spec),
-              "zoom": plan.zoom, "chunk_size": chunk_size, "targets": len(plan.targets),
-              "unique_tiles": plan.unique_tiles, "requests": report.as_dict(),
+    record = {"state": state, "source": {"name": name, **tile_source.describe()}, "crop": asdict(spec),
+              "plan": plan.parameters, "chunk_size": chunk_size, "targets": len(plan.targets),
+              "unique_tiles": plan.unique_tiles, "requests": {**report.as_dict(), "plan_requests": plan_requests},
               "timing": {"plan_s": round(planned - started, 3), "fetch_s": round(time.perf_counter() - planned, 3)}}
     out = imagery_dir(root, state, tile_source.key)
     with atomic_path(out / DOWNLOAD_RECORD) as temporary:
@@ -113,17 +119,11 @@ def download_tiles(state: str, *, source: str | None = None, spec: CropSpec = Cr
     return record
 
 
-def _source_record(source: XyzSource, name: str) -> dict[str, Any]:
-    template = source.template.replace(source.api_key, "{key}") if source.api_key else source.template
-    return {"name": name, "key": source.key, "template": template, "axis_order": source.axis_order,
-            "max_zoom": source.max_zoom, "min_zoom": source.min_zoom, "info": asdict(source.info)}
-
-
-def _fetch_chunk(keys: list, *, source: XyzSource, cache: str, concurrency: int, rate: float, retry_missing: bool,
+def _fetch_chunk(keys: list, *, source: ImagerySource, cache: str, concurrency: int, rate: float, retry_missing: bool,
                  loopback: bool) -> FetchReport:
     with loopback_allowed() if loopback else ExitStack():
-        return fetch_tiles(source, [tuple(key) for key in keys], TileCache(cache), concurrency=concurrency,
-                           rate=rate, retry_missing=retry_missing)
+        return fetch_tiles(source.bind(Path(cache)), [tuple(key) for key in keys], TileCache(cache),
+                           concurrency=concurrency, rate=rate, retry_missing=retry_missing)
 
 
 def read_download_record(root: str | os.PathLike | None, state: str, source_key: str) -> dict[str, Any]:
@@ -132,14 +132,6 @@ def read_download_record(root: str | os.PathLike | None, state: str, source_key:
         raise FileNotFoundError(f"{path}: no tiles downloaded for {state} from {source_key}; run "
                                 f"`gnnbench download tiles --state {state}` first")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _recorded_source(record: dict[str, Any]) -> XyzSource:
-    info = record["source"]
-    from .sources.xyz import SourceInfo
-
-    return XyzSource(template=info["template"], max_zoom=info["max_zoom"], min_zoom=info["min_zoom"],
-                     axis_order=info["axis_order"], info=SourceInfo(**info["info"]))
 
 
 def build_tiles(state: str, *, source: str | None = None, root: str | os.PathLike | None = None,
@@ -154,27 +146,27 @@ def build_tiles(state: str, *, source: str | None = None, root: str | os.PathLik
     state = region_code(state, tables=root / "tables")
     key = _source_key(root, state, source)
     record = read_download_record(root, state, key)
-    tile_source = _recorded_source(record)
+    tile_source = source_from_description(record["source"])
     if not tile_source.info.redistributable and tile_source.info.commercial and not accept_terms:
         raise PermissionError(f"{tile_source.info.terms} Pass --accept-terms to write crops for your own use.")
     spec = CropSpec(**record["crop"])
     started = time.perf_counter()
-    plan = make_plan(read_targets(root / "tables" / state, spec.targets), tile_source, spec,
-                     chunk_size=record["chunk_size"])
     cache = TileCache(cache_dir(root, tile_source.key))
+    plan = tile_source.plan(read_targets(root / "tables" / state, spec.targets), spec,
+                            chunk_size=record["chunk_size"], cache=cache.directory, online=False)
     unfetched = sum(not cache.has(tile) for chunk in plan.fetch_chunks for tile in chunk)
     if unfetched:
         raise FileNotFoundError(f"{unfetched} of {plan.unique_tiles} tiles of {state} were never fetched into "
                                 f"{cache.directory}; run `gnnbench download tiles --state {state}` again (it resumes)")
     out = imagery_dir(root, state, key)
     shards = shard_dir(root, state, key)
-    columns = ["target_id", "kind", "lon", "lat", "x", "y", "ratio"]
-    chunks = [(index, plan.targets.loc[plan.targets["chunk"] == index, columns]) for index in range(plan.chunks)]
+    chunks = [(index, plan.targets[plan.targets["chunk"] == index].drop(columns="chunk"))
+              for index in range(plan.chunks)]
     rows: list[dict[str, Any]] = []
     with open_client(scheduler, workers) as client:
         for _, part in map_chunks(_crop_chunk, chunks, client=client, desc="crop tiles", progress=progress,
-                                  zoom=plan.zoom, spec=spec, cache=str(cache.directory), shards=str(shards),
-                                  source_id=tile_source.info.id):
+                                  source=tile_source, parameters=plan.parameters, spec=spec,
+                                  cache=str(cache.directory), shards=str(shards)):
             rows.extend(part)
     cropped = time.perf_counter()
     index = pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).sort_values(["kind", "node_id"], kind="stable")
@@ -192,10 +184,10 @@ def build_tiles(state: str, *, source: str | None = None, root: str | os.PathLik
             files["contact_sheet"] = file_record(sheet)
     write_manifest(out / MANIFEST_NAME, kind=IMAGERY_MANIFEST_KIND, layout=IMAGERY_LAYOUT,
                    parameters={"state": state, "source": record["source"], "crop": record["crop"],
-                               "zoom": plan.zoom, "chunk_size": record["chunk_size"],
+                               "plan": plan.parameters, "chunk_size": record["chunk_size"],
                                "tables": {"nodes_sha256": sha256_file(root / "tables" / state / "nodes.parquet")}},
                    files=files, source=record["source"]["info"], counts=_counts(index),
-                   requests=record["requests"], resolution=_resolution(index), years={"unknown": int(len(index))},
+                   requests=record["requests"], resolution=_resolution(index), years=_years(index),
                    timing={**record["timing"], "crop_s": round(cropped - started, 3)})
     return out
 
@@ -228,31 +220,29 @@ def _remove_stale_shards(shards: Path, count: int) -> None:
             path.with_suffix(".json").unlink(missing_ok=True)
 
 
-def _crop_chunk(chunk: tuple[int, pd.DataFrame], *, zoom: int, spec: CropSpec, cache: str, shards: str,
-                source_id: str) -> list[dict[str, Any]]:
+def _crop_chunk(chunk: tuple[int, pd.DataFrame], *, source: ImagerySource, parameters: dict[str, Any],
+                spec: CropSpec, cache: str, shards: str) -> list[dict[str, Any]]:
     """Crops of one chunk into its shard (skipped when a finished shard with a matching record exists)."""
     number, targets = chunk
     shard = Path(shards) / _shard_name(number)
     done = shard.with_suffix(".json")
     fingerprint = {"targets": targets["target_id"].tolist(), "kinds": targets["kind"].tolist(),
-                   "zoom": zoom, "crop": asdict(spec), "source": source_id}
+                   "plan": parameters, "crop": asdict(spec), "source": source.key}
     if shard.is_file() and done.is_file():
         saved = json.loads(done.read_text(encoding="utf-8"))
         if saved.get("fingerprint") == fingerprint and saved.get("sha256") == sha256_file(shard):
             return saved["rows"]
-    reader = TileReader(TileCache(cache))
     samples, rows = [], []
-    for target in targets.itertuples(index=False):
-        status, rgb, dx, dy = assemble(target.x, target.y, zoom, spec.size_px, target.ratio, reader.get)
-        m_per_px = float(metres_per_pixel(target.lat, zoom)) * target.ratio
+    crops = source.crops(targets, spec, parameters, Path(cache))
+    for target, (status, rgb, meta) in zip(targets.itertuples(index=False), crops):
         row = {"node_id": int(target.target_id), "kind": target.kind, "status": status, "shard": "", "offset": -1,
-               "size": 0, "lon": float(target.lon), "lat": float(target.lat), "year": -1,
-               "m_per_px": round(m_per_px, 6), "dx": round(dx, 6), "dy": round(dy, 6)}
+               "size": 0, "lon": float(target.lon), "lat": float(target.lat), "year": int(meta.get("year", -1)),
+               "m_per_px": float(meta.get("m_per_px", float("nan"))), "dx": float(meta.get("dx", 0.0)),
+               "dy": float(meta.get("dy", 0.0))}
         if status == "ok":
             key = target_key(target.kind, target.target_id)
-            meta = {"lon": row["lon"], "lat": row["lat"], "zoom": zoom, "m_per_px": row["m_per_px"],
-                    "dx": row["dx"], "dy": row["dy"], "source": source_id}
-            samples.append((key, spec.format, encode(rgb, spec.format), meta))
+            samples.append((key, spec.format, encode(rgb, spec.format),
+                            {"lon": row["lon"], "lat": row["lat"], "source": source.key, **meta}))
         rows.append(row)
     entries = {entry.key: entry for entry in write_shard(shard, samples)}
     for row in rows:
@@ -269,6 +259,13 @@ def _counts(index: pd.DataFrame) -> dict[str, Any]:
     counts = Counter(index["status"].tolist())
     return {"targets": int(len(index)), **{status: int(counts.get(status, 0)) for status in
                                            ("ok", "missing", "out_of_coverage", "corrupt", "blank", "failed")}}
+
+
+def _years(index: pd.DataFrame) -> dict[str, int]:
+    """Crops per imagery year (``unknown`` where the source does not say, e.g. a tile basemap)."""
+    years = index.loc[index["status"] == "ok", "year"]
+    counts = Counter("unknown" if year < 0 else str(year) for year in years.tolist())
+    return dict(sorted(counts.items()))
 
 
 def _resolution(index: pd.DataFrame) -> dict[str, float]:

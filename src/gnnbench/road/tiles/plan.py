@@ -7,7 +7,8 @@ requests equal the unique tiles, however many crops share each one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +17,19 @@ import pandas as pd
 from .cache import TileKey
 from .crops import CropSpec, filter_pad, tiles_of_window, window
 from .geometry import global_pixel, metres_per_pixel, morton, zoom_for
-from .sources.xyz import XyzSource
 
 MAX_UPSAMPLING = 1.5
 
 
 @dataclass
 class Plan:
-    """Targets with their global pixels and chunk, the tiles each needs, and the disjoint fetch chunks."""
+    """Targets in chunks with what their crops need (the source's columns), the keys (tiles, blocks) each
+    target needs, the disjoint fetch chunks, and the parameters that the crops depend on (e.g. the zoom)."""
 
-    zoom: int
-    targets: pd.DataFrame  # target_id, kind, lon, lat, x, y, ratio, chunk (sorted by chunk, then Morton order)
+    targets: pd.DataFrame  # target_id, kind, lon, lat, chunk, + the source's columns (sorted by chunk)
     tiles: list[list[TileKey]]  # per target row
     fetch_chunks: list[list[TileKey]]
+    parameters: dict = field(default_factory=dict)
 
     @property
     def chunks(self) -> int:
@@ -74,7 +75,7 @@ def _edge_midpoints(tables: Path, nodes: pd.DataFrame) -> pd.DataFrame:
                          "lat": mid_lat})
 
 
-def make_plan(targets: pd.DataFrame, source: XyzSource, spec: CropSpec, *, chunk_size: int = 4096) -> Plan:
+def make_plan(targets: pd.DataFrame, source: Any, spec: CropSpec, *, chunk_size: int = 4096) -> Plan:
     """Choose the zoom, place every target's crop, and split the work into chunks."""
     if chunk_size < 1:
         raise ValueError(f"chunk size must be positive, got {chunk_size}")
@@ -106,11 +107,17 @@ def make_plan(targets: pd.DataFrame, source: XyzSource, spec: CropSpec, *, chunk
     frame["chunk"] = np.arange(len(frame)) // chunk_size
     tiles = [tiles_of_window(zoom, *window(px, py, spec.size_px, r), pad=filter_pad(r))
              for px, py, r in zip(frame["x"].tolist(), frame["y"].tolist(), frame["ratio"].tolist())]
+    return Plan(targets=frame, tiles=tiles, fetch_chunks=disjoint_fetch_chunks(frame["chunk"].tolist(), tiles),
+                parameters={"zoom": zoom})
+
+
+def disjoint_fetch_chunks(chunks: list[int], keys_per_target: list[list[TileKey]]) -> list[list[TileKey]]:
+    """Each unique key in the fetch chunk of the first crop chunk that needs it (so no key is fetched twice)."""
     seen: set[TileKey] = set()
-    fetch_chunks: list[list[TileKey]] = [[] for _ in range(int(frame["chunk"].max()) + 1 if len(frame) else 0)]
-    for chunk, keys in zip(frame["chunk"].tolist(), tiles):
+    fetch_chunks: list[list[TileKey]] = [[] for _ in range(max(chunks) + 1 if chunks else 0)]
+    for chunk, keys in zip(chunks, keys_per_target):
         for key in keys:
             if key not in seen:
                 seen.add(key)
                 fetch_chunks[chunk].append(key)
-    return Plan(zoom=zoom, targets=frame, tiles=tiles, fetch_chunks=fetch_chunks)
+    return fetch_chunks

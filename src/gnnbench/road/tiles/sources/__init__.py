@@ -1,13 +1,33 @@
-"""Imagery sources behind one interface: the registry that turns a source name and options into a source."""
+"""Imagery sources behind one interface (:class:`ImagerySource`), and the registry that makes one from a name.
+
+=================  ==========================================================================================
+``naip-pc``        native NAIP (0.3-1 m, public domain) as COG windows from the Planetary Computer (STAC + SAS)
+``naip-usgs``      native NAIP, one exactly centred image per crop from the keyless USGS NAIP ImageServer
+``usgs-imagery``   the keyless USGS imagery basemap (XYZ, real tiles to zoom 16, about 1.6-1.9 m/px)
+``xyz``            any XYZ/WMTS template the user supplies (``--template``, ``--max-zoom``)
+``esri-world-imagery``, ``mapbox-satellite``  commercial, with the user's own key; their terms printed first
+``demo``           the synthetic imagery of the demo region, rendered by a loopback server
+=================  ==========================================================================================
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
 
+import numpy as np
+import pandas as pd
+import requests
+
+from ....io.http import RetryPolicy
+from ..cache import TileKey
+from ..crops import CropSpec
+from ..plan import Plan
 from .xyz import COMMERCIAL, USGS_IMAGERY, SourceInfo, TileZoomError, XyzSource, user_source
 
-#: source names the CLI accepts (``demo`` is the synthetic imagery of the demo region, served on loopback)
-SOURCE_NAMES = ("usgs-imagery", "xyz", "esri-world-imagery", "mapbox-satellite", "demo")
+SOURCE_NAMES = ("naip-pc", "naip-usgs", "usgs-imagery", "xyz", "esri-world-imagery", "mapbox-satellite", "demo")
 
 DEMO_INFO = SourceInfo(
     id="demo", name="gnnbench demo imagery (synthetic)", provider="gnnbench (rendered from the demo road network)",
@@ -16,10 +36,40 @@ DEMO_INFO = SourceInfo(
 DEMO_MAX_ZOOM = 18
 
 
-def get_source(name: str, *, template: str | None = None, max_zoom: int | None = None,
+class ImagerySource(Protocol):
+    """What the pipeline asks of a source: a plan (keys per target), fetching and checking one key, the crops.
+
+    ``key`` names its cache directory; ``describe()`` is JSON that :func:`source_from_description` turns back
+    into the source, offline (for ``build tiles``), and never holds a secret.
+    """
+
+    info: SourceInfo
+    key: str
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def plan(self, targets: pd.DataFrame, spec: CropSpec, *, chunk_size: int, cache: Path, online: bool) -> Plan: ...
+
+    def bind(self, cache: Path) -> ImagerySource: ...
+
+    def key_url(self, key: TileKey) -> str: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+    def fetch_key(self, key: TileKey, session: requests.Session, retry: RetryPolicy) -> bytes: ...
+
+    def check_key(self, key: TileKey, data: bytes) -> str: ...
+
+    def crops(self, targets: pd.DataFrame, spec: CropSpec, parameters: dict[str, Any],
+              cache: Path) -> Iterator[tuple[str, np.ndarray | None, dict[str, Any]]]: ...
+
+
+def get_source(name: str, *, state: str | None = None, template: str | None = None, max_zoom: int | None = None,
                axis_order: str | None = None, api_key: str | None = None, attribution: str = "",
-               licence: str | None = None) -> XyzSource:
-    """The source called ``name``; ``xyz`` needs ``template`` and ``max_zoom``; commercial ones need a key."""
+               licence: str | None = None, endpoint: str | None = None,
+               years: tuple[int, int] | None = None) -> ImagerySource:
+    """The source called ``name``; ``xyz`` needs ``template`` and ``max_zoom``; commercial ones need a key; the
+    NAIP sources take another ``endpoint`` and the ``years`` to prefer (default: the state's crash years)."""
     if name == "usgs-imagery":
         return USGS_IMAGERY
     if name in COMMERCIAL:
@@ -35,7 +85,29 @@ def get_source(name: str, *, template: str | None = None, max_zoom: int | None =
         if not template:
             raise ValueError("the demo imagery source is served by gnnbench itself; use --state DEMO")
         return XyzSource(template=template, max_zoom=DEMO_MAX_ZOOM, axis_order="zyx", info=DEMO_INFO)
+    if name in ("naip-pc", "naip-usgs"):
+        from .naip import NaipPcSource, NaipUsgsSource, state_years
+
+        if state is None:
+            raise ValueError(f"{name} needs the state (its UTM zone and crash years)")
+        chosen = tuple(years) if years else state_years(state)
+        if name == "naip-pc":
+            return NaipPcSource.create(state, endpoint=endpoint, years=chosen)
+        return NaipUsgsSource.create(state, endpoint=endpoint, years=chosen)
     raise ValueError(f"unknown imagery source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")
 
 
-__all__ = ["SOURCE_NAMES", "SourceInfo", "TileZoomError", "XyzSource", "get_source"]
+def source_from_description(description: dict[str, Any]) -> ImagerySource:
+    """The source a download recorded (``describe()``), rebuilt without any request."""
+    kind = description.get("kind")
+    if kind == "xyz":
+        return XyzSource.from_description(description)
+    if kind in ("naip-pc", "naip-usgs"):
+        from .naip import NaipPcSource, NaipUsgsSource
+
+        return (NaipPcSource if kind == "naip-pc" else NaipUsgsSource).from_description(description)
+    raise ValueError(f"unknown imagery source kind {kind!r} in a download record")
+
+
+__all__ = ["SOURCE_NAMES", "ImagerySource", "SourceInfo", "TileZoomError", "XyzSource", "get_source",
+           "source_from_description"]

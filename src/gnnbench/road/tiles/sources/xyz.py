@@ -5,9 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
+import requests
+
+from ....io.http import RetryPolicy, get
+from ..cache import TileCache, TileKey
+from ..crops import CropSpec, TileReader, assemble
 from ..geometry import metres_per_pixel
+from ..plan import Plan, make_plan
+from ..validate import check_tile
 
 _FIELDS = re.compile(r"\{(z|x|y|s|TileMatrix|TileRow|TileCol|key)\}")
 AXIS_ORDERS = ("zyx", "zxy")
@@ -94,6 +106,49 @@ class XyzSource:
         values = {"z": z, "x": x, "y": y, "TileMatrix": z, "TileCol": x, "TileRow": y, "s": "abc"[(x + y) % 3],
                   "key": self.api_key or ""}
         return _FIELDS.sub(lambda match: str(values[match.group(1)]), self.template)
+
+    # -- the imagery pipeline's interface (gnnbench.road.tiles.pipeline) -------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """What rebuilds this source offline (:func:`from_description`); never the API key."""
+        return {"kind": "xyz", "key": self.key, "template": self.template, "axis_order": self.axis_order,
+                "max_zoom": self.max_zoom, "min_zoom": self.min_zoom, "info": asdict(self.info)}
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> XyzSource:
+        return cls(template=description["template"], max_zoom=description["max_zoom"],
+                   min_zoom=description["min_zoom"], axis_order=description["axis_order"],
+                   info=SourceInfo(**description["info"]))
+
+    def plan(self, targets: pd.DataFrame, spec: CropSpec, *, chunk_size: int, cache: Path, online: bool) -> Plan:
+        """Tiles per target at one zoom, in Morton order (needs no request)."""
+        return make_plan(targets, self, spec, chunk_size=chunk_size)
+
+    def bind(self, cache: Path) -> XyzSource:
+        """Nothing to remember: a tile's URL is all it needs."""
+        return self
+
+    def key_url(self, key: TileKey) -> str:
+        return self.url(*key)
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+    def fetch_key(self, key: TileKey, session: requests.Session, retry: RetryPolicy) -> bytes:
+        return get(self.url(*key), session=session, retry=retry).content
+
+    def check_key(self, key: TileKey, data: bytes) -> str:
+        return check_tile(data)[0]
+
+    def crops(self, targets: pd.DataFrame, spec: CropSpec, parameters: dict[str, Any],
+              cache: Path) -> Iterator[tuple[str, np.ndarray | None, dict[str, Any]]]:
+        """``(status, rgb, metadata)`` per target row, stitched from the cached tiles."""
+        reader = TileReader(TileCache(cache))
+        zoom = parameters["zoom"]
+        for target in targets.itertuples(index=False):
+            status, rgb, dx, dy = assemble(target.x, target.y, zoom, spec.size_px, target.ratio, reader.get)
+            m_per_px = float(metres_per_pixel(target.lat, zoom)) * target.ratio
+            yield status, rgb, {"zoom": zoom, "year": -1, "m_per_px": round(m_per_px, 6), "dx": round(dx, 6),
+                                "dy": round(dy, 6)}
 
 
 USGS_IMAGERY = XyzSource(
