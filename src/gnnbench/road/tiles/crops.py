@@ -53,12 +53,12 @@ class CropSpec:
 def window(x: float, y: float, size_px: int, ratio: float) -> tuple[float, float, float, float]:
     """The source window ``(x0, y0, x1, y1)`` in global pixels of a crop centred on ``(x, y)``.
 
-    Native crops (``ratio == 1``) snap to whole pixels so that the point lies in output pixel ``size_px // 2``
-    (within half a pixel of the centre).
+    Native crops (``ratio == 1``) snap to whole pixels: the window whose centre is nearest the point, so the
+    point lies within half a pixel of the crop's centre (for any size, odd or even).
     """
     if ratio == 1.0:
-        x0 = math.floor(x + 0.5) - size_px // 2
-        y0 = math.floor(y + 0.5) - size_px // 2
+        x0 = math.floor(x - size_px / 2 + 0.5)
+        y0 = math.floor(y - size_px / 2 + 0.5)
         return x0, y0, x0 + size_px, y0 + size_px
     half = ratio * size_px / 2
     return x - half, y - half, x + half, y + half

@@ -55,7 +55,7 @@ def zoom_for(lat: float, size_px: int, footprint_m: float, max_zoom: int) -> int
 def tile_span(start: np.ndarray, stop: np.ndarray, tile_size: int = TILE_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """First and last tile index covering global pixels ``[start, stop)`` (per axis)."""
     first = np.floor(np.asarray(start) / tile_size).astype(np.int64)
-    last = np.floor((np.asarray(stop) - 1e-9) / tile_size).astype(np.int64)
+    last = np.ceil(np.asarray(stop) / tile_size).astype(np.int64) - 1  # dividing by 256 is exact: no epsilon
     return first, last
 
 

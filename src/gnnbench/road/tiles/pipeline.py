@@ -8,6 +8,7 @@ kept, and a rerun does only what is left.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -160,7 +161,9 @@ def build_tiles(state: str, *, source: str | None = None, root: str | os.PathLik
                                 f"{cache.directory}; run `gnnbench download tiles --state {state}` again (it resumes)")
     out = imagery_dir(root, state, key)
     shards = shard_dir(root, state, key)
-    chunks = [(index, plan.targets[plan.targets["chunk"] == index].drop(columns="chunk"))
+    chunk_of = plan.targets["chunk"].to_numpy()
+    chunks = [(index, plan.targets[chunk_of == index].drop(columns="chunk"),
+               sorted({key for row in np.flatnonzero(chunk_of == index) for key in plan.tiles[row]}, key=str))
               for index in range(plan.chunks)]
     rows: list[dict[str, Any]] = []
     with open_client(scheduler, workers) as client:
@@ -220,14 +223,16 @@ def _remove_stale_shards(shards: Path, count: int) -> None:
             path.with_suffix(".json").unlink(missing_ok=True)
 
 
-def _crop_chunk(chunk: tuple[int, pd.DataFrame], *, source: ImagerySource, parameters: dict[str, Any],
+def _crop_chunk(chunk: tuple[int, pd.DataFrame, list], *, source: ImagerySource, parameters: dict[str, Any],
                 spec: CropSpec, cache: str, shards: str) -> list[dict[str, Any]]:
-    """Crops of one chunk into its shard (skipped when a finished shard with a matching record exists)."""
-    number, targets = chunk
+    """Crops of one chunk into its shard (skipped when a finished shard with a matching record exists: same
+    targets, plan and crop, and the same state of every tile it reads, so a tile fetched again is used)."""
+    number, targets, keys = chunk
     shard = Path(shards) / _shard_name(number)
     done = shard.with_suffix(".json")
     fingerprint = {"targets": targets["target_id"].tolist(), "kinds": targets["kind"].tolist(),
-                   "plan": parameters, "crop": asdict(spec), "source": source.key}
+                   "plan": parameters, "crop": asdict(spec), "source": source.key,
+                   "tiles": _cache_state(TileCache(cache), keys)}
     if shard.is_file() and done.is_file():
         saved = json.loads(done.read_text(encoding="utf-8"))
         if saved.get("fingerprint") == fingerprint and saved.get("sha256") == sha256_file(shard):
@@ -255,6 +260,19 @@ def _crop_chunk(chunk: tuple[int, pd.DataFrame], *, source: ImagerySource, param
     return rows
 
 
+def _cache_state(cache: TileCache, keys: list) -> str:
+    """A digest of which of ``keys`` are in the cache and why the others are not."""
+    digest = hashlib.sha256()
+    for key in keys:
+        if cache.path(key).is_file():
+            state = "ok"
+        else:
+            marker = cache.marker(key)
+            state = marker.get("reason") if marker else "absent"
+        digest.update(f"{key}:{state};".encode())
+    return digest.hexdigest()
+
+
 def _counts(index: pd.DataFrame) -> dict[str, Any]:
     counts = Counter(index["status"].tolist())
     return {"targets": int(len(index)), **{status: int(counts.get(status, 0)) for status in
@@ -280,5 +298,8 @@ def info_tiles(state: str, *, source: str | None = None, root: str | os.PathLike
     """The imagery manifest of ``state`` (checked), for ``gnnbench info tiles``."""
     root = road_root(root)
     key = _source_key(root, state, source)
-    return read_manifest(imagery_dir(root, state, key) / MANIFEST_NAME, kinds=(IMAGERY_MANIFEST_KIND,),
-                         layout=IMAGERY_LAYOUT)
+    path = imagery_dir(root, state, key) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: tiles of {state} were downloaded but no crops were built; run "
+                                f"`gnnbench build tiles --state {state} --source {key}`")
+    return read_manifest(path, kinds=(IMAGERY_MANIFEST_KIND,), layout=IMAGERY_LAYOUT)

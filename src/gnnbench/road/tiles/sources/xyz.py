@@ -128,7 +128,9 @@ class XyzSource:
         return self
 
     def key_url(self, key: TileKey) -> str:
-        return self.url(*key)
+        """The tile's URL as reports and markers record it: an API key shows as ``{key}``."""
+        url = self.url(*key)
+        return url.replace(self.api_key, "{key}") if self.api_key else url
 
     def stats(self) -> dict[str, int]:
         return {}
