@@ -126,6 +126,30 @@ def test_embeddings_are_in_node_order_whatever_the_batching(crops, batch_size, w
     assert parameters["dtype"] == "float32" and parameters["amp"] is False  # fp32 on the CPU even with amp=True
 
 
+def test_embeddings_on_dask_equal_the_single_process_ones(crops, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    from gnnbench.road.tiles.embed import run
+
+    root, images = crops
+    single = read_embeddings(embed_tiles(STATE, model="tiny-cnn", weights="random", root=root, device="cpu",
+                                         batch_size=2, num_workers=0))
+    monkeypatch.setattr(run, "RUNS_PER_TASK", 1)  # several tasks even on these few crops
+    run._WORKER_EMBEDDERS.clear()
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0")
+    client = distributed.Client(cluster)
+    try:
+        out = embed_tiles(STATE, model="tiny-cnn", weights="random", root=root, device="cpu", batch_size=2,
+                          scheduler=client)
+    finally:
+        client.close()
+        cluster.close()
+    dask = read_embeddings(out)
+    assert np.array_equal(dask[0], single[0]) and np.array_equal(dask[1], single[1])
+    assert dask[2]["parameters"] == single[2]["parameters"]
+    assert len(run.crop_runs(pd.read_parquet(imagery_dir(root, STATE, SOURCE) / "crops.parquet")
+                             .query("status == 'ok' and kind == 'n'"), 2)) > 1
+
+
 def test_manifest_records_model_weights_and_inputs(crops):
     root, _ = crops
     out = embed_tiles(STATE, model="tiny-cnn", weights="random", root=root, device="cpu", num_workers=0)
@@ -370,7 +394,7 @@ def _cli(argv: list[str]) -> int:
 def test_cli_embed_tiles_end_to_end(crops, capsys):
     root, images = crops
     argv = ["embed", "tiles", "--state", "test", "--model", "tiny-cnn", "--weights", "random", "--root", str(root),
-            "--device", "cpu", "--batch-size", "4", "--workers", "0", "--no-progress"]
+            "--device", "cpu", "--batch-size", "4", "--decode-workers", "0", "--no-progress"]
     assert _cli(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     directory = imagery_dir(root, STATE, SOURCE) / "embeddings" / "tiny-cnn"
@@ -389,7 +413,8 @@ def test_cli_options_all_have_help():
     tiles = commands.choices["embed"]._subparsers._group_actions[0].choices["tiles"]
     options = [action for action in tiles._actions if action.option_strings and action.dest != "help"]
     assert {"--state", "--model", "--weights", "--source", "--root", "--device", "--batch-size", "--no-amp",
-            "--no-channels-last", "--workers"} <= {name for action in options for name in action.option_strings}
+            "--no-channels-last", "--decode-workers", "--scheduler", "--workers"} <= {
+        name for action in options for name in action.option_strings}
     assert all(action.help for action in options)
 
 

@@ -43,8 +43,15 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     tiles.add_argument("--no-amp", action="store_true", help="run fp32 on CUDA too (no fp16 autocast)")
     tiles.add_argument("--no-channels-last", action="store_true",
                        help="keep the default (contiguous) memory format instead of channels-last")
-    tiles.add_argument("--workers", type=number(int, "--workers", minimum=0), default=None, metavar="N",
+    tiles.add_argument("--decode-workers", type=number(int, "--decode-workers", minimum=0), default=None,
+                       metavar="N",
                        help="host processes decoding the crops (default: the CPU count; 0: decode in this process)")
+    tiles.add_argument("--scheduler", default="none", metavar="ADDRESS",
+                       help="embed groups of crops as Dask tasks: local (a LocalCluster here), or a scheduler "
+                            "address such as tcp://host:8786 whose workers share GNNBENCH_HOME (and the --weights "
+                            "file); default none: this process with --decode-workers decoding processes")
+    tiles.add_argument("--workers", type=number(int, "--workers", minimum=1), default=None, metavar="N",
+                       help="--scheduler local: worker processes (default: the cores, at most 4)")
     tiles.add_argument("--no-progress", action="store_true", help="no progress bar")
     tiles.set_defaults(handler=_embed_tiles)
 
@@ -56,8 +63,8 @@ def _embed_tiles(args: argparse.Namespace) -> int:
 
     directory = embed_tiles(args.state, model=args.model, weights=args.weights, source=args.source, root=args.root,
                             device=args.device, batch_size=args.batch_size, amp=not args.no_amp,
-                            channels_last=not args.no_channels_last, num_workers=args.workers,
-                            progress=not args.no_progress)
+                            channels_last=not args.no_channels_last, num_workers=args.decode_workers,
+                            progress=not args.no_progress, scheduler=args.scheduler, workers=args.workers)
     manifest = read_manifest(directory / MANIFEST_NAME)
     counts, parameters, speed = manifest["counts"], manifest["parameters"], manifest["throughput"]
     weights = parameters["weights"]

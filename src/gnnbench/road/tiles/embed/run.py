@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -235,6 +236,46 @@ def embed_arrays(model: str | ImageModelSpec, images: np.ndarray | torch.Tensor 
     return torch.cat(parts).numpy() if parts else np.zeros((0, spec.dim), np.float32)
 
 
+RUNS_PER_TASK = 8
+_WORKER_EMBEDDERS: dict[tuple, Embedder] = {}  # per worker process: one model per (name, weights, device, ...)
+
+
+def _run_dask(runs: list, directory: Path, out: np.ndarray, *, scheduler: Any, workers: int | None,
+              progress: bool, **options: Any) -> int:
+    """Embed groups of ``RUNS_PER_TASK`` runs as Dask tasks into the rows of ``out``; returns the images."""
+    from ....parallel import map_chunks, open_client
+
+    groups = [runs[i:i + RUNS_PER_TASK] for i in range(0, len(runs), RUNS_PER_TASK)]
+    done = 0
+    with open_client(scheduler, workers) as client:
+        for _, (nodes, features) in map_chunks(_embed_runs, groups, client=client, desc="embed crops",
+                                               progress=progress, directory=str(directory), **options):
+            out[nodes] = features
+            done += len(nodes)
+    return done
+
+
+def _embed_runs(runs: list, *, directory: str, model: str, weights: Any, state: str, device: str, amp: bool,
+                channels_last: bool, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One Dask task: the node ids and features of ``runs``, read and decoded in this worker."""
+    key = (model, str(weights), state, device, amp, channels_last)
+    if key not in _WORKER_EMBEDDERS:
+        encoder, _ = load_image_model(get_image_model(model), weights, state=state)
+        _WORKER_EMBEDDERS[key] = Embedder(encoder, get_image_model(model), resolve_device(device), amp=amp,
+                                          channels_last=channels_last)
+    embedder = _WORKER_EMBEDDERS[key]
+    ids, features = [], []
+    with _cudnn_autotune(embedder.device):
+        for nodes, images in CropStream(Path(directory), runs, batch_size):
+            if nodes is None:
+                raise ValueError(images)
+            ids.append(nodes.numpy())
+            features.append(embedder(images).cpu().numpy())
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros((0, embedder.spec.dim), np.float32)
+    return np.concatenate(ids), np.concatenate(features)
+
+
 def _imagery_source(root, state: str, source: str | None) -> str:
     """The imagery source key of ``state``: ``source``, or the only one that has a manifest."""
     found = imagery_sources_of(root, state)
@@ -289,11 +330,15 @@ def _read_index(path: Path, nodes: int, nodes_path: Path):
 def embed_tiles(state: str, *, model: str = "clip-vit-b32", weights: str | os.PathLike | None = None,
                 source: str | None = None, root: str | os.PathLike | None = None, device: str = "auto",
                 batch_size: int = 256, amp: bool = True, channels_last: bool = True,
-                num_workers: int | None = None, progress: bool = False) -> Path:
+                num_workers: int | None = None, progress: bool = False, scheduler: Any = None,
+                workers: int | None = None) -> Path:
     """Embed the crops of ``state`` with ``model``; returns the embeddings directory (``layout.embeddings_dir``).
 
     ``weights``: ``None`` (the library's default download), a file path, or ``"random"`` (seeded init).
     ``num_workers``: host decoding processes (default: the CPU count, at most one per run of images).
+    ``scheduler``: embed groups of runs as Dask tasks instead (``"local"``, an address or a Client, as in
+    :mod:`gnnbench.parallel`; ``workers`` sizes a LocalCluster); each worker loads the model once and decodes in
+    its own process; the batches, and so the embeddings, are those of the single-process path.
     """
     batch_size = check_int("batch_size", batch_size, minimum=1)
     spec = get_image_model(model)
@@ -315,9 +360,15 @@ def embed_tiles(state: str, *, model: str = "clip-vit-b32", weights: str | os.Pa
     embedder = Embedder(encoder, spec, target, amp=amp, channels_last=channels_last)
     embeddings = np.zeros((count, spec.dim), np.float32)
     started = time.perf_counter()
-    with _cudnn_autotune(target):
-        done = run_stream(embedder, runs, shard_dir(root, state, key), embeddings, batch_size=batch_size,
-                          num_workers=workers, progress=progress)
+    if scheduler is not None and scheduler != "none":
+        done = _run_dask(runs, shard_dir(root, state, key), embeddings, scheduler=scheduler, workers=workers,
+                         progress=progress, model=spec.name, weights=weights, state=state, device=device,
+                         amp=amp, channels_last=channels_last, batch_size=batch_size)
+        workers = 0
+    else:
+        with _cudnn_autotune(target):
+            done = run_stream(embedder, runs, shard_dir(root, state, key), embeddings, batch_size=batch_size,
+                              num_workers=workers, progress=progress)
     seconds = time.perf_counter() - started
     available = np.zeros(count, bool)
     available[index["node_id"].to_numpy(np.int64)] = True
