@@ -77,9 +77,9 @@ def write_record(root: Path, fmt: str, chunk_size: int) -> None:
     info = {"id": SOURCE_KEY, "name": "benchmark tiles (synthetic)", "provider": "benchmark", "url": "",
             "licence": "synthetic", "licence_url": "", "attribution": "", "redistributable": True,
             "commercial": False, "terms": ""}
-    record = {"state": "DEMO", "zoom": ZOOM, "chunk_size": chunk_size,
+    record = {"state": "DEMO", "plan": {"zoom": ZOOM}, "chunk_size": chunk_size,
               "crop": {"size_px": 256, "footprint_m": None, "zoom": ZOOM, "targets": "nodes", "format": fmt},
-              "source": {"name": "xyz", "key": SOURCE_KEY, "template": "http://127.0.0.1/{z}/{y}/{x}",
+              "source": {"kind": "xyz", "name": "xyz", "key": SOURCE_KEY, "template": "http://127.0.0.1/{z}/{y}/{x}",
                          "axis_order": "zyx", "max_zoom": ZOOM, "min_zoom": 0, "info": info},
               "requests": {}, "timing": {}, "targets": 0, "unique_tiles": 0}
     out = imagery_dir(root, "DEMO", SOURCE_KEY)

@@ -203,3 +203,21 @@ def test_tables_are_checked_and_written_deterministically(tmp_path):
         conform("accidents", pa.concat_tables([good, good]))
     with pytest.raises(TableError, match="unknown road table"):
         conform("crashes", good)
+
+
+def test_betweenness_leaves_torch_thread_count_alone():
+    """Numba's OpenMP layer, started by the first betweenness, reset the thread count torch shares with it: a
+    model trained after `gnnbench download tiles --state DEMO` (which builds the region) in the same process
+    silently ran on every core. Checked in a fresh process, where numba's threads have not started yet."""
+    import subprocess
+    import sys
+
+    script = ("import torch, numpy as np\n"
+              "from gnnbench.road.centrality import betweenness\n"
+              "before = torch.get_num_threads()\n"
+              "rng = np.random.default_rng(0)\n"
+              "betweenness(40, rng.integers(0, 40, 160), rng.integers(0, 40, 160), np.ones(160))\n"
+              "print(before, torch.get_num_threads())\n")
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]

@@ -8,6 +8,10 @@ the sources in parallel on all cores.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numba
 import numpy as np
 
@@ -40,8 +44,9 @@ def betweenness(num_nodes: int, src: np.ndarray, dst: np.ndarray, length: np.nda
         chosen = np.arange(num_nodes, dtype=np.int64)
     else:
         chosen = np.sort(np.random.default_rng(seed).choice(num_nodes, size=sources, replace=False)).astype(np.int64)
-    chunks = max(1, min(numba.get_num_threads(), len(chosen)))
-    partial = _brandes(num_nodes, out_ptr, d, w, in_ptr, s[reverse], w[reverse], chosen, chunks)
+    with _torch_threads_kept():  # numba starts its OpenMP threads on first use (get_num_threads included)
+        chunks = max(1, min(numba.get_num_threads(), len(chosen)))
+        partial = _brandes(num_nodes, out_ptr, d, w, in_ptr, s[reverse], w[reverse], chosen, chunks)
     centrality = partial.sum(axis=0)
     scale = 1.0 / ((num_nodes - 1) * (num_nodes - 2))
     if len(chosen) < num_nodes:
@@ -138,6 +143,18 @@ def _brandes_source(n, out_ptr, out_dst, out_w, in_ptr, in_src, in_w, sources, c
                 if w != source:
                     partial[chunk, w] += delta[w]
     return partial
+
+
+@contextmanager
+def _torch_threads_kept() -> Iterator[None]:
+    """Numba's OpenMP layer resets the OpenMP thread count that torch shares: keep torch's (if imported)."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if torch is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 with kernel_cache():  # compiled once, cached under $GNNBENCH_HOME/numba
