@@ -163,8 +163,32 @@ def region_numbers(root: Path, state: str, source: str) -> dict[str, Any]:
         "edges": int(static.edge_index.shape[1]), "segments": segments, "months": len(occurrence.months),
         "accident_rows": int(manifest["files"]["accidents"]["rows"]), "splits": splits,
         "accidents_per_month": per_month, "crash_accounting": _crash_accounting(manifest.get("quality", {})),
-        "missingness": _missingness(tables),
+        "missingness": _missingness(tables), "imagery": imagery_numbers(root, state) if source == "build" else {},
     }
+
+
+def imagery_numbers(root: Path, state: str) -> dict[str, Any]:
+    """Per imagery source of ``state`` (its manifest): source, licence, crops per status, resolution, years, and
+    its contact sheet. The demo region's synthetic imagery is made offline when absent (download + build tiles)."""
+    from gnnbench.io import offline_mode
+    from gnnbench.road.tiles.crops import CropSpec
+    from gnnbench.road.tiles.layout import imagery_dir, imagery_sources_of
+    from gnnbench.road.tiles.pipeline import build_tiles, download_tiles, info_tiles
+
+    if state == "DEMO" and not imagery_sources_of(root, state):
+        with offline_mode(True):
+            download_tiles("DEMO", spec=CropSpec(footprint_m=153.6), root=root, scheduler="none")
+            build_tiles("DEMO", root=root, scheduler="none")
+    out = {}
+    for key in imagery_sources_of(root, state):
+        manifest = info_tiles(state, source=key, root=root)
+        source = manifest["source"]
+        out[key] = {"name": source["name"], "provider": source["provider"], "licence": source["licence"],
+                    "attribution": source["attribution"], "redistributable": source["redistributable"],
+                    "crop_px": manifest["parameters"]["crop"]["size_px"], "counts": manifest["counts"],
+                    "resolution": manifest.get("resolution", {}), "years": manifest.get("years", {}),
+                    "contact_sheet": str(imagery_dir(root, state, key) / "contact_sheet.png")}
+    return out
 
 
 CRASH_ACCOUNTING = ("records_read", "kept", "missing_coordinates", "zero_coordinates", "swapped_lat_lon",
@@ -279,7 +303,22 @@ def plot_road(regions: Mapping[str, Any], out: Path, dpi: int) -> list[Path]:
     ax.set_ylabel("segment-months with ≥ 1 crash")
     ax.legend(frameon=False)
     _save(fig, out / "road_label_rates.png", dpi)
-    return [out / "accidents_per_month.png", out / "road_label_rates.png"]
+    return [out / "accidents_per_month.png", out / "road_label_rates.png", *copy_contact_sheets(regions, out)]
+
+
+def copy_contact_sheets(regions: Mapping[str, Any], out: Path) -> list[Path]:
+    """Each region's imagery contact sheet as ``imagery_<REGION>_<source>.png`` (the crops as they are)."""
+    import shutil
+
+    paths = []
+    for name, region in regions.items():
+        for key, imagery in region.get("imagery", {}).items():
+            sheet = Path(imagery.pop("contact_sheet"))
+            if sheet.is_file():
+                target = out / f"imagery_{name.split()[0]}_{key}.png"
+                shutil.copyfile(sheet, target)
+                paths.append(target)
+    return paths
 
 
 # --------------------------------------------------------------------------- card tables
@@ -360,6 +399,21 @@ def road_tables(regions: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def imagery_table(regions: Mapping[str, Any]) -> str:
+    """One row per region and imagery source: licence, crops, what was lost and why, resolution, years."""
+    rows = []
+    for name, region in regions.items():
+        for key, imagery in region.get("imagery", {}).items():
+            counts = imagery["counts"]
+            lost = ", ".join(f"{reason.replace('_', ' ')} {_num(counts[reason])}" for reason in
+                             ("missing", "out_of_coverage", "corrupt", "blank", "failed") if counts.get(reason))
+            resolution = imagery["resolution"]
+            years = ", ".join(f"{year}: {_num(n)}" for year, n in imagery["years"].items())
+            rows.append([name, f"`{key}`", imagery["licence"], f"{_num(counts['ok'])} of {_num(counts['targets'])}",
+                         lost or "none", f"{resolution['m_per_px_median']:.2f}" if resolution else "–", years])
+    return _table(["region", "source", "licence", "crops ok", "lost (reason)", "m/px", "years"], rows, right=0)
+
+
 def replace_tables(text: str, tables: Mapping[str, str], card: str) -> str:
     """``text`` with each ``<!-- figures:<name>:begin/end -->`` block replaced by ``tables[name]``."""
     for name, table in tables.items():
@@ -377,7 +431,7 @@ def card_tables(numbers: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     regions = numbers["road"]["regions"]
     ordinary = {k: v for k, v in regions.items() if v["kind"] != "synthetic-state-scale"}
     cards = {"algorithmic_reasoning.md": algo_tables(algo["algorithms"], algo["splits"]),
-             "road_accidents.md": road_tables(ordinary)}
+             "road_accidents.md": {**road_tables(ordinary), "road-imagery": imagery_table(ordinary)}}
     scale = {k: v for k, v in regions.items() if v["kind"] == "synthetic-state-scale"}
     tables = road_tables(scale) if scale else dict.fromkeys(CARD_TABLES["road_accidents.md"], NOT_PLOTTED)
     cards[SYNTHETIC_CARD] = {name.replace("road-", "scale-"): table for name, table in tables.items()}

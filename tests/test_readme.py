@@ -35,6 +35,19 @@ NOT_RUN = {
     "gnnbench import ml4roadsafety --state MA": "downloads the ML4RoadSafety release from Harvard Dataverse "
                                                 "(network)",
     "gnnbench info road --state MA": "needs a Massachusetts build (network)",
+    "gnnbench download tiles --state MA": "reads NAIP from the Planetary Computer for a Massachusetts build "
+                                          "(network); the same path runs on loopback in "
+                                          "tests/test_tiles_naip_pipeline.py",
+    "gnnbench build tiles --state MA": "needs the Massachusetts tiles downloaded above (network)",
+    "gnnbench embed tiles --state MA --model resnet18 --weights '~/resnet18-f37072fd.pth'": "needs the "
+        "Massachusetts crops and a weights file downloaded by hand",
+    "gnnbench info tiles --state MA": "needs the Massachusetts crops (network)",
+    "gnnbench download tiles --state MA --scheduler tcp://head:8786 --rate 20": "needs a Dask cluster and the "
+        "network; the Dask path runs on a LocalCluster in tests/test_tiles_pipeline.py",
+    "gnnbench build tiles --state MA --scheduler tcp://head:8786": "needs a Dask cluster and the tiles above",
+    "gnnbench embed tiles --state MA --model clip-vit-b32 --weights /shared/ViT-B-32.pt --scheduler "
+    "tcp://head:8786": "needs a Dask cluster, the crops above and OpenAI's CLIP weights file; embedding on Dask "
+                       "runs in tests/test_tiles_embed.py",
     "gnnbench submit runs/sage --method 'My SAGE' --author 'Ada Lovelace' --contact ada@example.org --code-url "
     "https://github.com/you/my-sage": "needs the run directory the `gnnbench run` above trains (only dry-run here); "
                                       "run -> submit -> validate -> render is tested end to end in "

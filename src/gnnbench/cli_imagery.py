@@ -120,8 +120,7 @@ def _download_tiles(args: argparse.Namespace) -> int:
     from .road.tiles.pipeline import download_tiles
 
     writable(road_root(args.root))
-    footprint = args.footprint if args.footprint is not None else (153.6 if args.state.upper() == "DEMO" else None)
-    spec = CropSpec(size_px=args.size, footprint_m=footprint, zoom=args.zoom,
+    spec = CropSpec(size_px=args.size, footprint_m=args.footprint, zoom=args.zoom,
                     targets="nodes+edges" if args.edges else "nodes", format=args.format)
     record = download_tiles(args.state, source=args.source, spec=spec, root=args.root, scheduler=args.scheduler,
                             workers=args.workers, concurrency=args.concurrency, rate=args.rate,

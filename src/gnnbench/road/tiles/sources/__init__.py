@@ -84,7 +84,8 @@ def get_source(name: str, *, state: str | None = None, template: str | None = No
     if name == "demo":
         if not template:
             raise ValueError("the demo imagery source is served by gnnbench itself; use --state DEMO")
-        return XyzSource(template=template, max_zoom=DEMO_MAX_ZOOM, axis_order="zyx", info=DEMO_INFO)
+        return XyzSource(template=template, max_zoom=DEMO_MAX_ZOOM, axis_order="zyx", info=DEMO_INFO,
+                         default_footprint_m=153.6)
     if name in ("naip-pc", "naip-usgs"):
         from .naip import NaipPcSource, NaipUsgsSource, state_years
 

@@ -62,6 +62,7 @@ class XyzSource:
     tile_size: int = 256
     api_key: str | None = field(default=None, repr=False, compare=False)
     requires_key: bool = False
+    default_footprint_m: float | None = None  # a crop's footprint when none is asked for (None: native)
 
     def __post_init__(self) -> None:
         names = _FIELDS.findall(self.template)
@@ -111,16 +112,19 @@ class XyzSource:
     def describe(self) -> dict[str, Any]:
         """What rebuilds this source offline (:func:`from_description`); never the API key."""
         return {"kind": "xyz", "key": self.key, "template": self.template, "axis_order": self.axis_order,
-                "max_zoom": self.max_zoom, "min_zoom": self.min_zoom, "info": asdict(self.info)}
+                "max_zoom": self.max_zoom, "min_zoom": self.min_zoom, "default_footprint_m": self.default_footprint_m,
+                "info": asdict(self.info)}
 
     @classmethod
     def from_description(cls, description: dict[str, Any]) -> XyzSource:
         return cls(template=description["template"], max_zoom=description["max_zoom"],
                    min_zoom=description["min_zoom"], axis_order=description["axis_order"],
-                   info=SourceInfo(**description["info"]))
+                   default_footprint_m=description.get("default_footprint_m"), info=SourceInfo(**description["info"]))
 
     def plan(self, targets: pd.DataFrame, spec: CropSpec, *, chunk_size: int, cache: Path, online: bool) -> Plan:
         """Tiles per target at one zoom, in Morton order (needs no request)."""
+        if spec.footprint_m is None and self.default_footprint_m is not None:
+            spec = replace(spec, footprint_m=self.default_footprint_m)
         return make_plan(targets, self, spec, chunk_size=chunk_size)
 
     def bind(self, cache: Path) -> XyzSource:
@@ -145,7 +149,7 @@ class XyzSource:
               cache: Path) -> Iterator[tuple[str, np.ndarray | None, dict[str, Any]]]:
         """``(status, rgb, metadata)`` per target row, stitched from the cached tiles."""
         reader = TileReader(TileCache(cache))
-        zoom = parameters["zoom"]
+        zoom = parameters["zoom"]  # each target's ratio (footprint) is a column of the plan
         for target in targets.itertuples(index=False):
             status, rgb, dx, dy = assemble(target.x, target.y, zoom, spec.size_px, target.ratio, reader.get)
             m_per_px = float(metres_per_pixel(target.lat, zoom)) * target.ratio
