@@ -411,7 +411,7 @@ def imagery_table(regions: Mapping[str, Any]) -> str:
             years = ", ".join(f"{year}: {_num(n)}" for year, n in imagery["years"].items())
             rows.append([name, f"`{key}`", imagery["licence"], f"{_num(counts['ok'])} of {_num(counts['targets'])}",
                          lost or "none", f"{resolution['m_per_px_median']:.2f}" if resolution else "–", years])
-    return _table(["region", "source", "licence", "crops ok", "lost (reason)", "m/px", "years"], rows, right=0)
+    return _table(["region", "source", "licence", "crops ok", "lost (reason)", "m/px", "years"], rows, right=7)
 
 
 def replace_tables(text: str, tables: Mapping[str, str], card: str) -> str:

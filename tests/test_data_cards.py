@@ -141,7 +141,13 @@ def test_quick_run_matches_values_recomputed_from_the_data(tmp_path, copy_demo_r
     assert script.main([*arguments, "--out", str(out)]) == 0
     numbers = json.loads((out / "numbers.json").read_text())
     assert set(numbers["figures"]) == {"hint_lengths.png", "edges_per_graph.png", "label_rates.png",
-                                       "accidents_per_month.png", "road_label_rates.png"}
+                                       "accidents_per_month.png", "road_label_rates.png", "imagery_DEMO_demo.png"}
+    # the demo region's imagery, made offline by the script: one crop per node, all usable, from the manifest
+    imagery = numbers["road"]["regions"]["DEMO"]["imagery"]["demo"]
+    nodes = pq.read_metadata(road / "tables" / "DEMO" / "nodes.parquet").num_rows
+    assert imagery["counts"] == {"targets": nodes, "ok": nodes, "missing": 0, "out_of_coverage": 0, "corrupt": 0,
+                                 "blank": 0, "failed": 0}
+    assert imagery["resolution"]["m_per_px_median"] == pytest.approx(153.6 / 256) and "synthetic" in imagery["licence"]
     for name in numbers["figures"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -125,9 +125,10 @@ def test_naip_pc_refreshes_a_revoked_token_in_the_middle_of_a_run(tmp_path, serv
     assert len(calls) >= 2
     requests = record["requests"]
     assert requests["outcomes"] == {"ok": record["unique_tiles"]}
-    assert requests["source"]["auth_retries"] == 1  # one 403, one refresh, then every block with the new token
+    # the requests in flight with the revoked token get a 403 each and are retried once; one refresh serves them all
+    refused = sum(entry["status"] == 403 for entry in server.blob_log)
+    assert requests["source"]["auth_retries"] == refused >= 1
     assert server.tokens_issued == 2
-    assert sum(entry["status"] == 403 for entry in server.blob_log) == 1
 
 
 def test_naip_pc_with_tokens_that_never_work_fails_loudly(tmp_path, server, scene_nodes):

@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,8 @@ def download_tiles(state: str, *, source: str | None = None, spec: CropSpec = Cr
                                  years=years)
         if tile_source.info.terms:
             logger.warning("%s", tile_source.info.terms)
+        if spec.footprint_m is None and tile_source.default_footprint_m is not None:
+            spec = replace(spec, footprint_m=tile_source.default_footprint_m)  # recorded as the crops really are
         started = time.perf_counter()
         cache = cache_dir(root, tile_source.key)
         plan = tile_source.plan(read_targets(_tables_dir(root, state), spec.targets), spec,

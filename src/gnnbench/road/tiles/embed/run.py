@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -238,6 +239,7 @@ def embed_arrays(model: str | ImageModelSpec, images: np.ndarray | torch.Tensor 
 
 RUNS_PER_TASK = 8
 _WORKER_EMBEDDERS: dict[tuple, Embedder] = {}  # per worker process: one model per (name, weights, device, ...)
+_WORKER_LOCK = threading.Lock()  # thread workers build one model at a time: random init draws torch's global RNG
 
 
 def _run_dask(runs: list, directory: Path, out: np.ndarray, *, scheduler: Any, workers: int | None,
@@ -259,11 +261,12 @@ def _embed_runs(runs: list, *, directory: str, model: str, weights: Any, state: 
                 channels_last: bool, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """One Dask task: the node ids and features of ``runs``, read and decoded in this worker."""
     key = (model, str(weights), state, device, amp, channels_last)
-    if key not in _WORKER_EMBEDDERS:
-        encoder, _ = load_image_model(get_image_model(model), weights, state=state)
-        _WORKER_EMBEDDERS[key] = Embedder(encoder, get_image_model(model), resolve_device(device), amp=amp,
-                                          channels_last=channels_last)
-    embedder = _WORKER_EMBEDDERS[key]
+    with _WORKER_LOCK:
+        if key not in _WORKER_EMBEDDERS:
+            encoder, _ = load_image_model(get_image_model(model), weights, state=state)
+            _WORKER_EMBEDDERS[key] = Embedder(encoder, get_image_model(model), resolve_device(device), amp=amp,
+                                              channels_last=channels_last)
+        embedder = _WORKER_EMBEDDERS[key]
     ids, features = [], []
     with _cudnn_autotune(embedder.device):
         for nodes, images in CropStream(Path(directory), runs, batch_size):

@@ -45,6 +45,7 @@ class ImagerySource(Protocol):
 
     info: SourceInfo
     key: str
+    default_footprint_m: float | None  # a crop's footprint when none is asked for (None: the native resolution)
 
     def describe(self) -> dict[str, Any]: ...
 

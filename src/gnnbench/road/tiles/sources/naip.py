@@ -79,6 +79,7 @@ class NaipPcSource:
     items_file: str = ""  # the item index the plan used (under the cache), set by plan()
     info: SourceInfo = NAIP_PC_INFO
     key: str = "naip-pc"
+    default_footprint_m: float = DEFAULT_FOOTPRINT_M
     _local: dict = field(default_factory=dict, repr=False, compare=False)  # per process: fetcher, headers, items
 
     @classmethod
@@ -242,6 +243,7 @@ class NaipUsgsSource:
     years: tuple[int, int] = (2010, 2030)
     info: SourceInfo = NAIP_USGS_INFO
     key: str = "naip-usgs"
+    default_footprint_m: float = DEFAULT_FOOTPRINT_M
 
     @classmethod
     def create(cls, state: str, *, endpoint: str | None = None, years: tuple[int, int]) -> NaipUsgsSource:
