@@ -10,9 +10,7 @@
 Names are imported on first use, so that reading configs does not import torch.
 """
 
-from importlib import import_module
-from typing import Any
-
+from ..lazy import lazy_exports
 _LAZY = {
     "RunSpec": "config", "register_family": "config", "resolve": "config",
     "HessianInputs": "family", "SeedContext": "family", "SeedOutcome": "family",
@@ -22,14 +20,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,9 +6,7 @@ writes, SHA-256). The HTTP layer (``requests``, ``tqdm``) is imported on first u
 and atomic files work in environments without it (e.g. the CLRS-30 reference environment).
 """
 
-from importlib import import_module
-from typing import Any
-
+from ..lazy import lazy_exports
 from .cache import CacheRebuiltWarning as CacheRebuiltWarning
 from .cache import UnwritableHomeError as UnwritableHomeError
 from .cache import gnnbench_home as gnnbench_home
@@ -29,14 +27,4 @@ _LAZY = {
 __all__ = sorted(["CacheRebuiltWarning", "UnwritableHomeError", "atomic_path", "gnnbench_home", "require_writable",
                   "sha256_file", *_LAZY])
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
