@@ -14,6 +14,11 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export GNNBENCH_OFFLINE=1
+# The device image may lack pure-Python dependencies (platformdirs, pydantic): carry their wheels in .whl/
+# (git-ignored; `pip download -d .whl platformdirs pydantic pydantic-core`) and they are installed aside here.
+if compgen -G ".whl/*.whl" > /dev/null; then
+  $PY -m pip install -q --no-index --no-deps --target /tmp/embed-site .whl/*.whl && export PYTHONPATH="/tmp/embed-site:$PYTHONPATH"
+fi
 $PY - <<'PYEOF' 2>&1 | tee "$OUT/environment.log"
 import importlib, os, torch
 print("torch", torch.__version__, "cuda", torch.version.cuda,
