@@ -321,11 +321,12 @@ def _road_parsers(commands: argparse._SubParsersAction) -> None:
     road.add_argument("--years", type=_number(int, "--years", minimum=1900), nargs="+", default=None,
                       help="years (default: the state's splits)")
     road.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                      help="build the states as Dask tasks: local (a LocalCluster on this machine) or a scheduler "
-                           "address such as tcp://host:8786 whose workers share the road directory (default: one "
-                           "state after another in this process)")
+                      help="where the states are built: local (a Dask LocalCluster on this machine, the default "
+                           "for --state all), none (one after another in this process, the default for one state) "
+                           "or a scheduler address such as tcp://host:8786 whose workers share the road directory")
     road.add_argument("--workers", type=_number(int, "--workers", minimum=1), default=None,
-                      help="--scheduler local: worker processes (default: the cores, at most 4)")
+                      help="--scheduler local: worker processes (default: the cores, at most 4); a state's build "
+                           "peaks at about 4 GB, so choose N for your memory")
     _root_option(road, _ROAD_ROOT_HELP)
     road.set_defaults(handler=_build_road)
 
@@ -405,7 +406,7 @@ def _build_road(args: argparse.Namespace) -> int:
 
     codes = list(STATES) if args.state.strip().lower() == "all" else [region_code(args.state, others=("all",))]
     parameters = BuildParameters(max_distance_m=args.max_distance, years=tuple(args.years) if args.years else None)
-    scheduler = args.scheduler if args.scheduler is not None else "none"
+    scheduler = args.scheduler if args.scheduler is not None else ("local" if len(codes) > 1 else "none")
     built, failed = build_states(codes, home=_road_home(args), scheduler=scheduler, workers=args.workers,
                                  progress=scheduler != "none", crashes=args.crashes or (), osm_file=args.osm,
                                  parameters=parameters, volume_files=_aadt_files(args.aadt))
