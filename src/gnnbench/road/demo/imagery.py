@@ -1,8 +1,9 @@
 """Loopback tile services for the tests and the demo region: tiles rendered on demand, deterministic.
 
 Style ``coordinate``: pixel ``(i, j)`` of tile ``(z, x, y)`` encodes its global pixel ``X = 256 x + i``,
-``Y = 256 y + j`` as ``R = X & 255``, ``G = Y & 255``, ``B = ((X >> 8) & 15) << 4 | ((Y >> 8) & 15)``, so a
-crop's pixels tell exactly where they came from (:func:`decode_coordinates`). Style ``scene``: the demo
+``Y = 256 y + j`` as ``R = X & 255``, ``G = Y & 255``, ``B = ((X >> 8) & 15) << 4 | ((Y >> 8) & 15)`` (the COG
+fixtures' encoding of raster columns and rows), so a crop's pixels tell exactly where they came from
+(:func:`decode_coordinates`). Style ``scene``: the demo
 region seen from above: sandy ground with seeded noise and the demo network's roads drawn in grey, wider
 for bigger roads, so that images carry some signal about road type. Tiles are served at
 ``/tiles/{style}/{z}/{y}/{x}.png`` (ArcGIS row-before-column order, like the USGS basemap) and
@@ -21,6 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..tiles.geometry import TILE_SIZE, global_pixel
+from .cog_fixture import coordinate_pixels
+from .cog_fixture import decode_coordinates as decode_coordinates  # one encoding for tiles and COG fixtures
 from .server import LoopbackPortal
 
 _ROAD_WIDTH_M = {"motorway": 22.0, "trunk": 18.0, "primary": 14.0, "secondary": 11.0, "tertiary": 9.0,
@@ -28,20 +31,11 @@ _ROAD_WIDTH_M = {"motorway": 22.0, "trunk": 18.0, "primary": 14.0, "secondary": 
 
 
 def coordinate_tile(z: int, x: int, y: int) -> np.ndarray:
-    """The coordinate-encoded pixels of one tile (256 x 256 x 3 uint8)."""
-    gx = TILE_SIZE * x + np.arange(TILE_SIZE)
-    gy = TILE_SIZE * y + np.arange(TILE_SIZE)
-    rgb = np.empty((TILE_SIZE, TILE_SIZE, 3), dtype=np.uint8)
-    rgb[..., 0] = (gx & 255)[None, :]
-    rgb[..., 1] = (gy & 255)[:, None]
-    rgb[..., 2] = ((((gx >> 8) & 15) << 4)[None, :] | ((gy >> 8) & 15)[:, None])
-    return rgb
-
-
-def decode_coordinates(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Global pixel ``(X mod 4096, Y mod 4096)`` of every pixel of a coordinate-style image."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] | ((rgb[..., 2] >> 4) << 8), rgb[..., 1] | ((rgb[..., 2] & 15) << 8)
+    """The coordinate-encoded pixels of one tile (256 x 256 x 3 uint8): the COG fixtures' encoding
+    (:func:`~gnnbench.road.demo.cog_fixture.coordinate_pixels`) of the global pixel; decode with
+    :func:`decode_coordinates`."""
+    cols, rows = np.meshgrid(TILE_SIZE * x + np.arange(TILE_SIZE), TILE_SIZE * y + np.arange(TILE_SIZE))
+    return coordinate_pixels(bands=3)(cols, rows)
 
 
 class SceneRenderer:

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import Counter
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -50,16 +50,15 @@ def default_source(state: str) -> str:
     return "demo" if state == "DEMO" else "naip-pc"
 
 
-@contextmanager
-def _demo_imagery(stack: ExitStack) -> Any:
-    """Serve the demo region's synthetic imagery on a loopback server for the duration of the block."""
+def _serve_demo_imagery(stack: ExitStack) -> str:
+    """Serve the demo region's synthetic imagery on a loopback server until ``stack`` closes; its URL template."""
     from ..demo.imagery import SceneRenderer, TileServer
     from ..demo.server import LoopbackPortal
 
     portal = stack.enter_context(LoopbackPortal())
     server = TileServer(portal, scene=SceneRenderer.demo(), image_format="jpg")
     stack.enter_context(loopback_allowed())
-    yield server.template("scene", "zyx")
+    return server.template("scene", "zyx")
 
 
 def _tables_dir(root: Path, state: str) -> Path:
@@ -89,7 +88,7 @@ def download_tiles(state: str, *, source: str | None = None, spec: CropSpec = Cr
     name = source or default_source(state)
     with ExitStack() as stack:
         if name == "demo":
-            template = stack.enter_context(_demo_imagery(stack))
+            template = _serve_demo_imagery(stack)
             rate = 0.0  # the loopback server is this process's own: no rate limit
         tile_source = get_source(name, state=state, template=template, max_zoom=max_zoom, axis_order=axis_order,
                                  api_key=api_key, attribution=attribution, licence=licence, endpoint=endpoint,
@@ -168,20 +167,19 @@ def build_tiles(state: str, *, source: str | None = None, root: str | os.PathLik
                sorted({key for row in np.flatnonzero(chunk_of == index) for key in plan.tiles[row]}, key=str))
               for index in range(plan.chunks)]
     rows: list[dict[str, Any]] = []
+    files: dict[str, dict[str, Any]] = {}
     with open_client(scheduler, workers) as client:
-        for _, part in map_chunks(_crop_chunk, chunks, client=client, desc="crop tiles", progress=progress,
-                                  source=tile_source, parameters=plan.parameters, spec=spec,
-                                  cache=str(cache.directory), shards=str(shards)):
+        for number, (part, shard) in map_chunks(_crop_chunk, chunks, client=client, desc="crop tiles",
+                                                progress=progress, source=tile_source, parameters=plan.parameters,
+                                                spec=spec, cache=str(cache.directory), shards=str(shards)):
             rows.extend(part)
+            files[f"shard-{number:05d}"] = shard  # its size and SHA-256, as the chunk wrote and checked it
     cropped = time.perf_counter()
     index = pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).sort_values(["kind", "node_id"], kind="stable")
     _remove_stale_shards(shards, plan.chunks)
     with atomic_path(out / INDEX_NAME) as temporary:
         index.reset_index(drop=True).to_parquet(temporary, index=False)
-    files = {"index": file_record(out / INDEX_NAME, rows=len(index))}
-    for number in range(plan.chunks):
-        shard = shards / _shard_name(number)
-        files[f"shard-{number:05d}"] = {**file_record(shard), "path": f"crops/{shard.name}"}
+    files = {"index": file_record(out / INDEX_NAME, rows=len(index)), **dict(sorted(files.items()))}
     if contact_sheet:
         sheet = write_contact_sheet(index, shards, out / "contact_sheet.png", count=contact_sheet,
                                     title=f"{state} · {tile_source.info.name}")
@@ -198,7 +196,7 @@ def build_tiles(state: str, *, source: str | None = None, root: str | os.PathLik
 
 
 def _source_key(root: Path, state: str, source: str | None) -> str:
-    base = imagery_dir(root, state, "x").parent
+    base = road_root(root) / "imagery" / state
     keys = sorted(p.name for p in base.iterdir() if (p / DOWNLOAD_RECORD).is_file()) if base.is_dir() else []
     if source is not None:
         matches = [key for key in keys if key == source or key.startswith(f"{source}-")]
@@ -226,9 +224,10 @@ def _remove_stale_shards(shards: Path, count: int) -> None:
 
 
 def _crop_chunk(chunk: tuple[int, pd.DataFrame, list], *, source: ImagerySource, parameters: dict[str, Any],
-                spec: CropSpec, cache: str, shards: str) -> list[dict[str, Any]]:
-    """Crops of one chunk into its shard (skipped when a finished shard with a matching record exists: same
-    targets, plan and crop, and the same state of every tile it reads, so a tile fetched again is used)."""
+                spec: CropSpec, cache: str, shards: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Crops of one chunk into its shard: the index rows and the shard's file record (skipped when a finished
+    shard with a matching record exists: same targets, plan and crop, and the same state of every tile it reads,
+    so a tile fetched again is used)."""
     number, targets, keys = chunk
     shard = Path(shards) / _shard_name(number)
     done = shard.with_suffix(".json")
@@ -238,7 +237,7 @@ def _crop_chunk(chunk: tuple[int, pd.DataFrame, list], *, source: ImagerySource,
     if shard.is_file() and done.is_file():
         saved = json.loads(done.read_text(encoding="utf-8"))
         if saved.get("fingerprint") == fingerprint and saved.get("sha256") == sha256_file(shard):
-            return saved["rows"]
+            return saved["rows"], _shard_record(shard, saved["sha256"])
     samples, rows = [], []
     crops = source.crops(targets, spec, parameters, Path(cache))
     for target, (status, rgb, meta) in zip(targets.itertuples(index=False), crops):
@@ -256,10 +255,16 @@ def _crop_chunk(chunk: tuple[int, pd.DataFrame, list], *, source: ImagerySource,
         entry = entries.get(target_key(row["kind"], row["node_id"]))
         if entry is not None:
             row.update(shard=shard.name, offset=entry.offset, size=entry.size)
+    digest = sha256_file(shard)
     with atomic_path(done) as temporary:
-        temporary.write_text(json.dumps({"fingerprint": fingerprint, "sha256": sha256_file(shard), "rows": rows}),
+        temporary.write_text(json.dumps({"fingerprint": fingerprint, "sha256": digest, "rows": rows}),
                              encoding="utf-8")
-    return rows
+    return rows, _shard_record(shard, digest)
+
+
+def _shard_record(shard: Path, digest: str) -> dict[str, Any]:
+    """The manifest's record of a shard (path relative to the imagery directory)."""
+    return {"path": f"crops/{shard.name}", "bytes": shard.stat().st_size, "sha256": digest}
 
 
 def _cache_state(cache: TileCache, keys: list) -> str:

@@ -34,7 +34,7 @@ from ..layout import (IMAGERY_MANIFEST_KIND, INDEX_NAME, MANIFEST_NAME, embeddin
                       imagery_sources_of, road_root, shard_dir)
 from .models import ImageModelSpec, get_image_model, library_version
 from .store import write_embeddings
-from .weights import load_image_model
+from .weights import load_image_model, resolve_weights
 
 log = logging.getLogger("gnnbench.road.tiles")
 
@@ -61,13 +61,22 @@ def device_name(device: torch.device) -> str:
     return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
 
+def autocast_used(amp: bool, device: torch.device) -> bool:
+    """fp16 autocast on CUDA only; the CPU runs fp32."""
+    return bool(amp) and device.type == "cuda"
+
+
+def compute_dtype(autocast: bool) -> str:
+    return "float16 (autocast)" if autocast else "float32"
+
+
 class Embedder:
     """A model on a device: uint8 ``N x H x W x 3`` images in, float32 ``N x D`` features out (on the device)."""
 
     def __init__(self, encoder: nn.Module, spec: ImageModelSpec, device: torch.device, *, amp: bool = True,
                  channels_last: bool = True, compile: bool = False) -> None:
         self.spec, self.device = spec, device
-        self.amp = bool(amp) and device.type == "cuda"  # fp16 autocast on CUDA only; the CPU runs fp32
+        self.amp = autocast_used(amp, device)
         self.channels_last = bool(channels_last)
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.encoder = encoder.eval().to(device=device, memory_format=self.memory_format)
@@ -77,7 +86,7 @@ class Embedder:
 
     @property
     def dtype(self) -> str:
-        return "float16 (autocast)" if self.amp else "float32"
+        return compute_dtype(self.amp)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``N x H x W x 3`` on the device -> normalised float ``N x 3 x input x input``.
@@ -239,7 +248,7 @@ def embed_arrays(model: str | ImageModelSpec, images: np.ndarray | torch.Tensor 
 
 RUNS_PER_TASK = 8
 _WORKER_EMBEDDERS: dict[tuple, Embedder] = {}  # per worker process: one model per (name, weights, device, ...)
-_WORKER_LOCK = threading.Lock()  # thread workers build one model at a time: random init draws torch's global RNG
+_WORKER_LOCK = threading.Lock()  # thread workers of one process build each model once
 
 
 def _run_dask(runs: list, directory: Path, out: np.ndarray, *, scheduler: Any, workers: int | None,
@@ -354,37 +363,39 @@ def embed_tiles(state: str, *, model: str = "clip-vit-b32", weights: str | os.Pa
     count = _node_count(nodes_path)
     index = _read_index(directory / INDEX_NAME, count, nodes_path)
     runs = crop_runs(index, batch_size)
-    workers = min(os.cpu_count() or 1, len(runs)) if num_workers is None else check_int(
-        "num_workers", num_workers, minimum=0)
-    workers = workers if workers > 1 or num_workers is not None else 0
-
-    encoder, record = load_image_model(spec, weights, state=state)
     target = resolve_device(device)
-    embedder = Embedder(encoder, spec, target, amp=amp, channels_last=channels_last)
     embeddings = np.zeros((count, spec.dim), np.float32)
-    started = time.perf_counter()
-    if scheduler is not None and scheduler != "none":
+    if scheduler is not None and scheduler != "none":  # the workers load the model; here only its record
+        record = resolve_weights(spec, weights, state=state).record
+        decoders = 0
+        started = time.perf_counter()
         done = _run_dask(runs, shard_dir(root, state, key), embeddings, scheduler=scheduler, workers=workers,
                          progress=progress, model=spec.name, weights=weights, state=state, device=device,
                          amp=amp, channels_last=channels_last, batch_size=batch_size)
-        workers = 0
     else:
+        decoders = min(os.cpu_count() or 1, len(runs)) if num_workers is None else check_int(
+            "num_workers", num_workers, minimum=0)
+        decoders = decoders if decoders > 1 or num_workers is not None else 0
+        encoder, record = load_image_model(spec, weights, state=state)
+        embedder = Embedder(encoder, spec, target, amp=amp, channels_last=channels_last)
+        started = time.perf_counter()
         with _cudnn_autotune(target):
             done = run_stream(embedder, runs, shard_dir(root, state, key), embeddings, batch_size=batch_size,
-                              num_workers=workers, progress=progress)
+                              num_workers=decoders, progress=progress)
     seconds = time.perf_counter() - started
     available = np.zeros(count, bool)
     available[index["node_id"].to_numpy(np.int64)] = True
     parameters = {
         "model": spec.name, "library": spec.library, "architecture": spec.architecture,
         "library_version": library_version(spec), "torch_version": torch.__version__, "weights": record,
-        "preprocessing": spec.preprocessing(), "l2_normalized": spec.normalize, "dtype": embedder.dtype,
-        "amp": embedder.amp, "channels_last": embedder.channels_last, "batch_size": batch_size,
+        "preprocessing": spec.preprocessing(), "l2_normalized": spec.normalize,
+        "dtype": compute_dtype(autocast_used(amp, target)), "amp": autocast_used(amp, target),
+        "channels_last": bool(channels_last), "batch_size": batch_size,
         "device": device_name(target), "imagery_source": key,
         "imagery_manifest_sha256": sha256_file(directory / MANIFEST_NAME), "nodes_sha256": sha256_file(nodes_path),
     }
     throughput = {"images": done, "seconds": round(seconds, 3),
-                  "images_per_s": round(done / seconds, 1) if seconds > 0 else None, "decode_workers": workers}
+                  "images_per_s": round(done / seconds, 1) if seconds > 0 else None, "decode_workers": decoders}
     out = embeddings_dir(root, state, key, spec.name)
     write_embeddings(out, embeddings, available, parameters=parameters, throughput=throughput)
     log.info("%s: %d of %d nodes embedded with %s (%.0f images/s) -> %s", state, done, count, spec.name,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ RANDOM = "random"
 DEFAULT_SEED = 0
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.")  # torch hub's convention: NAME-<sha256 prefix>.EXT
 _OPEN_CLIP_HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+_SEEDED_BUILD = threading.Lock()  # threads building models at once would draw from each other's seeded stream
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -70,7 +72,7 @@ def load_image_model(model: str | ImageModelSpec, weights: str | os.PathLike | N
     """``(encoder in eval mode on the CPU, weights record)``; random parts are drawn from ``seed``."""
     spec = get_image_model(model)
     resolved = resolve_weights(spec, weights, seed=seed, state=state)
-    with torch.random.fork_rng(devices=[]):
+    with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):  # one build at a time: the RNG is process-wide
         torch.manual_seed(seed)
         encoder = spec.builder(spec, resolved.checkpoint)
     log.info("image model %s: weights %s", spec.name, resolved.record)

@@ -27,6 +27,7 @@ from ..cog import CogInfo, decode_block, load_info, save_info
 from ..crops import CropSpec, TileReader
 from ..geometry import global_pixel, morton
 from ..plan import Plan, disjoint_fetch_chunks
+from ..shards import target_key
 from ..validate import check_tile, decode_rgb, is_blank, worst
 from .naip_pc import BlockFetcher, ItemIndex, blocks_for_crop, check_header, choose_item, choose_level, read_crop
 from .naip_usgs import DEFAULT_ENDPOINT as USGS_ENDPOINT
@@ -37,6 +38,7 @@ from .xyz import SourceInfo
 
 #: NAIP's native 0.6 m x 256 px: the default crop footprint of the NAIP sources
 DEFAULT_FOOTPRINT_M = 153.6
+_FETCHER_LOCK = threading.Lock()
 
 NAIP_PC_INFO = SourceInfo(
     id="naip-pc", name="NAIP (USDA FSA) from the Microsoft Planetary Computer",
@@ -100,9 +102,9 @@ class NaipPcSource:
 
     # -- caches ------------------------------------------------------------------------------------------------
     def _fetcher(self) -> BlockFetcher:
-        if "fetcher" not in self._local:
-            self._local["fetcher"] = BlockFetcher(SasTokens(self.endpoint, "naip"))
-            self._local["lock"] = threading.Lock()
+        with _FETCHER_LOCK:  # the fetch threads share one fetcher, so one SAS token
+            if "fetcher" not in self._local:
+                self._local["fetcher"] = BlockFetcher(SasTokens(self.endpoint, "naip"))
         return self._local["fetcher"]
 
     def _items(self, cache: Path) -> dict[str, NaipItem]:
@@ -265,21 +267,22 @@ class NaipUsgsSource:
         footprint = spec.footprint_m or DEFAULT_FOOTPRINT_M
         frame = targets.iloc[_order(targets["lon"].to_numpy(), targets["lat"].to_numpy())].reset_index(drop=True)
         frame["chunk"] = np.arange(len(frame)) // chunk_size
-        tag = f"{spec.size_px}px-{footprint:g}m-epsg{self.utm_epsg}"
-        keys = [[(tag, f"{kind}{ident:09d}", f"{lon:.7f}_{lat:.7f}")] for kind, ident, lon, lat in
-                zip(frame["kind"], frame["target_id"].tolist(), frame["lon"].tolist(), frame["lat"].tolist())]
+        keys = [[self._key(spec.size_px, footprint, target)] for target in frame.itertuples(index=False)]
         return Plan(targets=frame, tiles=keys, fetch_chunks=disjoint_fetch_chunks(frame["chunk"].tolist(), keys),
-                    parameters={"footprint_m": footprint, "tag": tag, "mosaic": "service-default"})
+                    parameters={"footprint_m": footprint, "mosaic": "service-default"})
+
+    def _key(self, size_px: int, footprint_m: float, target: Any) -> TileKey:
+        """One exported image: what it shows (projection, size, footprint, position) and whose it is."""
+        return (f"epsg{self.utm_epsg}", size_px, footprint_m, target_key(target.kind, target.target_id),
+                float(target.lon), float(target.lat))
 
     def key_url(self, key: TileKey) -> str:
-        return f"{self.endpoint}/exportImage ({key[1]} at {key[2]})"
+        return f"{self.endpoint}/exportImage ({key[3]} at {key[4]}, {key[5]})"
 
     def fetch_key(self, key: TileKey, session: requests.Session, retry: RetryPolicy) -> bytes:
-        tag, _, position = key
-        lon, lat = (float(value) for value in position.split("_"))
-        size, footprint = tag.split("-")[:2]
-        return fetch_crop(self.endpoint, lon, lat, utm_epsg=self.utm_epsg, size_px=int(size[:-2]),
-                          footprint_m=float(footprint[:-1]), session=session, retry=retry)
+        _, size_px, footprint_m, _, lon, lat = key
+        return fetch_crop(self.endpoint, lon, lat, utm_epsg=self.utm_epsg, size_px=size_px, footprint_m=footprint_m,
+                          session=session, retry=retry)
 
     def check_key(self, key: TileKey, data: bytes) -> str:
         return check_tile(data)[0]
@@ -293,11 +296,10 @@ class NaipUsgsSource:
     def crops(self, targets: pd.DataFrame, spec: CropSpec, parameters: dict[str, Any],
               cache: Path) -> Iterator[tuple[str, np.ndarray | None, dict[str, Any]]]:
         store = TileCache(cache)
-        tag = parameters["tag"]
         meta = {"year": -1, "mosaic": "service-default", "m_per_px": parameters["footprint_m"] / spec.size_px,
                 "dx": 0.0, "dy": 0.0}
         for target in targets.itertuples(index=False):
-            key = (tag, f"{target.kind}{target.target_id:09d}", f"{target.lon:.7f}_{target.lat:.7f}")
+            key = self._key(spec.size_px, parameters["footprint_m"], target)
             data = store.read(key)
             if data is None:
                 marker = store.marker(key)
