@@ -492,12 +492,11 @@ def _image_columns(root: Path, state: str, model: str, source: str | None, table
                    num_nodes: int) -> tuple[np.ndarray, str, dict[str, Any]]:
     """The ``[N, D + 1]`` image columns (embeddings, then ``image_available``), the imagery source they come
     from and the embeddings' manifest, checked against the node table of ``tables``."""
-    from ..road.tiles.embed.store import load_image_features
-    from ..road.tiles.layout import MANIFEST_NAME, embeddings_dir, imagery_sources_of
+    from ..road.tiles.embed.store import find_embeddings, load_image_features
+    from ..road.tiles.layout import embeddings_dir
 
-    embeddings, available, manifest = load_image_features(root, state, model, source=source)
-    found = source or next(key for key in imagery_sources_of(root, state)
-                           if (embeddings_dir(root, state, key, model) / MANIFEST_NAME).is_file())
+    found = find_embeddings(root, state, model, source=source)
+    embeddings, available, manifest = load_image_features(root, state, model, source=found)
     made_for = (manifest.get("parameters") or {}).get("nodes_sha256")
     table = read_manifest(tables)["files"].get("nodes") or {}
     if len(embeddings) != num_nodes or made_for != table.get("sha256"):

@@ -56,12 +56,10 @@ def read_embeddings(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
     return embeddings, available, manifest
 
 
-def load_image_features(root: str | os.PathLike | None, state: str, model: str, *,
-                        source: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """The embeddings of ``state`` by ``model`` (from imagery ``source``; needed only when several have them).
-
-    Raises :class:`FileNotFoundError` naming the commands that make them.
-    """
+def find_embeddings(root: str | os.PathLike | None, state: str, model: str, *,
+                    source: str | None = None) -> str:
+    """The imagery source whose ``model`` embeddings of ``state`` to use (``source``, or the only one that has
+    them); :class:`FileNotFoundError` naming the commands that make them, ValueError when several have them."""
     sources = [source] if source else imagery_sources_of(root, state)
     found = [key for key in sources if (embeddings_dir(root, state, key, model) / MANIFEST_NAME).is_file()]
     if not found:
@@ -74,7 +72,15 @@ def load_image_features(root: str | os.PathLike | None, state: str, model: str, 
     if len(found) > 1:
         raise ValueError(f"{state} has {model} embeddings from several imagery sources ({', '.join(found)}); "
                          f"choose one with image_source=")
+    return found[0]
+
+
+def load_image_features(root: str | os.PathLike | None, state: str, model: str, *,
+                        source: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The embeddings of ``state`` by ``model`` (from imagery ``source``; needed only when several have them),
+    found by :func:`find_embeddings`."""
+    key = find_embeddings(root, state, model, source=source)
     try:
-        return read_embeddings(embeddings_dir(root, state, found[0], model))
+        return read_embeddings(embeddings_dir(root, state, key, model))
     except ManifestError as error:
         raise ManifestError(f"{error}; rebuild with `gnnbench embed tiles --state {state} --model {model}`") from None
