@@ -29,6 +29,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from marked_blocks import MarkerError, markers, replace_blocks  # noqa: E402
+
 RESULTS = REPO / "results" / "branch" / "cpu"
 PUBLISHED_FIGURE = REPO / "results" / "branch" / "published_tree.png"
 GPU_RESULTS = REPO / "results" / "branch" / "gpu"  # scripts/branch_gpu.py's archive, unpacked
@@ -40,7 +43,8 @@ NAMES = {"stn": "STN", "mtn": "MTN", "mmoe": "MMoE", "branched": "branched (sear
 #: its branched network (AutoBRANE) is its searched tree, published as the study's tree.
 STUDY = {"edge_transformer": {"stn": 86.0, "mtn": 83.6, "mmoe": 84.9, "branched": 87.3, "published": 87.3},
          "mpnn": {"stn": 75.2, "mtn": 71.6, "mmoe": 71.7, "branched": 74.6, "published": 74.6}}
-MARKERS = ("<!-- branch:results:begin -->", "<!-- branch:results:end -->")
+BLOCK = "branch:results"
+MARKERS = markers(BLOCK)
 
 
 def _column(config: dict) -> str:
@@ -294,14 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.print:
         print(section)
         return 0
-    text = README.read_text()
-    begin, end = MARKERS
-    if begin not in text or end not in text:
-        print(f"README.md lacks the markers {begin} ... {end}", file=sys.stderr)
+    try:
+        README.write_text(replace_blocks(README.read_text(), {BLOCK: section}, "README.md"))
+    except MarkerError as error:
+        print(error, file=sys.stderr)
         return 1
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    README.write_text(f"{head}{begin}\n{section}\n{end}{tail}")
     return 0
 
 

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from marked_blocks import replace_blocks  # noqa: E402
 SPLITS = ("train", "valid", "test")
 SPLIT_COLOURS = {"train": "#4477aa", "valid": "#ee7733", "test": "#228833"}
 DIGITS = 6  # floats in numbers.json
@@ -416,13 +418,7 @@ def imagery_table(regions: Mapping[str, Any]) -> str:
 
 def replace_tables(text: str, tables: Mapping[str, str], card: str) -> str:
     """``text`` with each ``<!-- figures:<name>:begin/end -->`` block replaced by ``tables[name]``."""
-    for name, table in tables.items():
-        begin, end = f"<!-- figures:{name}:begin -->", f"<!-- figures:{name}:end -->"
-        if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
-            raise ValueError(f"{card}: needs the markers {begin} ... {end} exactly once, in that order")
-        head, rest = text.split(begin, 1)
-        text = f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}"
-    return text
+    return replace_blocks(text, {f"figures:{name}": table for name, table in tables.items()}, card)
 
 
 def card_tables(numbers: Mapping[str, Any]) -> dict[str, dict[str, str]]:

@@ -36,10 +36,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from marked_blocks import MarkerError, markers, read_block, replace_blocks  # noqa: E402
+
 RESULTS = REPO / "results" / "multimodal"
 IMAGERY_RECORDS = RESULTS / "imagery"  # copies of the imagery and embeddings manifests the runs used
 DATA_ROOT = RESULTS / "road-data"  # the road root the runs read (gitignored; --run makes it)
-MARKERS = ("<!-- multimodal:begin -->", "<!-- multimodal:end -->")
+BLOCK = "multimodal"
+MARKERS = markers(BLOCK)
 #: The reference table's GraphSAGE run on DEMO (scripts/reference_numbers.py), the same protocol as the graph-only row.
 REFERENCE = REPO / "results" / "reference" / "road" / "road-DEMO-sage-accident_occurrence-753b0e02"
 
@@ -285,21 +289,17 @@ def render(runs: dict[str, dict]) -> str:
 
 
 def readme_block() -> str:
-    begin, end = MARKERS
-    text = README.read_text()
-    if begin not in text or end not in text:
-        raise SystemExit(f"README.md lacks the markers {begin} ... {end}")
-    return text.split(begin, 1)[1].split(end, 1)[0].strip()
+    try:
+        return read_block(README.read_text(), BLOCK, "README.md")
+    except MarkerError as error:
+        raise SystemExit(str(error)) from None
 
 
 def write_readme(block: str) -> None:
-    begin, end = MARKERS
-    text = README.read_text()
-    if begin not in text or end not in text:
-        raise SystemExit(f"README.md lacks the markers {begin} ... {end}")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    README.write_text(f"{head}{begin}\n{block}\n{end}{tail}")
+    try:
+        README.write_text(replace_blocks(README.read_text(), {BLOCK: block}, "README.md"))
+    except MarkerError as error:
+        raise SystemExit(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

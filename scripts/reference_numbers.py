@@ -36,6 +36,9 @@ ALGORITHMS = ("bfs", "dfs", "topological_sort", "articulation_points", "bridges"
               "mst_kruskal", "mst_prim", "dijkstra", "bellman_ford", "dag_shortest_paths", "floyd_warshall")
 ALGO_MODELS = ("mpnn", "triplet_gmpnn")
 ROAD_MODELS = ("mlp", "gcn", "sage", "gin", "gat")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts' shared helpers
+from marked_blocks import MarkerError, replace_blocks  # noqa: E402
+
 sys.path.insert(0, str(REPO / "tests"))  # the state-scale synthetic region lives in the test tree
 from synthetic.state_scale import STATE_SCALE_CODE as SYNTHETIC  # noqa: E402
 
@@ -203,15 +206,11 @@ def _find(root: Path, prefix: str) -> dict | None:
 
 
 def write_readme(tables: dict[str, str]) -> None:
-    text = README.read_text()
-    for key, table in tables.items():
-        begin, end = f"<!-- reference:{key}:begin -->", f"<!-- reference:{key}:end -->"
-        if begin not in text or end not in text:
-            raise SystemExit(f"README.md lacks the markers {begin} ... {end}")
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = f"{head}{begin}\n{table}\n{end}{tail}"
-    README.write_text(text)
+    blocks = {f"reference:{key}": table for key, table in tables.items()}
+    try:
+        README.write_text(replace_blocks(README.read_text(), blocks, "README.md"))
+    except MarkerError as error:
+        raise SystemExit(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
