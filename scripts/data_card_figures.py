@@ -403,12 +403,14 @@ def road_tables(regions: Mapping[str, Any]) -> dict[str, str]:
 
 def imagery_table(regions: Mapping[str, Any]) -> str:
     """One row per region and imagery source: licence, crops, what was lost and why, resolution, years."""
+    from gnnbench.road.tiles.validate import STATUSES
+
     rows = []
     for name, region in regions.items():
         for key, imagery in region.get("imagery", {}).items():
             counts = imagery["counts"]
             lost = ", ".join(f"{reason.replace('_', ' ')} {_num(counts[reason])}" for reason in
-                             ("missing", "out_of_coverage", "corrupt", "blank", "failed") if counts.get(reason))
+                             STATUSES[1:] if counts.get(reason))
             resolution = imagery["resolution"]
             years = ", ".join(f"{year}: {_num(n)}" for year, n in imagery["years"].items())
             rows.append([name, f"`{key}`", imagery["licence"], f"{_num(counts['ok'])} of {_num(counts['targets'])}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from .cli_options import number, root_option
@@ -126,7 +125,7 @@ def _download_tiles(args: argparse.Namespace) -> int:
                             workers=args.workers, concurrency=args.concurrency, rate=args.rate,
                             retry_missing=args.retry_missing, chunk_size=args.chunk_size, template=args.template,
                             max_zoom=args.max_zoom, axis_order=args.axis_order, attribution=args.attribution,
-                            licence=args.licence, api_key=args.api_key or os.environ.get("GNNBENCH_IMAGERY_KEY"),
+                            licence=args.licence, api_key=args.api_key,
                             endpoint=args.endpoint, years=tuple(args.years) if args.years else None,
                             progress=not args.no_progress)
     requests = record["requests"]
@@ -165,8 +164,9 @@ def _summary(manifest: dict) -> str:
     parameters, counts, source = manifest["parameters"], manifest["counts"], manifest["source"]
     crop = parameters["crop"]
     resolution = manifest.get("resolution") or {}
-    lost = ", ".join(f"{name} {counts[name]}" for name in ("missing", "out_of_coverage", "corrupt", "blank", "failed")
-                     if counts.get(name))
+    from .road.tiles.validate import STATUSES
+
+    lost = ", ".join(f"{name} {counts[name]}" for name in STATUSES[1:] if counts.get(name))
     lines = [f"{parameters['state']}: {counts['ok']} of {counts['targets']} crops ok" + (f" ({lost})" if lost else ""),
              f"  source: {source['name']} ({source['provider']}); licence: {source['licence']}",
              f"  attribution: {source['attribution']}",

@@ -37,6 +37,7 @@ from .layout import (IMAGERY_MANIFEST_KIND, INDEX_NAME, MANIFEST_NAME, cache_dir
 from .plan import read_targets
 from .shards import target_key, write_shard
 from .sources import ImagerySource, get_source, source_from_description
+from .validate import STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -282,8 +283,7 @@ def _cache_state(cache: TileCache, keys: list) -> str:
 
 def _counts(index: pd.DataFrame) -> dict[str, Any]:
     counts = Counter(index["status"].tolist())
-    return {"targets": int(len(index)), **{status: int(counts.get(status, 0)) for status in
-                                           ("ok", "missing", "out_of_coverage", "corrupt", "blank", "failed")}}
+    return {"targets": int(len(index)), **{status: int(counts.get(status, 0)) for status in STATUSES}}
 
 
 def _years(index: pd.DataFrame) -> dict[str, int]:

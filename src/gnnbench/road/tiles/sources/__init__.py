@@ -71,10 +71,11 @@ def get_source(name: str, *, state: str | None = None, template: str | None = No
                years: tuple[int, int] | None = None) -> ImagerySource:
     """The source called ``name``; ``xyz`` needs ``template`` and ``max_zoom``; commercial ones need a key; the
     NAIP sources take another ``endpoint`` and the ``years`` to prefer (default: the state's crash years)."""
+    api_key = api_key or os.environ.get("GNNBENCH_IMAGERY_KEY")
     if name == "usgs-imagery":
         return USGS_IMAGERY
     if name in COMMERCIAL:
-        return COMMERCIAL[name].with_key(api_key or os.environ.get("GNNBENCH_IMAGERY_KEY"))
+        return COMMERCIAL[name].with_key(api_key)
     if name == "xyz":
         if not template or max_zoom is None:
             raise ValueError("--source xyz needs --template URL (with {z}, {x}, {y}) and --max-zoom N (the highest "
