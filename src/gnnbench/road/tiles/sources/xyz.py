@@ -122,9 +122,8 @@ class XyzSource:
                    default_footprint_m=description.get("default_footprint_m"), info=SourceInfo(**description["info"]))
 
     def plan(self, targets: pd.DataFrame, spec: CropSpec, *, chunk_size: int, cache: Path, online: bool) -> Plan:
-        """Tiles per target at one zoom, in Morton order (needs no request)."""
-        if spec.footprint_m is None and self.default_footprint_m is not None:
-            spec = replace(spec, footprint_m=self.default_footprint_m)
+        """Tiles per target at one zoom, in Morton order (needs no request); ``spec.footprint_m`` None is the
+        native resolution (the pipeline has already put :attr:`default_footprint_m` in the spec)."""
         return make_plan(targets, self, spec, chunk_size=chunk_size)
 
     def bind(self, cache: Path) -> XyzSource:
